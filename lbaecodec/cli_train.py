@@ -1,0 +1,120 @@
+"""`lbaecodec train` and `lbaecodec export`: the training side of the command line."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from .cli import clean_errors
+from .data import DATASETS
+from .errors import InputError
+from .network import PRESETS
+
+
+def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | None):
+    import numpy as np
+
+    from . import data
+
+    arch = PRESETS[preset]
+    if dataset == "folder":
+        if not data_dir:
+            raise InputError("--dataset folder needs --data-dir with your images")
+        images = data.load_folder(Path(data_dir), arch.size, arch.channels)
+        cut = max(1, len(images) // 10)
+        rng = np.random.default_rng(0).permutation(len(images))
+        train, test = images[rng[cut:]], images[rng[:cut]]
+    else:
+        train, test = data.load(dataset, "train", data_dir)[0], data.load(dataset, "test", data_dir)[0]
+    if train.shape[1:] != (arch.size, arch.size, arch.channels):
+        raise InputError(f"{dataset} images are {train.shape[1:]}, preset {preset} needs "
+                         f"{(arch.size, arch.size, arch.channels)}")
+    if limit:
+        train, test = train[:limit], test[: max(1, limit // 5)]
+    source = Path(data_dir).name if data_dir else "official files"
+    note = f"{dataset} ({source}), {len(train)} train / {len(test)} test images"
+    return train, test, note
+
+
+def default_weights(preset: str) -> Path:
+    return Path("weights") / f"lbae-{preset}-{PRESETS[preset].bits}.safetensors"
+
+
+@click.command("train")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="cifar10", show_default=True,
+              help="Architecture preset: tile size, channels, bits, loss.")
+@click.option("--dataset", type=click.Choice([*DATASETS, "folder"]), default=None,
+              help="Training data. [default: the preset's dataset]")
+@click.option("--data-dir", default=None, metavar="PATH",
+              help="Local copy: folder with the official files, an .npz, or your image folder. "
+                   "Without it the official files are downloaded and checksummed.")
+@click.option("--out", default=None, metavar="DIR", help="Run folder. [default: runs/PRESET]")
+@click.option("--epochs", default=30, show_default=True, help="Total epochs (a resumed run continues to this).")
+@click.option("--width", default=24, show_default=True, help="Channels of the first layer (64 = paper size).")
+@click.option("--batch", default=128, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (cosine decay to 1%).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--init-from", default=None, metavar="NAME|PATH",
+              help="Start from shipped weights (e.g. on a fresh machine) instead of random.")
+@click.option("--threads", default=None, type=int, help="CPU threads. [default: all cores]")
+@click.option("--limit", default=None, type=int, help="Use only the first N training images (smoke runs).")
+@click.option("--export", "export_to", default=None, metavar="PATH",
+              help="Export the best model here when done. [default: weights/lbae-PRESET-BITS.safetensors]")
+@click.option("--no-export", is_flag=True, help="Do not export when done.")
+@clean_errors
+def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, init_from,
+              threads, limit, export_to, no_export) -> None:
+    """Train an LBAE model; checkpoints every epoch, resumable, exports the best.
+
+    \b
+    Example (the shipped CIFAR-10 model, on a local copy):
+      lbaecodec train --preset cifar10 --data-dir ../shared/datasets/cifar10-jpeg75.npz
+    Resume after an interruption:   add --resume
+    Continue from shipped weights:  add --init-from cifar10 --out runs/cifar10-more
+    """
+    import torch
+
+    from . import train as training
+    from .export import command_line, export_run
+    from .zoo import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    train_images, test_images, note = _load_data(dataset or preset, data_dir, preset, limit)
+    arch = replace(PRESETS[preset], width=width)
+    start = load_model(init_from, "cpu").net if init_from else None
+    if start is not None:
+        arch = start.arch
+    run = Path(out or f"runs/{preset}")
+    recipe = training.Recipe(epochs=epochs, batch=batch, lr=lr,
+                             hflip=preset not in ("mnist", "fashion-mnist"))
+    _, progress = training.train(arch, train_images, test_images, run, recipe, resume=resume, init_from=start)
+    click.echo(f"best test loss {progress.best_test_loss:.6f} at epoch {progress.best_epoch}; run in {run}")
+    if not no_export:
+        target = Path(export_to) if export_to else default_weights(preset)
+        export_run(run, preset, target, train_images, test_images, note, command_line())
+        click.echo(f"exported {target}")
+
+
+@click.command("export")
+@click.argument("run")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), required=True)
+@click.option("--dataset", type=click.Choice([*DATASETS, "folder"]), default=None)
+@click.option("--data-dir", default=None, metavar="PATH")
+@click.option("--out", "export_to", default=None, metavar="PATH",
+              help="[default: weights/lbae-PRESET-BITS.safetensors]")
+@click.option("--name", default=None, help="Model name stored in the file. [default: PRESET]")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@clean_errors
+def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint) -> None:
+    """Export a training RUN folder as a shipped model: fp16 weights, code statistics, and a
+    card with the test PSNR measured on the exported weights."""
+    from .export import command_line, export_run
+
+    if not (Path(run) / f"{checkpoint}.json").is_file():
+        raise InputError(f"{run}: no {checkpoint} checkpoint found")
+    train_images, test_images, note = _load_data(dataset or preset, data_dir, preset, None)
+    target = Path(export_to) if export_to else default_weights(preset)
+    export_run(Path(run), name or preset, target, train_images, test_images, note, command_line(), checkpoint)
+    click.echo(f"exported {target}")

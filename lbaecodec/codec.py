@@ -1,0 +1,151 @@
+"""The codec pipeline. Encode: image → tiles → network → bits → container.
+Decode walks the same steps backwards."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import bits, container, tiling
+from .errors import InputError, LbaeFormatError, ModelError
+from .zoo import Model, load_model
+
+TILE_BATCH = 256  # tiles per network call: bounds memory on large images
+Image.MAX_IMAGE_PIXELS = None  # large images are the point of tiling; memory is bounded per batch
+
+
+def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """A path, encoded bytes or a PIL image → a loaded 'L' or 'RGB' image."""
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        try:
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            img.load()
+        except FileNotFoundError as e:
+            raise InputError(f"{source}: no such file") from e
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            name = "input" if isinstance(source, bytes) else source
+            raise InputError(f"{name}: not a readable image ({e})") from e
+    if img.width < 1 or img.height < 1:
+        raise InputError("empty image")
+    return tiling.normalise_mode(img)
+
+
+def _as_model(model: Model | str | Path | None, device: str) -> Model:
+    return model if isinstance(model, Model) else load_model(model, device)
+
+
+def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
+    out = []
+    for batch in tiling.iter_tile_batches(pixels, model.arch.size, TILE_BATCH):
+        x = torch.from_numpy(batch).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+        out.append(model.net.encode(x).cpu().numpy())
+    return np.concatenate(out)
+
+
+def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid) -> tiling.Canvas:
+    canvas = tiling.Canvas(grid, model.arch.channels)
+    for start in range(0, len(codes), TILE_BATCH):
+        c = torch.from_numpy(np.ascontiguousarray(codes[start: start + TILE_BATCH])).to(model.device)
+        tiles = model.net.decode(c).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        canvas.add(tiles)
+    return canvas
+
+
+def encode(
+    image: str | Path | bytes | Image.Image,
+    model: Model | str | Path | None = None,
+    device: str = "auto",
+) -> bytes:
+    """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file."""
+    img = open_image(image)
+    m = _as_model(model, device)
+    codes = encode_codes(m, tiling.as_model_array(img, m.arch.channels))
+    header = container.Header(
+        model_name=m.name, model_hash=m.hash, width=img.width, height=img.height,
+        mode=tiling.MODES.index(img.mode), coding=container.CODING_RAW,
+        tile=m.arch.size, bits=m.arch.bits,
+    )
+    return container.write(header, bits.pack(codes))
+
+
+def _check_model(h: container.Header, m: Model) -> None:
+    if (h.model_name, h.model_hash) != (m.name, m.hash):
+        raise ModelError(
+            f"file was encoded with model {h.model_name}@{h.model_hash.hex()}, "
+            f"but the model given is {m.id}; decode with the same model"
+        )
+    if (h.tile, h.bits) != (m.arch.size, m.arch.bits):
+        raise ModelError(f"file has {h.bits}-bit {h.tile}px tiles, model {m.id} does not")
+
+
+def read_codes(data: bytes) -> tuple[container.Header, np.ndarray]:
+    """The bytes of a .lbae file → its header and (tiles, bits) codes."""
+    h, payload = container.read(data)
+    grid = tiling.Grid(h.width, h.height, h.tile)
+    try:
+        codes = bits.unpack(payload, grid.count, h.bits)
+    except ValueError as e:
+        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
+    return h, codes
+
+
+def decode(
+    data: bytes,
+    model: Model | str | Path | None = None,
+    device: str = "auto",
+) -> Image.Image:
+    """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
+
+    Without ``model`` the model named in the file is loaded."""
+    h, codes = read_codes(data)
+    m = _as_model(model if model is not None else h.model_name, device)
+    _check_model(h, m)
+    canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile))
+    return canvas.image(tiling.MODES[h.mode])
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    model: str
+    width: int
+    height: int
+    mode: str
+    coding: str
+    tile: int
+    grid: tuple[int, int]
+    tiles: int
+    bits_per_tile: int
+    code_bits: int
+    header_bytes: int
+    payload_bytes: int
+    file_bytes: int
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * self.file_bytes / (self.width * self.height)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Image bits (8 per channel sample) over file bits."""
+        channels = len(self.mode)
+        return self.width * self.height * channels * 8 / (8 * self.file_bytes)
+
+
+def info(data: bytes) -> FileInfo:
+    """What a .lbae file holds, read from its header (the CRC is verified)."""
+    h, payload = container.read(data)
+    grid = tiling.Grid(h.width, h.height, h.tile)
+    return FileInfo(
+        model=f"{h.model_name}@{h.model_hash.hex()}", width=h.width, height=h.height,
+        mode=tiling.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,
+        grid=(grid.cols, grid.rows), tiles=grid.count, bits_per_tile=h.bits,
+        code_bits=grid.count * h.bits, header_bytes=len(data) - len(payload),
+        payload_bytes=len(payload), file_bytes=len(data),
+    )

@@ -1,0 +1,118 @@
+"""The .lbae container: a compact header, the payload, and a CRC-32 over both.
+
+The layout is specified in docs/FORMAT.md; this module is its only implementation. It knows
+nothing about torch or images: it moves numbers and bytes.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from .errors import LbaeFormatError
+
+MAGIC = b"LBA"
+VERSION = 1
+MAX_NAME = 64
+CODING_RAW = 0
+CODING_NAMES = {CODING_RAW: "raw"}
+CRC_BYTES = 4
+MODE_BITS = 0b11
+CODING_SHIFT = 2
+RESERVED_FLAGS = 0b11100000
+
+
+@dataclass(frozen=True)
+class Header:
+    model_name: str
+    model_hash: bytes  # 4 bytes
+    width: int
+    height: int
+    mode: int  # 0 = L (gray), 1 = RGB
+    coding: int  # CODING_* value
+    tile: int  # tile side in pixels
+    bits: int  # latent bits per tile
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise LbaeFormatError("truncated .lbae file")
+        chunk = self.data[self.pos: self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise LbaeFormatError("corrupted .lbae header (overlong number)")
+
+
+def header_bytes(h: Header, payload_len: int) -> bytes:
+    name = h.model_name.encode("ascii")
+    if not 1 <= len(name) <= MAX_NAME or len(h.model_hash) != 4:
+        raise ValueError("model name must be 1–64 ASCII characters and the hash 4 bytes")
+    flags = (h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)
+    return b"".join([
+        MAGIC, bytes([VERSION, len(name)]), name, h.model_hash,
+        _varint(h.width), _varint(h.height), bytes([flags]),
+        _varint(h.tile), _varint(h.bits), _varint(payload_len),
+    ])
+
+
+def write(h: Header, payload: bytes) -> bytes:
+    """Header + payload + CRC-32 (big-endian) of everything before it."""
+    body = header_bytes(h, len(payload)) + payload
+    return body + zlib.crc32(body).to_bytes(CRC_BYTES, "big")
+
+
+def read(data: bytes) -> tuple[Header, bytes]:
+    """Parse and verify a .lbae file; raises LbaeFormatError on anything malformed."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise LbaeFormatError("not a .lbae file (wrong magic)")
+    r = _Reader(data)
+    r.take(len(MAGIC))
+    version = r.take(1)[0]
+    if version != VERSION:
+        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads {VERSION})")
+    name_len = r.take(1)[0]
+    name_raw = r.take(name_len)
+    model_hash = r.take(4)
+    width, height = r.varint(), r.varint()
+    flags = r.take(1)[0]
+    tile, bits, payload_len = r.varint(), r.varint(), r.varint()
+    payload = r.take(payload_len)
+    crc = r.take(CRC_BYTES)
+    if r.pos != len(data):
+        raise LbaeFormatError(f"{len(data) - r.pos} unexpected bytes after the end of the .lbae data")
+    if zlib.crc32(data[: -CRC_BYTES]).to_bytes(CRC_BYTES, "big") != crc:
+        raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
+    # Past the CRC only a writer bug could trip these; they still get a clean error.
+    coding = flags >> CODING_SHIFT & 0b111
+    if not 1 <= name_len <= MAX_NAME or not name_raw.isascii():
+        raise LbaeFormatError("corrupted .lbae header (model name)")
+    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in CODING_NAMES:
+        raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
+    if min(width, height, tile, bits) < 1:
+        raise LbaeFormatError("corrupted .lbae header (zero dimension)")
+    h = Header(name_raw.decode("ascii"), model_hash, width, height, flags & MODE_BITS, coding, tile, bits)
+    return h, payload

@@ -1,0 +1,327 @@
+"""Datasets as uint8 arrays (N, H, W, C) at the model's tile size.
+
+For real users each named dataset is downloaded from its official address and checked against
+the published checksum; offline, ``data_dir`` points at a local copy (the official files, or an
+``.npz`` with ``x_train``/``x_test`` arrays). Nothing here unpickles untrusted data: the CIFAR-10
+python archive is read with an unpickler that only builds numpy arrays, lists, dicts and bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataError
+
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    md5: str
+
+
+MNIST_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte.gz",
+    ("train", "labels"): "train-labels-idx1-ubyte.gz",
+    ("test", "images"): "t10k-images-idx3-ubyte.gz",
+    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
+}
+REMOTES: dict[str, dict[str, Remote]] = {
+    "mnist": {
+        f: Remote("https://ossci-datasets.s3.amazonaws.com/mnist/" + f, md5)
+        for f, md5 in zip(
+            MNIST_FILES.values(),
+            ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+        )
+    },
+    "fashion-mnist": {
+        f: Remote("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/" + f, md5)
+        for f, md5 in zip(
+            MNIST_FILES.values(),
+            ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+        )
+    },
+    "cifar10": {
+        "cifar-10-python.tar.gz": Remote(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "c58f30108f718f92721af3b95e74349a",
+        )
+    },
+    # CelebA is served from Google Drive behind a confirmation page: users download
+    # img_align_celeba.zip themselves and pass --data-dir; the checksum is still verified.
+    "celeba": {
+        "img_align_celeba.zip": Remote(
+            "https://drive.google.com/uc?id=0B7EVK8r0v71pZjFTYXZWM3FlRnM",
+            "00d2c5bc6d35e252742224ab0c1e8fcb",
+        )
+    },
+}
+SYSTEM_COPIES = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
+CELEBA_CROP = 140 / 178  # the usual 140-px centre crop of the 178×218 aligned faces
+CELEBA_SIZE = 64
+CELEBA_LOCAL_TEST = 1000  # held-out tail of a local subset (the official test split needs all 202,599)
+CELEBA_OFFICIAL_TRAIN_END = 162770  # images 000001–162770 are the official train partition
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("LBAECODEC_CACHE", Path.home() / ".cache" / "lbaecodec"))
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(dataset: str, filename: str, cache: Path | None = None) -> Path:
+    """Download one official file into the cache (if absent) and verify its MD5."""
+    remote = REMOTES[dataset][filename]
+    target = (cache or default_cache()) / dataset / filename
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".part")
+        try:
+            print(f"downloading {remote.url}", flush=True)
+            urllib.request.urlretrieve(remote.url, tmp)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"cannot download {remote.url}: {e}; pass --data-dir with a local copy") from e
+        tmp.replace(target)
+    if md5_of(target) != remote.md5:
+        raise DataError(f"{target} fails its checksum (expected md5 {remote.md5}); delete it and retry")
+    return target
+
+
+def _locate(dataset: str, filename: str, data_dir: Path | None) -> Path:
+    for folder in (data_dir, SYSTEM_COPIES.get(dataset)):
+        if folder is None:
+            continue
+        for candidate in (folder / filename, folder / dataset / filename):
+            if candidate.exists():
+                return candidate
+            if candidate.suffix == ".gz" and candidate.with_suffix("").exists():
+                return candidate.with_suffix("")
+    if data_dir is not None:
+        raise DataError(f"{filename} not found in {data_dir}")
+    return fetch(dataset, filename)
+
+
+# --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------------
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (optionally gzipped) of unsigned bytes."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read IDX file: {e}") from e
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise DataError(f"{path}: IDX size does not match its header {shape}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _load_idx_pair(dataset: str, split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(_locate(dataset, MNIST_FILES[(split, "images")], data_dir))
+    labels = read_idx(_locate(dataset, MNIST_FILES[(split, "labels")], data_dir))
+    if images.ndim != 3 or labels.shape != images.shape[:1]:
+        raise DataError(f"{dataset} {split}: images {images.shape} and labels {labels.shape} disagree")
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))  # 28×28 digits centred on 32×32 tiles
+    return padded[..., None], labels.astype(np.int64)
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and plain containers; refuses every other global."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def safe_unpickle(data: bytes) -> object:
+    try:
+        return _ArraysOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as e:  # any malformed pickle is a data error, never code execution
+        raise DataError(f"cannot parse pickled batch: {e}") from e
+
+
+def parse_cifar_batch(data: bytes, name: str = "batch") -> tuple[np.ndarray, np.ndarray]:
+    batch = safe_unpickle(data)
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{name}: not a CIFAR-10 batch")
+    x = np.asarray(batch[b"data"], dtype=np.uint8)
+    y = np.asarray(batch[b"labels"], dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
+        raise DataError(f"{name}: unexpected CIFAR-10 batch shape {x.shape}")
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
+
+
+def _load_cifar_archive(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    xs, ys = [], []
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            for name in names:
+                if name not in members:
+                    raise DataError(f"{path}: {name} missing from the archive")
+                x, y = parse_cifar_batch(tar.extractfile(members[name]).read(), name)
+                xs.append(x)
+                ys.append(y)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read CIFAR-10 archive: {e}") from e
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A local copy as .npz with x_<split> (N, H, W[, C]) uint8 and optional y_<split>."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if f"x_{split}" not in z:
+                raise DataError(f"{path}: no array x_{split}")
+            x = z[f"x_{split}"]
+            y = z[f"y_{split}"].astype(np.int64) if f"y_{split}" in z else None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot read .npz: {e}") from e
+    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+        raise DataError(f"{path}: x_{split} must be uint8 (N, H, W[, C]), got {x.dtype} {x.shape}")
+    return (x[..., None] if x.ndim == 3 else x), y
+
+
+# --- CelebA ---------------------------------------------------------------------------------
+
+def crop_face(img: Image.Image, size: int = CELEBA_SIZE) -> Image.Image:
+    """The proportional centre crop of an aligned CelebA face, resized to size×size."""
+    w, h = img.size
+    side = round(w * CELEBA_CROP)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.convert("RGB").crop((left, top, left + side, top + side)).resize(
+        (size, size), Image.BICUBIC, reducing_gap=None
+    )
+
+
+def _celeba_names(names: list[str], split: str) -> list[str]:
+    names = sorted(n for n in names if n.lower().endswith(".jpg"))
+    if len(names) >= 202599:
+        return names[:CELEBA_OFFICIAL_TRAIN_END] if split == "train" else names[182637:]
+    if len(names) <= CELEBA_LOCAL_TEST:
+        raise DataError(f"CelebA copy has only {len(names)} images")
+    return names[:-CELEBA_LOCAL_TEST] if split == "train" else names[-CELEBA_LOCAL_TEST:]
+
+
+def _load_celeba(path: Path, split: str) -> np.ndarray:
+    try:
+        if path.is_dir():
+            names = _celeba_names([p.name for p in path.iterdir()], split)
+            faces = [crop_face(Image.open(path / n)) for n in names]
+        else:
+            with zipfile.ZipFile(path) as z:
+                by_name = {Path(n).name: n for n in z.namelist()}
+                names = _celeba_names(list(by_name), split)
+                faces = [crop_face(Image.open(io.BytesIO(z.read(by_name[n])))) for n in names]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot read CelebA images: {e}") from e
+    return np.stack([np.asarray(f) for f in faces])
+
+
+# --- Folders of images ----------------------------------------------------------------------
+
+def load_folder(folder: Path, size: int, channels: int) -> np.ndarray:
+    """Every image below a folder, centre-cropped to a square and resized to size×size."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images found")
+    mode = "L" if channels == 1 else "RGB"
+    out = []
+    for p in files:
+        try:
+            img = Image.open(p).convert(mode)
+        except OSError as e:
+            raise DataError(f"{p}: cannot read image: {e}") from e
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+        out.append(np.asarray(img).reshape(size, size, channels))
+    return np.stack(out)
+
+
+# --- Entry point ----------------------------------------------------------------------------
+
+def _cached(key: str, build) -> tuple[np.ndarray, np.ndarray | None]:
+    path = default_cache() / "arrays" / f"{key}.npz"
+    if path.exists():
+        return load_npz(path, "data")
+    x, y = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x_data=x, **({"y_data": y} if y is not None else {}))
+    tmp.replace(path)
+    return x, y
+
+
+def load(dataset: str, split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (N, H, W, C) uint8 and labels (N,) or None, for a named dataset and split.
+
+    ``data_dir`` may hold the official files, or be/contain an ``.npz`` local copy."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    data_dir = Path(data_dir) if data_dir is not None else None
+    if data_dir is not None and not data_dir.exists():
+        raise DataError(f"data directory {data_dir} does not exist")
+    if data_dir is not None and data_dir.suffix == ".npz":
+        return load_npz(data_dir, split)
+    if dataset in ("mnist", "fashion-mnist"):
+        return _load_idx_pair(dataset, split, data_dir)
+    if dataset == "cifar10":
+        archive = data_dir / "cifar-10-python.tar.gz" if data_dir else None
+        if archive is not None and not archive.exists():
+            npz = sorted(data_dir.glob("cifar10*.npz"))
+            if npz:
+                return load_npz(npz[0], split)
+        return _load_cifar_archive(_locate("cifar10", "cifar-10-python.tar.gz", data_dir), split)
+    if dataset == "celeba":
+        folder = data_dir / "img_align_celeba" if data_dir else None
+        source = folder if folder is not None and folder.is_dir() else None
+        if source is None and data_dir is not None:
+            zips = sorted(data_dir.glob("*celeba*.zip"))
+            source = zips[0] if zips else None
+        if source is None:
+            source = _locate("celeba", "img_align_celeba.zip", data_dir)
+        key = hashlib.sha256(f"{source.resolve()}:{source.stat().st_mtime_ns}:{split}".encode()).hexdigest()[:16]
+        return _cached(f"celeba-{key}", lambda: (_load_celeba(source, split), None))
+    raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)} or give a folder")

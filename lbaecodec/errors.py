@@ -1,0 +1,31 @@
+"""Typed errors. The CLI turns each into one line on stderr and a non-zero exit."""
+
+
+class LbaeError(Exception):
+    """Base class of every error lbaecodec raises on bad input."""
+
+    exit_code = 1
+
+
+class InputError(LbaeError):
+    """An input file is missing, unreadable or not what it should be."""
+
+    exit_code = 2
+
+
+class LbaeFormatError(LbaeError):
+    """A .lbae file is truncated, corrupted, or of an unknown version."""
+
+    exit_code = 3
+
+
+class ModelError(LbaeError):
+    """A model cannot be found, loaded, or does not match a file."""
+
+    exit_code = 4
+
+
+class DataError(LbaeError):
+    """A dataset is missing, fails its checksum, or cannot be parsed."""
+
+    exit_code = 5

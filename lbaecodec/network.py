@@ -1,0 +1,161 @@
+"""The LBAE network: a convolutional encoder to ±1 bits and a decoder back to pixels.
+
+Follows Fajtl et al. (ICML 2020): strided 4×4 convolutions with residual 3×3 blocks,
+BatchNorm and LeakyReLU(0.02); a linear layer to the latent, tanh, then sign() with a
+straight-through gradient. The decoder mirrors it with transposed convolutions and ends in a
+sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to tensors of ±1.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+LEAK = 0.02
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild a network before its weights are loaded."""
+
+    channels: int  # image channels: 1 (gray) or 3 (RGB)
+    size: int  # tile side in pixels (a power of two, at least 8)
+    bits: int  # latent bits per tile
+    width: int = 64  # channels of the first layer; doubles at each down-sampling
+    loss: str = "mse"  # "mse" for RGB, "bce" for near-binary data such as MNIST
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Architecture":
+        return cls(**{k: d[k] for k in ("channels", "size", "bits", "width", "loss")})
+
+
+PRESETS: dict[str, Architecture] = {
+    "mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),
+    "fashion-mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),
+    "cifar10": Architecture(channels=3, size=32, bits=600),
+    "celeba": Architecture(channels=3, size=64, bits=1500),
+}
+
+BOTTOM = 4  # spatial side of the innermost feature map
+MAX_WIDTH_FACTOR = 8
+
+
+def _levels(size: int) -> int:
+    levels = (size // BOTTOM).bit_length() - 1
+    if size < 2 * BOTTOM or BOTTOM << levels != size:
+        raise ValueError(f"tile size must be a power of two >= {2 * BOTTOM}, got {size}")
+    return levels
+
+
+def _level_width(width: int, level: int) -> int:
+    return width * min(2**level, MAX_WIDTH_FACTOR)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.LeakyReLU(LEAK),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(ch),
+        )
+        self.act = nn.LeakyReLU(LEAK)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+def _conv_bn_act(conv: nn.Module, ch: int) -> list[nn.Module]:
+    return [conv, nn.BatchNorm2d(ch), nn.LeakyReLU(LEAK)]
+
+
+class SignSTE(torch.autograd.Function):
+    """sign() forward (0 maps to +1), identity gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad
+
+
+class Encoder(nn.Module):
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        levels = _levels(arch.size)
+        layers: list[nn.Module] = _conv_bn_act(
+            nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width
+        )
+        for level in range(levels):
+            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
+            layers += _conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)
+            layers.append(ResBlock(cout))
+        self.features = nn.Sequential(*layers)
+        self.to_latent = nn.Linear(_level_width(arch.width, levels) * BOTTOM * BOTTOM, arch.bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → pre-binarisation latents in (-1, 1)."""
+        return torch.tanh(self.to_latent(self.features(x).flatten(1)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        levels = _levels(arch.size)
+        self.bottom_ch = _level_width(arch.width, levels)
+        self.from_latent = nn.Sequential(
+            nn.Linear(arch.bits, self.bottom_ch * BOTTOM * BOTTOM, bias=False),
+            nn.BatchNorm1d(self.bottom_ch * BOTTOM * BOTTOM),
+            nn.LeakyReLU(LEAK),
+        )
+        layers: list[nn.Module] = []
+        for level in range(levels, 0, -1):
+            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
+            layers.append(ResBlock(cin))
+            layers += _conv_bn_act(
+                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout
+            )
+        layers.append(nn.Conv2d(arch.width, arch.channels, 3, padding=1))
+        self.pixels = nn.Sequential(*layers)
+
+    def forward(self, bits: torch.Tensor) -> torch.Tensor:
+        """±1 codes → logits of pixel values (apply sigmoid for images)."""
+        h = self.from_latent(bits).view(-1, self.bottom_ch, BOTTOM, BOTTOM)
+        return self.pixels(h)
+
+
+class LBAE(nn.Module):
+    """Latent Bernoulli autoencoder: images in [0, 1] ↔ codes in {-1, +1}^bits."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = Encoder(arch)
+        self.decoder = Decoder(arch)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: returns (pixel logits, codes), gradients flow through the sign."""
+        codes = SignSTE.apply(self.encoder(x))
+        return self.decoder(codes), codes
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, S, S) in [0, 1] → codes (N, bits) of ±1."""
+        return torch.where(self.encoder(x) >= 0, 1.0, -1.0)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (N, bits) of ±1 → images (N, C, S, S) in [0, 1]."""
+        return torch.sigmoid(self.decoder(codes))
+
+
+def build(arch: Architecture) -> LBAE:
+    return LBAE(arch)

@@ -1,0 +1,99 @@
+"""Images ↔ batches of square tiles.
+
+An image is cut into a grid of size×size tiles, the right and bottom edges padded by
+repeating the last row/column (edge padding keeps the padded area cheap to code and free of
+false edges). Decode writes tiles back into the grid and crops to the original size.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+MODES = ("L", "RGB")  # index = the mode code stored in the container
+
+
+@dataclass(frozen=True)
+class Grid:
+    width: int
+    height: int
+    tile: int
+
+    @property
+    def cols(self) -> int:
+        return math.ceil(self.width / self.tile)
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.height / self.tile)
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+
+def normalise_mode(img: Image.Image) -> Image.Image:
+    """Any Pillow image → 'L' or 'RGB'; alpha is dropped with a warning, 16-bit scaled to 8."""
+    if img.mode in MODES:
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        warnings.warn(f"{img.mode} image: the alpha channel is dropped", stacklevel=3)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return Image.fromarray(np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("1", "LA"):
+        return img.convert("L")
+    if img.mode == "P":
+        return img.convert("RGBA").convert("RGB") if "transparency" in img.info else img.convert("RGB")
+    return img.convert("RGB")
+
+
+def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
+    """'L'/'RGB' image → (H, W, channels) uint8 in the colour space the model expects."""
+    return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
+
+
+def iter_tile_batches(pixels: np.ndarray, tile: int, batch: int) -> Iterator[np.ndarray]:
+    """(H, W, C) uint8 → batches (n, tile, tile, C) in row-major grid order, edge-padded."""
+    grid = Grid(pixels.shape[1], pixels.shape[0], tile)
+    for start in range(0, grid.count, batch):
+        idx = range(start, min(start + batch, grid.count))
+        yield np.stack([_tile_at(pixels, grid, i) for i in idx])
+
+
+def _tile_at(pixels: np.ndarray, grid: Grid, index: int) -> np.ndarray:
+    r, c = divmod(index, grid.cols)
+    y, x = r * grid.tile, c * grid.tile
+    block = pixels[y: y + grid.tile, x: x + grid.tile]
+    pad_y, pad_x = grid.tile - block.shape[0], grid.tile - block.shape[1]
+    if pad_y or pad_x:
+        block = np.pad(block, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
+    return block
+
+
+class Canvas:
+    """Receives decoded tiles in grid order and assembles the cropped image."""
+
+    def __init__(self, grid: Grid, channels: int) -> None:
+        self.grid = grid
+        self.pixels = np.zeros((grid.rows * grid.tile, grid.cols * grid.tile, channels), np.uint8)
+        self.filled = 0
+
+    def add(self, tiles: np.ndarray) -> None:
+        t = self.grid.tile
+        for tile_pixels in tiles:
+            r, c = divmod(self.filled, self.grid.cols)
+            self.pixels[r * t: (r + 1) * t, c * t: (c + 1) * t] = tile_pixels
+            self.filled += 1
+
+    def image(self, mode: str) -> Image.Image:
+        if self.filled != self.grid.count:
+            raise ValueError(f"{self.filled} of {self.grid.count} tiles decoded")
+        crop = self.pixels[: self.grid.height, : self.grid.width]
+        img = Image.fromarray(crop[..., 0] if crop.shape[2] == 1 else crop)
+        return img.convert(mode)

@@ -1,0 +1,171 @@
+"""Model files: safetensors weights (+ a JSON card beside them) ↔ ready-to-run networks.
+
+A model file holds the network's tensors under ``model.``, optional extra tensors (code
+statistics, entropy priors) under their own prefixes, and its architecture and name in the
+safetensors metadata, so one file is enough to run it. The model identifier stored in every
+.lbae file is the name plus the first 4 bytes of the SHA-256 of this file: any change of
+weights, statistics or priors changes it. Loading never executes code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from .errors import ModelError
+from .network import LBAE, Architecture
+
+DEFAULT_MODEL = "cifar10"
+META_ARCH, META_NAME = "lbaecodec.arch", "lbaecodec.name"
+MODEL_PREFIX = "model."
+
+
+@dataclass
+class Model:
+    name: str
+    hash: bytes
+    net: LBAE
+    path: Path
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    card: dict = field(default_factory=dict)
+
+    @property
+    def arch(self) -> Architecture:
+        return self.net.arch
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.hash.hex()}"
+
+
+def weights_dirs() -> list[Path]:
+    """Where shipped and user models are looked up, in order."""
+    dirs = []
+    if os.environ.get("LBAECODEC_WEIGHTS"):
+        dirs.append(Path(os.environ["LBAECODEC_WEIGHTS"]))
+    dirs.append(Path(str(resources.files("lbaecodec") / "weights")))  # installed package
+    dirs.append(Path(__file__).resolve().parent.parent / "weights")  # source checkout
+    return [d for d in dirs if d.is_dir()]
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The safetensors header's metadata, without loading tensors."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000:
+                raise ValueError("bad header length")
+            return json.loads(f.read(n)).get("__metadata__", {}) or {}
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors model ({e})") from e
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def available() -> dict[str, Path]:
+    """Model name → weights file, over every weights directory (earlier ones win)."""
+    found: dict[str, Path] = {}
+    for d in weights_dirs():
+        for p in sorted(d.glob("*.safetensors")):
+            name = read_metadata(p).get(META_NAME)
+            if name and name not in found:
+                found[name] = p
+    return found
+
+
+def resolve(spec: str | Path | None) -> Path:
+    """A model name or a path to a .safetensors file → the file."""
+    spec = str(spec or DEFAULT_MODEL)
+    if spec.endswith(".safetensors") or os.sep in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found")
+        return path
+    models = available()
+    if spec not in models:
+        known = ", ".join(sorted(models)) or "none installed"
+        raise ModelError(f"unknown model {spec!r} (available: {known})")
+    return models[spec]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda asked for, but no CUDA device is available")
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def load_model(spec: str | Path | None = None, device: str = "auto") -> Model:
+    """Load a model by name (shipped/installed) or by path to its .safetensors file."""
+    path = resolve(spec)
+    raw = path.read_bytes()
+    meta = read_metadata(path)
+    try:
+        arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
+        tensors = load(raw)
+        net = LBAE(arch)
+        state = {k[len(MODEL_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+        net.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
+        raise ModelError(f"{path}: not a valid lbaecodec model ({e})") from e
+    card = card_path(path)
+    model = Model(
+        name=meta.get(META_NAME, path.stem),
+        hash=hashlib.sha256(raw).digest()[:4],
+        net=net.eval().to(pick_device(device)),
+        path=path,
+        extras={k: v.float() for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)},
+        card=json.loads(card.read_text()) if card.is_file() else {},
+    )
+    return model
+
+
+def export(
+    net: LBAE,
+    name: str,
+    path: Path,
+    card: dict | None = None,
+    extras: dict[str, torch.Tensor] | None = None,
+    half: bool = True,
+) -> Path:
+    """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON."""
+    dtype = torch.float16 if half else torch.float32
+    tensors = {
+        MODEL_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in net.state_dict().items()
+    }
+    tensors.update({k: v.detach().cpu().float().contiguous() for k, v in (extras or {}).items()})
+    meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(save(tensors, metadata=meta))
+    tmp.replace(path)
+    write_card(path, card or {})
+    return path
+
+
+def write_card(weights: Path, card: dict) -> Path:
+    """Write the JSON card beside a weights file; name, file, architecture and id are filled in."""
+    meta = read_metadata(weights)
+    name = meta[META_NAME]
+    full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
+    full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
+    path = card_path(weights)
+    path.write_text(json.dumps(full, indent=2) + "\n")
+    return path

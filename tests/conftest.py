@@ -1,0 +1,45 @@
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lbaecodec import zoo
+from lbaecodec.network import LBAE, PRESETS
+
+TEST_WIDTH = 4  # tiny random networks: same code path as shipped models, fast on CPU
+
+
+def make_model(folder: Path, name: str, preset: str, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    net = LBAE(replace(PRESETS[preset], width=TEST_WIDTH)).eval()
+    return zoo.export(net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"})
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    make_model(folder, "cifar10", "cifar10")  # stands in for the default model
+    make_model(folder, "gray", "mnist")
+    make_model(folder, "other", "cifar10", seed=1)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def use_test_weights(weights_dir, monkeypatch):
+    """Name lookups see only the random test models, never shipped weights."""
+    monkeypatch.setattr(zoo, "weights_dirs", lambda: [weights_dir])
+
+
+@pytest.fixture
+def rgb_image() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (33, 31, 3), dtype=np.uint8))
+
+
+def save_image(folder: Path, name: str, array: np.ndarray, mode: str | None = None) -> Path:
+    path = folder / name
+    Image.fromarray(array, mode).save(path)
+    return path

@@ -1,0 +1,115 @@
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lbaecodec import cli
+
+from .conftest import save_image
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
+
+
+@pytest.fixture
+def png(tmp_path):
+    return save_image(tmp_path, "in.png", np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+
+
+def test_encode_decode_info(tmp_path, png):
+    out, rec = tmp_path / "a.lbae", tmp_path / "rec.png"
+    assert run("encode", png, out).exit_code == 0
+    r = run("info", out, "--json")
+    assert r.exit_code == 0
+    fields = json.loads(r.output)
+    assert fields["tiles"] == 4 and fields["code_bits"] == 2400 and fields["payload_bytes"] == 300
+    assert fields["file_bytes"] == out.stat().st_size
+    assert "header+CRC" in run("info", out).output
+    assert run("decode", out, rec).exit_code == 0
+    assert rec.stat().st_size > 0
+
+
+def test_stdin_stdout(png):
+    r = run("encode", png, "-")
+    assert r.exit_code == 0 and r.stdout_bytes[:3] == b"LBA"
+    d = run("decode", "-", "-", input=r.stdout_bytes)
+    assert d.exit_code == 0 and d.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_refuses_overwrite_without_force(tmp_path, png):
+    out = tmp_path / "a.lbae"
+    out.write_bytes(b"keep")
+    r = run("encode", png, out)
+    assert r.exit_code == 2 and "--force" in r.output and out.read_bytes() == b"keep"
+    assert run("encode", png, out, "--force").exit_code == 0
+
+
+def one_line_error(result, code):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output
+
+
+def test_error_exit_codes(tmp_path, png):
+    lbae = tmp_path / "a.lbae"
+    run("encode", png, lbae)
+    data = lbae.read_bytes()
+    bad = tmp_path / "bad.lbae"
+    one_line_error(run("encode", tmp_path / "missing.png", tmp_path / "x.lbae"), 2)
+    one_line_error(run("encode", lbae, tmp_path / "x.lbae"), 2)  # not an image
+    one_line_error(run("decode", tmp_path / "missing.lbae", tmp_path / "x.png"), 2)
+    bad.write_bytes(data[:-5])
+    one_line_error(run("decode", bad, tmp_path / "x.png"), 3)
+    bad.write_bytes(b"XYZ" + data[3:])
+    one_line_error(run("decode", bad, tmp_path / "x.png"), 3)
+    bad.write_bytes(data[:3] + b"\x07" + data[4:])
+    one_line_error(run("decode", bad, tmp_path / "x.png"), 3)
+    one_line_error(run("decode", lbae, tmp_path / "x.png", "--model", "other"), 4)
+    one_line_error(run("encode", png, tmp_path / "y.lbae", "--model", "nope"), 4)
+    one_line_error(run("decode", lbae, tmp_path / "x.unknownext"), 2)
+    one_line_error(run("encode", png, tmp_path / "no" / "dir.lbae"), 2)
+    one_line_error(run("info", bad), 3)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.lbae").exists()
+
+
+def test_fuzzed_files_give_one_line_errors(tmp_path, png):
+    lbae = tmp_path / "a.lbae"
+    run("encode", png, lbae)
+    data = lbae.read_bytes()
+    rng = random.Random(1)
+    for i in range(40):
+        b = bytearray(data)
+        if i % 2:
+            b = b[: rng.randrange(len(b))]
+        else:
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        (tmp_path / "f.lbae").write_bytes(bytes(b))
+        one_line_error(run("decode", tmp_path / "f.lbae", tmp_path / "f.png"), 3)
+        assert not (tmp_path / "f.png").exists()
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path, png, monkeypatch):
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.os, "replace", broken)
+    r = run("encode", png, tmp_path / "a.lbae")
+    assert r.exit_code == 1 and "No space left" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_models_lists_test_models():
+    r = run("models")
+    assert r.exit_code == 0 and "cifar10" in r.output and "gray" in r.output
+    cards = json.loads(run("models", "--json").output)
+    assert {c["name"] for c in cards} == {"cifar10", "gray", "other"}
+
+
+def test_help_teaches():
+    out = run("encode", "--help").output
+    for word in ("--model", "--device", "--force", "Example"):
+        assert word in out
