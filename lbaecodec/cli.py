@@ -107,13 +107,20 @@ def main() -> None:
 @MODEL
 @DEVICE
 @FORCE
+@click.option("--coding", type=click.Choice(["auto", "raw", "factorized", "context"]), default="auto",
+              show_default=True,
+              help="How the bits are stored: auto = the model's best prior (entropy-coded, "
+                   "lossless on the bits), raw when that would not save space.")
+@click.option("--raw", is_flag=True, help="Store the raw bits (same as --coding raw).")
 @clean_errors
-def encode(image: str, output: str, model: str | None, device: str, force: bool) -> None:
+def encode(image: str, output: str, model: str | None, device: str, force: bool, coding: str,
+           raw: bool) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
 
     The image is cut into tiles of the model's size (32×32 for cifar10); each tile becomes
-    the model's number of bits (600 for cifar10), so the file size depends only on the image
-    dimensions. Alpha is dropped with a warning.
+    the model's number of bits (600 for cifar10), which are then entropy-coded with the
+    model's learned prior (decoded pixels are identical either way). Alpha is dropped with a
+    warning.
 
     \b
     Example:  lbaecodec encode photo.png photo.lbae --model cifar10
@@ -122,7 +129,7 @@ def encode(image: str, output: str, model: str | None, device: str, force: bool)
 
     refuse_existing(output, force)
     source = read_input(image) if image == "-" else image
-    write_output(output, codec.encode(source, model=model, device=device), force)
+    write_output(output, codec.encode(source, model=model, device=device, coding="raw" if raw else coding), force)
 
 
 @main.command()
@@ -182,7 +189,8 @@ def info(lbae_file: str, as_json: bool) -> None:
                f"tiles:        {i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px, "
                f"{i.bits_per_tile} bits each ({i.code_bits} code bits)\n"
                f"coding:       {i.coding}\n"
-               f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload\n"
+               f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload "
+               f"(raw bits: {i.raw_payload_bytes})\n"
                f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
                f"compression:  {i.compression_ratio:.2f}x (8-bit {i.mode} pixels over file bits)")
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import bits, container, tiling
+from . import bits, container, entropy, tiling
 from .errors import InputError, LbaeFormatError, ModelError
 from .zoo import Model, load_model
 
@@ -58,21 +58,70 @@ def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid) -> tiling.C
     return canvas
 
 
+CODINGS = ("auto", "raw", "factorized", "context")
+
+
+def _prior(m: Model, coding: int) -> entropy.Prior:
+    prior = entropy.from_tensors(m.extras, container.CODING_NAMES[coding])
+    if prior is None:
+        raise ModelError(f"model {m.id} ships no {container.CODING_NAMES[coding]} prior")
+    if prior.bits != m.arch.bits:
+        raise ModelError(f"model {m.id}: prior has {prior.bits} bits, network {m.arch.bits}")
+    return prior
+
+
+def pack_codes(m: Model, codes: np.ndarray, coding: str = "auto") -> tuple[int, bytes]:
+    """Codes → (coding method, payload). ``auto`` takes the model's best prior and falls
+    back to raw bits when coding would not save space."""
+    raw = container.CODING_RAW, bits.pack(codes)
+    if coding == "raw":
+        return raw
+    if coding == "auto":
+        shipped = [c for c in (container.CODING_CONTEXT, container.CODING_FACTORIZED)
+                   if entropy.from_tensors(m.extras, container.CODING_NAMES[c]) is not None]
+        if not shipped:
+            return raw
+        method = shipped[0]
+        prior = _prior(m, method)
+    elif coding in CODINGS:
+        method = {name: code for code, name in container.CODING_NAMES.items()}[coding]
+        prior = _prior(m, method)
+    else:
+        raise InputError(f"unknown coding {coding!r}; choose from {', '.join(CODINGS)}")
+    coded = entropy.encode(codes, prior)
+    return (method, coded) if coding != "auto" or len(coded) < len(raw[1]) else raw
+
+
+def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
+    """Payload → (tiles, bits) codes; coded payloads need the model's prior."""
+    tiles = tiling.Grid(h.width, h.height, h.tile).count
+    try:
+        if h.coding == container.CODING_RAW:
+            return bits.unpack(payload, tiles, h.bits)
+        return entropy.decode(payload, tiles, _prior(m, h.coding))
+    except (ValueError, RuntimeError) as e:
+        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
+
+
 def encode(
     image: str | Path | bytes | Image.Image,
     model: Model | str | Path | None = None,
     device: str = "auto",
+    coding: str = "auto",
 ) -> bytes:
-    """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file."""
+    """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
+
+    ``coding``: auto (the model's best prior, raw when that saves nothing), raw,
+    factorized or context."""
     img = open_image(image)
     m = _as_model(model, device)
     codes = encode_codes(m, tiling.as_model_array(img, m.arch.channels))
+    method, payload = pack_codes(m, codes, coding)
     header = container.Header(
         model_name=m.name, model_hash=m.hash, width=img.width, height=img.height,
-        mode=tiling.MODES.index(img.mode), coding=container.CODING_RAW,
-        tile=m.arch.size, bits=m.arch.bits,
+        mode=tiling.MODES.index(img.mode), coding=method, tile=m.arch.size, bits=m.arch.bits,
     )
-    return container.write(header, bits.pack(codes))
+    return container.write(header, payload)
 
 
 def _check_model(h: container.Header, m: Model) -> None:
@@ -85,17 +134,6 @@ def _check_model(h: container.Header, m: Model) -> None:
         raise ModelError(f"file has {h.bits}-bit {h.tile}px tiles, model {m.id} does not")
 
 
-def read_codes(data: bytes) -> tuple[container.Header, np.ndarray]:
-    """The bytes of a .lbae file → its header and (tiles, bits) codes."""
-    h, payload = container.read(data)
-    grid = tiling.Grid(h.width, h.height, h.tile)
-    try:
-        codes = bits.unpack(payload, grid.count, h.bits)
-    except ValueError as e:
-        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
-    return h, codes
-
-
 def decode(
     data: bytes,
     model: Model | str | Path | None = None,
@@ -104,9 +142,10 @@ def decode(
     """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
 
     Without ``model`` the model named in the file is loaded."""
-    h, codes = read_codes(data)
+    h, payload = container.read(data)
     m = _as_model(model if model is not None else h.model_name, device)
     _check_model(h, m)
+    codes = unpack_codes(h, payload, m)
     canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile))
     return canvas.image(tiling.MODES[h.mode])
 
@@ -125,6 +164,7 @@ class FileInfo:
     code_bits: int
     header_bytes: int
     payload_bytes: int
+    raw_payload_bytes: int
     file_bytes: int
 
     @property
@@ -147,5 +187,6 @@ def info(data: bytes) -> FileInfo:
         mode=tiling.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,
         grid=(grid.cols, grid.rows), tiles=grid.count, bits_per_tile=h.bits,
         code_bits=grid.count * h.bits, header_bytes=len(data) - len(payload),
-        payload_bytes=len(payload), file_bytes=len(data),
+        payload_bytes=len(payload), raw_payload_bytes=bits.packed_size(grid.count * h.bits),
+        file_bytes=len(data),
     )

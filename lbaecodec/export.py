@@ -1,4 +1,5 @@
-"""Turn a training run into a shipped model: weights, code statistics, and a measured card."""
+"""Turn a training run into a shipped model: weights, code statistics, bit priors, and a card
+with figures measured on the exported file."""
 from __future__ import annotations
 
 import platform
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import zoo
+from . import entropy, zoo
 from .network import LBAE
 from .train import evaluate, load_checkpoint, to_float
 
@@ -17,31 +18,40 @@ STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", 
 
 
 @torch.inference_mode()
-def code_statistics(net: LBAE, images: np.ndarray, batch: int = 500) -> dict[str, torch.Tensor]:
-    """Mean and second-moment matrix E[b bᵀ] of the ±1 codes of ``images``."""
+def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1."""
     net.eval()
-    total = torch.zeros(net.arch.bits, dtype=torch.float64)
-    moment = torch.zeros(net.arch.bits, net.arch.bits, dtype=torch.float64)
-    for i in range(0, len(images), batch):
-        b = net.encode(to_float(images[i: i + batch])).double()
-        total += b.sum(0)
-        moment += b.T @ b
-    n = len(images)
-    return {STATS_MEAN: total / n, STATS_MOMENT: moment / n, STATS_COUNT: torch.tensor([float(n)])}
+    return np.concatenate([net.encode(to_float(images[i: i + batch])).numpy().astype(np.int8)
+                           for i in range(0, len(images), batch)])
+
+
+def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Mean and second-moment matrix E[b bᵀ] of ±1 codes (what sampling needs)."""
+    b = torch.from_numpy(codes.astype(np.float64))
+    return {STATS_MEAN: (b.mean(0)).float(), STATS_MOMENT: (b.T @ b / len(b)).float(),
+            STATS_COUNT: torch.tensor([float(len(b))])}
+
+
+def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
+    """Actual range-coded bits per code vector, one vector per call (as one 32×32 image)."""
+    sample = codes[:1000]
+    return float(np.mean([8 * len(entropy.encode(c[None], prior)) for c in sample]))
 
 
 def export_run(
     run: Path, name: str, path: Path, train_images: np.ndarray, test_images: np.ndarray,
     data_note: str, command: str, which: str = "best",
 ) -> Path:
-    """Export a run's checkpoint with code statistics and a card measured on the test images."""
+    """Export a run's checkpoint with statistics and priors, measured on the test images."""
     arch, net, _, recipe, progress = load_checkpoint(run, which)
-    net.eval()
-    exported = zoo.export(net, name, path, extras=code_statistics(net, train_images))
-    shipped = zoo.load_model(exported, device="cpu").net  # measure what ships (fp16 weights)
-    figures = evaluate(shipped, test_images)
+    shipped_net = zoo.load_model(zoo.export(net, name, path), device="cpu").net  # fp16 round trip
+    train_codes = encode_all(shipped_net, train_images)
+    factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
+    exported = zoo.export(net, name, path,
+                          extras={**code_statistics(train_codes), **entropy.to_tensors(factorized, context)})
+    test_codes = encode_all(shipped_net, test_images)
+    figures = evaluate(shipped_net, test_images)
     card = {
-        "preset_bits": arch.bits,
         "data": data_note,
         "train_images": len(train_images),
         "test_images": len(test_images),
@@ -51,6 +61,12 @@ def export_run(
         "recipe": recipe.__dict__,
         "test_psnr_db": round(figures["test_psnr"], 3),
         "test_loss": round(figures["test_loss"], 6),
+        "test_bits_per_tile": {
+            "raw": arch.bits,
+            "factorized_ideal": round(factorized.cost_bits(test_codes) / len(test_codes), 1),
+            "context_ideal": round(context.cost_bits(test_codes) / len(test_codes), 1),
+            "context_coded_single_tile": round(coded_bits(context, test_codes), 1),
+        },
         "weights_dtype": "float16",
         "measured_on": f"{platform.machine()} CPU, torch {torch.__version__}, {date.today()}",
         "command": command,

@@ -130,7 +130,8 @@ def load_model(spec: str | Path | None = None, device: str = "auto") -> Model:
         hash=hashlib.sha256(raw).digest()[:4],
         net=net.eval().to(pick_device(device)),
         path=path,
-        extras={k: v.float() for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)},
+        extras={k: v.float() if v.dtype == torch.float16 else v
+                for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)},
         card=json.loads(card.read_text()) if card.is_file() else {},
     )
     return model
@@ -150,7 +151,7 @@ def export(
         MODEL_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in net.state_dict().items()
     }
-    tensors.update({k: v.detach().cpu().float().contiguous() for k, v in (extras or {}).items()})
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

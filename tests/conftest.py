@@ -6,22 +6,30 @@ import pytest
 import torch
 from PIL import Image
 
-from lbaecodec import zoo
+from lbaecodec import entropy, zoo
+from lbaecodec.export import encode_all
 from lbaecodec.network import LBAE, PRESETS
 
 TEST_WIDTH = 4  # tiny random networks: same code path as shipped models, fast on CPU
 
 
-def make_model(folder: Path, name: str, preset: str, seed: int = 0) -> Path:
+def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False) -> Path:
     torch.manual_seed(seed)
-    net = LBAE(replace(PRESETS[preset], width=TEST_WIDTH)).eval()
-    return zoo.export(net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"})
+    arch = replace(PRESETS[preset], width=TEST_WIDTH)
+    net = LBAE(arch).eval()
+    extras = {}
+    if priors:
+        images = np.random.default_rng(seed).integers(0, 256, (256, arch.size, arch.size, arch.channels), np.uint8)
+        codes = encode_all(net, images)
+        extras = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
+    return zoo.export(net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"},
+                      extras=extras)
 
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
-    make_model(folder, "cifar10", "cifar10")  # stands in for the default model
+    make_model(folder, "cifar10", "cifar10", priors=True)  # stands in for the default model
     make_model(folder, "gray", "mnist")
     make_model(folder, "other", "cifar10", seed=1)
     return folder

@@ -14,8 +14,9 @@ from .conftest import save_image
 def test_round_trip_keeps_size_and_mode(tmp_path, shape):
     arr = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     path = save_image(tmp_path, "in.png", arr)
-    data = lbaecodec.encode(path)
+    data = lbaecodec.encode(path, coding="raw")
     out = lbaecodec.decode(data)
+    assert len(lbaecodec.encode(path)) <= len(data)
     assert out.size == (shape[1], shape[0]) and out.mode == ("RGB" if len(shape) == 3 else "L")
     i = lbaecodec.info(data)
     payload = bits.packed_size(i.tiles * 600)

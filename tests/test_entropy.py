@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+import lbaecodec
+from lbaecodec import container, entropy
+from lbaecodec.errors import LbaeFormatError
+
+
+def correlated_codes(n, bits=120, seed=0):
+    mixing = np.random.default_rng(0).normal(size=(8, bits))  # one distribution, many samples
+    rng = np.random.default_rng(seed + 1)
+    z = rng.normal(size=(n, 8)) @ mixing + rng.normal(size=(n, bits))
+    return np.where(z + 0.5 > 0, 1.0, -1.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def priors():
+    train = correlated_codes(4000)
+    return entropy.fit(train, context=False), entropy.fit(train, steps=150)
+
+
+@pytest.mark.parametrize("tiles", [1, 2, 37])
+def test_bit_exact_round_trip(priors, tiles):
+    rng = np.random.default_rng(tiles)
+    for codes in (correlated_codes(tiles, seed=tiles + 1),
+                  rng.choice([-1.0, 1.0], size=(tiles, 120)).astype(np.float32),
+                  np.ones((tiles, 120), np.float32), -np.ones((tiles, 120), np.float32)):
+        for prior in priors:
+            np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
+
+
+def test_context_model_beats_factorized_on_correlated_bits(priors):
+    test = correlated_codes(1000, seed=9)
+    factorized, context = (p.cost_bits(test) / len(test) for p in priors)
+    assert context < factorized < 120
+    coded = 8 * len(entropy.encode(test, priors[1])) / len(test)
+    assert coded < context + 1  # the range coder stays within a bit per tile of the ideal
+
+
+def test_prior_tensors_round_trip(priors):
+    t = entropy.to_tensors(*priors)
+    f, c = entropy.from_tensors(t, entropy.FACTORIZED), entropy.from_tensors(t, entropy.CONTEXT)
+    np.testing.assert_array_equal(f.bias, priors[0].bias)
+    np.testing.assert_array_equal(c.weight, priors[1].weight)
+    assert entropy.from_tensors({}, entropy.CONTEXT) is None
+
+
+def test_codec_uses_context_coding_by_default(rgb_image):
+    data = lbaecodec.encode(rgb_image)
+    assert lbaecodec.info(data).coding == "context"
+    raw = lbaecodec.encode(rgb_image, coding="raw")
+    fact = lbaecodec.encode(rgb_image, coding="factorized")
+    decoded = {np.asarray(lbaecodec.decode(d)).tobytes() for d in (data, raw, fact)}
+    assert len(decoded) == 1  # identical pixels whatever the coding
+    assert lbaecodec.info(raw).coding == "raw" and lbaecodec.info(fact).coding == "factorized"
+
+
+def test_auto_falls_back_to_raw_when_coding_does_not_pay(rgb_image, weights_dir):
+    # the 'other' test model ships no prior: auto stores raw bits
+    assert lbaecodec.info(lbaecodec.encode(rgb_image, model="other")).coding == "raw"
+    with pytest.raises(lbaecodec.ModelError, match="no context prior"):
+        lbaecodec.encode(rgb_image, model="other", coding="context")
+
+
+def test_corrupted_coded_payload_is_a_clean_error(rgb_image):
+    h, payload = container.read(lbaecodec.encode(rgb_image))
+    for bad in (payload[:-1], payload[:-4], payload + b"\0\0\0\0"):
+        with pytest.raises(LbaeFormatError):
+            lbaecodec.decode(container.write(h, bad))
