@@ -85,10 +85,16 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     decoder = constriction.stream.queue.RangeDecoder(words)
     family = constriction.stream.model.Bernoulli(perfect=False)
     codes = np.zeros((tiles, prior.bits), np.int8)
-    for i in range(prior.bits):
-        p = _probabilities(prior.logits_at(i, codes[:, :i]))
-        codes[:, i] = decoder.decode(family, p) * 2 - 1
-    return codes.astype(np.float32)
+    try:
+        for i in range(prior.bits):
+            p = _probabilities(prior.logits_at(i, codes[:, :i]))
+            codes[:, i] = decoder.decode(family, p) * 2 - 1
+    except AssertionError as e:  # constriction's word for data no encoder could have written
+        raise ValueError(str(e)) from e
+    codes = codes.astype(np.float32)
+    if encode(codes, prior) != data:  # only the canonical stream is accepted: no silent junk
+        raise ValueError("coded payload does not re-encode to itself")
+    return codes
 
 
 def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4,
