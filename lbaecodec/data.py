@@ -311,6 +311,9 @@ def load(dataset: str, split: str, data_dir: str | Path | None = None) -> tuple[
         archive = data_dir / "cifar-10-python.tar.gz" if data_dir else None
         if archive is not None and not archive.exists():
             npz = sorted(data_dir.glob("cifar10*.npz"))
+            if len(npz) > 1:
+                raise DataError(f"{data_dir} holds several CIFAR-10 copies "
+                                f"({', '.join(p.name for p in npz)}); pass the .npz itself")
             if npz:
                 return load_npz(npz[0], split)
         return _load_cifar_archive(_locate("cifar10", "cifar-10-python.tar.gz", data_dir), split)

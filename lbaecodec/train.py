@@ -79,7 +79,7 @@ def _optimizer_tensors(opt: torch.optim.Adam) -> dict[str, torch.Tensor]:
     out = {}
     for i, state in opt.state_dict()["state"].items():
         for k, v in state.items():
-            out[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            out[f"optim.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
     return out
 
 

@@ -1,0 +1,84 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from lbaecodec import entropy, export, zoo
+from lbaecodec.network import LBAE, PRESETS
+from lbaecodec.train import Recipe, load_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Smooth random images: learnable structure, unlike pure noise."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (96, 4, 4, 3)).astype(np.uint8)
+    return np.repeat(np.repeat(small, 8, axis=1), 8, axis=2)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, images):
+    out = tmp_path_factory.mktemp("run")
+    arch = replace(PRESETS["cifar10"], width=4, bits=64)
+    model, progress = train(arch, images, images[:32], out, Recipe(epochs=3, batch=16, lr=3e-3),
+                            show_progress=False)
+    return out, model, progress
+
+
+def test_training_reduces_the_loss(run):
+    _, _, progress = run
+    losses = [h["test_loss"] for h in progress.history]
+    assert losses[-1] < losses[0]
+    assert progress.step == 3 * 6 and progress.cpu_seconds > 0
+
+
+def test_checkpoint_and_log(run):
+    out, _, progress = run
+    assert (out / "last.safetensors").exists() and (out / "best.safetensors").exists()
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    arch, model, optim, recipe, prog = load_checkpoint(out)
+    assert prog.epoch == 3 and optim and arch.bits == 64
+
+
+def test_resume_continues_to_more_epochs(tmp_path, images):
+    arch = replace(PRESETS["cifar10"], width=4, bits=32)
+    recipe = Recipe(epochs=1, batch=32)
+    train(arch, images, images[:16], tmp_path, recipe, show_progress=False)
+    _, progress = train(arch, images, images[:16], tmp_path, Recipe(epochs=2, batch=32), resume=True,
+                        show_progress=False)
+    assert [h["epoch"] for h in progress.history] == [1, 2] and progress.step == 6
+
+
+def test_export_and_load_round_trip(run, images, tmp_path):
+    out, model, _ = run
+    path = export.export_run(out, "tiny", tmp_path / "tiny.safetensors", images, images[:32],
+                             "synthetic", "pytest")
+    loaded = zoo.load_model(path, device="cpu")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["epochs"] == 3 and card["model_id"] == loaded.id and card["command"] == "pytest"
+    x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
+    ref = load_checkpoint(out, "best")[1].eval()
+    assert (loaded.net.encode(x) == ref.encode(x)).float().mean() > 0.99  # fp16 weights
+    assert torch.allclose(loaded.net.decode(ref.encode(x)), ref.decode(ref.encode(x)), atol=2e-3)
+    assert loaded.extras[export.STATS_MOMENT].shape == (64, 64)
+    assert entropy.from_tensors(loaded.extras, entropy.CONTEXT) is not None
+
+
+def test_code_statistics():
+    codes = np.array([[1, 1], [1, -1], [-1, -1], [1, 1]], np.int8)
+    s = export.code_statistics(codes)
+    assert s[export.STATS_MEAN].tolist() == [0.5, 0.0]
+    assert s[export.STATS_MOMENT].tolist() == [[1.0, 0.5], [0.5, 1.0]]
+
+
+def test_model_files_never_unpickle(tmp_path):
+    bad = tmp_path / "evil.safetensors"
+    bad.write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a pickle header, not safetensors
+    with pytest.raises(zoo.ModelError):
+        zoo.load_model(bad, device="cpu")
+    net = LBAE(replace(PRESETS["mnist"], width=4))
+    path = zoo.export(net, "m", tmp_path / "m.safetensors")
+    assert zoo.read_metadata(path)[zoo.META_NAME] == "m"
