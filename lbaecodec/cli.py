@@ -219,7 +219,8 @@ def models(as_json: bool) -> None:
                    f"epochs {c.get('epochs', '?')}  {c.get('data', '')}")
 
 
-from .cli_train import export_cmd, train_cmd  # noqa: E402  (registered on main)
+from .cli_bench import bench_cmd  # noqa: E402  (registered on main)
+from .cli_train import export_cmd, train_cmd  # noqa: E402
 
-main.add_command(train_cmd)
-main.add_command(export_cmd)
+for command in (train_cmd, export_cmd, bench_cmd):
+    main.add_command(command)

@@ -1,0 +1,204 @@
+"""`lbaecodec bench`: LBAE against classic codecs and the paper's numbers, on the same images.
+
+Every measured row reconstructs the same test images and reports bits per image, compression
+ratio, FID (Inception-v3, see metrics/fid.py), PSNR and SSIM. Rows from the paper are marked
+"reported". Outputs: results.json, results.md, rate_fid.png, grid.png.
+"""
+from __future__ import annotations
+
+import io
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import codec, container, data, tiling
+from .metrics import fid as fidlib
+from .metrics.quality import psnr, ssim
+from .zoo import Model
+
+# (dataset) → (image bits as the paper counts them, reported rows)
+PAPER_IMAGE_BITS = {"mnist": 32 * 32 * 1, "fashion-mnist": 32 * 32 * 1,
+                    "cifar10": 32 * 32 * 3 * 8, "celeba": 64 * 64 * 3 * 8}
+REPORTED = {  # Fajtl et al. 2020, supplementary Table 1: (method, latent bits, FID)
+    "mnist": [("LBAE (paper)", 200, 8.11), ("VAE (paper)", 512, 8.77)],
+    "cifar10": [("LBAE (paper)", 600, 19.37), ("VAE (paper)", 4096, 37.9),
+                ("VQ-VAE (paper)", 5760, None)],
+    "celeba": [("LBAE (paper)", 1500, 7.71), ("VAE (paper)", 2048, 34.96)],
+}
+CLASSIC = {"WEBP": [0], "JPEG": [1], "AVIF": [0]}  # Pillow format → qualities (lowest ≈ LBAE bytes)
+GRID_IMAGES = 10
+
+
+@dataclass
+class Row:
+    method: str
+    source: str  # "measured" or "reported, not measured"
+    code_bits: float | None  # latent/code bits per image (raw, as the paper counts)
+    file_bytes: float | None  # actual bytes per image on disk (container/format included)
+    ratio_code: float | None  # image bits / code bits
+    ratio_file: float | None  # image bits / file bits
+    fid: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    encode_img_s: float | None = None
+    decode_img_s: float | None = None
+    note: str = ""
+
+
+def lbae_reconstruct(m: Model, images: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Each image as its own .lbae file: reconstructions and size/speed figures."""
+    n, size, _, channels = images.shape
+    column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
+    t0 = time.perf_counter()
+    codes = codec.encode_codes(m, column)
+    payloads = [codec.pack_codes(m, codes[i: i + 1]) for i in range(n)]
+    t1 = time.perf_counter()
+    header = container.Header(m.name, m.hash, size, size, int(channels == 3), 0, m.arch.size, m.arch.bits)
+    files = [container.write(replace(header, coding=method), p) for method, p in payloads]
+    t2 = time.perf_counter()
+    unpacked = np.concatenate([codec.unpack_codes(*container.read(f), m) for f in files])
+    recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size)).pixels.reshape(images.shape)
+    t3 = time.perf_counter()
+    if not np.array_equal(unpacked, codes):
+        raise RuntimeError("entropy coding changed the bits")
+    return recs, {"file_bytes": float(np.mean([len(f) for f in files])), "encode_img_s": n / (t1 - t0),
+                  "decode_img_s": n / (t3 - t2),
+                  "codings": sorted({container.CODING_NAMES[k] for k, _ in payloads})}
+
+
+def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.ndarray, dict]:
+    recs, sizes = [], []
+    t0 = time.perf_counter()
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, fmt, quality=quality)
+        sizes.append(buf.tell())
+        rec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L" if img.shape[2] == 1 else "RGB"))
+        recs.append(rec.reshape(img.shape))
+    elapsed = time.perf_counter() - t0
+    return np.stack(recs), {"file_bytes": float(np.mean(sizes)), "roundtrip_img_s": len(images) / elapsed}
+
+
+def run(
+    model: Model,
+    dataset: str,
+    images: np.ndarray,
+    out: Path,
+    extractor: fidlib.FeatureExtractor,
+    cache: Path | None,
+    classic: dict[str, list[int]] | None = None,
+    data_note: str = "",
+) -> list[Row]:
+    """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs."""
+    image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
+    ref = fidlib.cached_statistics(images, extractor, cache)
+    rows, grids = [], {"original": images[:GRID_IMAGES]}
+
+    def measured(name, recs, code_bits, figures, note=""):
+        fbytes = figures["file_bytes"]
+        rows.append(Row(
+            method=name, source="measured", code_bits=code_bits, file_bytes=round(fbytes, 2),
+            ratio_code=round(image_bits / code_bits, 2) if code_bits else None,
+            ratio_file=round(image_bits / (8 * fbytes), 2),
+            fid=round(fidlib.frechet_distance(*ref, *fidlib.statistics(extractor(recs))), 3),
+            psnr=round(psnr(images, recs), 3), ssim=round(ssim(images, recs), 4),
+            encode_img_s=_round(figures.get("encode_img_s")), decode_img_s=_round(figures.get("decode_img_s")),
+            note=note))
+        grids[name] = recs[:GRID_IMAGES]
+
+    recs, figures = lbae_reconstruct(model, images)
+    measured(f"LBAE ({model.id})", recs, model.arch.bits, figures,
+             note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
+    for fmt, qualities in (CLASSIC if classic is None else classic).items():
+        for q in qualities:
+            recs, figures = classic_reconstruct(fmt, q, images)
+            measured(f"{fmt} q={q}", recs, None, figures,
+                     note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode")
+    for name, bits, fid in REPORTED.get(dataset, []):
+        rows.append(Row(name, "reported, not measured", bits, None, round(image_bits / bits, 2), None, fid,
+                        note="Fajtl et al. 2020, supplementary Table 1"))
+    meta = {"dataset": dataset, "data": data_note, "images": len(images),
+            "fid_features": getattr(extractor, "name", type(extractor).__name__),
+            "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}",
+            "image_bits": image_bits}
+    write_outputs(out, rows, meta, grids)
+    return rows
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+def markdown(rows: list[Row], meta: dict) -> str:
+    head = ("| method | source | code bits/img | file bytes/img | ratio (code) | ratio (file) "
+            "| FID | PSNR dB | SSIM | enc img/s | dec img/s | note |")
+    lines = [f"Dataset: {meta['dataset']} — {meta['data']}; {meta['images']} test images; "
+             f"FID features: {meta['fid_features']}; {meta['machine']}.",
+             "Compression ratio = image bits "
+             f"({meta['image_bits']}) / code or file bits.",
+             "", head, "|" + "---|" * 12]
+
+    def cell(v):
+        return "" if v is None else str(v)
+
+    for r in rows:
+        lines.append("| " + " | ".join(cell(v) for v in (
+            r.method, r.source, r.code_bits, r.file_bytes, r.ratio_code, r.ratio_file, r.fid, r.psnr,
+            r.ssim, r.encode_img_s, r.decode_img_s, r.note)) + " |")
+    if meta["images"] < 10000:
+        lines += ["", f"FID on {meta['images']} images is biased upward against the usual 10,000-image FID."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, rows: list[Row], meta: dict, grids: dict[str, np.ndarray]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    (out / "results.md").write_text(markdown(rows, meta))
+    save_grid(out / "grid.png", grids)
+    plot_rate_fid(out / "rate_fid.png", rows, meta)
+
+
+def save_grid(path: Path, grids: dict[str, np.ndarray], scale: int = 3) -> None:
+    """Originals in the top row, each method's reconstructions below, upscaled (nearest)."""
+    strip = [np.concatenate(list(g), axis=1) for g in grids.values()]
+    grid = np.concatenate(strip, axis=0)
+    img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+
+
+def plot_rate_fid(path: Path, rows: list[Row], meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for r in rows:
+        bits = r.code_bits if r.file_bytes is None else 8 * r.file_bytes
+        if r.fid is None or bits is None:
+            continue
+        hollow = r.source != "measured"
+        ax.scatter(bits, r.fid, facecolors="none" if hollow else None, edgecolors="C0" if hollow else None)
+        ax.annotate(r.method, (bits, r.fid), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per image (file bits measured; code bits for reported rows)")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(f"{meta['dataset']}: rate vs FID, {meta['images']} test images")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, str]:
+    images, _ = data.load(dataset, "test", data_dir)
+    if limit:
+        images = images[:limit]
+    source = Path(data_dir).name if data_dir else "official files"
+    return images, f"{dataset} test split ({source})"

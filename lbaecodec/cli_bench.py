@@ -1,0 +1,66 @@
+"""`lbaecodec bench`: the measured comparison table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import DEVICE, clean_errors
+from .data import DATASETS
+from .errors import InputError
+
+
+def parse_classic(spec: str) -> dict[str, list[int]]:
+    """'WEBP:0,10;JPEG:1' → {'WEBP': [0, 10], 'JPEG': [1]}; '' or 'none' → {}."""
+    if spec.strip().lower() in ("", "none"):
+        return {}
+    out: dict[str, list[int]] = {}
+    try:
+        for part in spec.split(";"):
+            fmt, qualities = part.split(":")
+            out[fmt.strip().upper()] = [int(q) for q in qualities.split(",")]
+    except ValueError:
+        raise InputError(f"--classic {spec!r}: expected FORMAT:Q[,Q...][;FORMAT:Q...]") from None
+    return out
+
+
+@click.command("bench")
+@click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
+@click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
+@click.option("--model", "-m", default=None, metavar="NAME|PATH", help="[default: the dataset's shipped model]")
+@click.option("--limit", default=None, type=int,
+              help="Use the first N test images (quick runs; FID with few images is biased upward).")
+@click.option("--classic", default="WEBP:0;JPEG:1;AVIF:0", show_default=True,
+              help="Pillow codecs and qualities to compare, or 'none'.")
+@click.option("--out", default=None, metavar="DIR", help="[default: bench/results/DATASET]")
+@click.option("--cache", default=None, metavar="DIR",
+              help="Where reference FID statistics are cached. [default: ~/.cache/lbaecodec/fid]")
+@DEVICE
+@clean_errors
+def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, device) -> None:
+    """Measure LBAE against classic codecs and the paper's numbers on the same test images.
+
+    Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
+    FID uses Inception-v3 from the optional extra: pip install 'lbaecodec[bench]'.
+
+    \b
+    Example:  lbaecodec bench --dataset cifar10 --data-dir cifar10.npz --limit 1000
+    """
+    from . import bench
+    from .data import default_cache
+    from .metrics.fid import InceptionFeatures
+    from .zoo import load_model, pick_device
+
+    if limit is not None and limit < 2:
+        raise InputError("--limit must be at least 2 (FID needs a covariance)")
+    m = load_model(model or dataset, device)
+    images, note = bench.load_images(dataset, data_dir, limit)
+    if images.shape[1:] != (m.arch.size, m.arch.size, m.arch.channels):
+        raise InputError(f"{dataset} images are {images.shape[1:]}, model {m.id} takes "
+                         f"{m.arch.size}x{m.arch.size}x{m.arch.channels} tiles")
+    target = Path(out or f"bench/results/{dataset}")
+    extractor = InceptionFeatures(pick_device(device))
+    rows = bench.run(m, dataset, images, target, extractor, Path(cache) if cache else default_cache() / "fid",
+                     parse_classic(classic), note)
+    click.echo((target / "results.md").read_text())
+    click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")

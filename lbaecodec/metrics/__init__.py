@@ -1,0 +1,1 @@
+"""Quality metrics: FID (Inception-v3 features + Fréchet distance), PSNR and SSIM."""

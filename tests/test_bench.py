@@ -1,0 +1,111 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import lbaecodec
+from lbaecodec import bench, cli, cli_bench
+from lbaecodec.errors import InputError
+from lbaecodec.metrics import fid as fidlib
+from lbaecodec.metrics.quality import psnr, ssim
+
+
+def test_frechet_distance_of_gaussians_closed_form():
+    # N(μ1, diag(a)) vs N(μ2, diag(b)): ‖μ1−μ2‖² + Σ (√a − √b)²
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    expected = 1 + 4 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert fidlib.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
+
+
+def test_frechet_distance_full_covariance_matches_eigen_formula():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    s1, s2 = a @ a.T, b @ b.T
+    # commuting-free reference: tr((S1 S2)^½) from the eigenvalues of S1 S2
+    ref = np.sqrt(np.linalg.eigvals(s1 @ s2).real.clip(0)).sum()
+    d = fidlib.frechet_distance(np.zeros(5), s1, np.zeros(5), s2)
+    assert d == pytest.approx(np.trace(s1) + np.trace(s2) - 2 * ref, rel=1e-9)
+
+
+def test_fid_of_identical_features_is_zero():
+    f = np.random.default_rng(1).normal(size=(300, 16))
+    assert abs(fidlib.frechet_distance(*fidlib.statistics(f), *fidlib.statistics(f))) < 1e-8
+
+
+def test_fid_singular_covariance_is_finite():
+    f = np.random.default_rng(2).normal(size=(10, 64))  # N < D
+    g = f + 0.1
+    assert fidlib.frechet_distance(*fidlib.statistics(f), *fidlib.statistics(g)) == pytest.approx(0.01 * 64, abs=1e-4)
+
+
+def test_psnr_and_ssim():
+    a = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    assert psnr(a, a) == pytest.approx(10 * np.log10(255**2 / 1e-10))  # MSE floored at 1e-10
+    b = a.astype(int) + 1
+    assert psnr(a, np.clip(b, 0, 255).astype(np.uint8)) > 45
+    assert ssim(a, a) == pytest.approx(1.0) and ssim(a, 255 - a) < 0.1
+
+
+class StubFeatures:
+    """Stand-in for Inception in tests only: channel means and a few pixels as features."""
+
+    name = "stub"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, images):
+        self.calls += 1
+        x = images.reshape(len(images), -1).astype(np.float64)
+        return np.concatenate([x[:, :6], x.mean(1, keepdims=True)], axis=1)
+
+
+def test_cached_statistics_are_reused(tmp_path):
+    images = np.random.default_rng(4).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    stub = StubFeatures()
+    first = fidlib.cached_statistics(images, stub, tmp_path)
+    second = fidlib.cached_statistics(images, stub, tmp_path)
+    assert stub.calls == 1 and np.array_equal(first[1], second[1])
+    fidlib.cached_statistics(images[:10], stub, tmp_path)
+    assert stub.calls == 2  # other data, other key
+
+
+def test_bench_tiny_run_writes_table(tmp_path):
+    images = np.random.default_rng(5).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    m = lbaecodec.load_model("cifar10", device="cpu")
+    rows = bench.run(m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache",
+                     {"WEBP": [0], "JPEG": [5]}, "synthetic")
+    by = {r.method: r for r in rows}
+    lbae = rows[0]
+    assert lbae.method == f"LBAE ({m.id})"
+    assert lbae.code_bits == 600 and lbae.ratio_code == 40.96
+    assert lbae.file_bytes < 75 + 30
+    assert lbae.ratio_file == pytest.approx(24576 / (8 * lbae.file_bytes), rel=1e-3)
+    assert by["WEBP q=0"].code_bits is None and by["WEBP q=0"].file_bytes > 0
+    assert lbae.source == "measured" and by["VQ-VAE (paper)"].source.startswith("reported")
+    assert lbae.fid is not None and lbae.fid >= 0 and lbae.psnr > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["meta"]["images"] == 12 and len(saved["rows"]) == len(rows)
+    md = (tmp_path / "results.md").read_text()
+    assert "| LBAE (paper) | reported, not measured | 600 |" in md and "biased upward" in md
+    assert (tmp_path / "grid.png").stat().st_size > 0 and (tmp_path / "rate_fid.png").stat().st_size > 0
+
+
+def test_compression_ratio_arithmetic():
+    assert bench.PAPER_IMAGE_BITS["cifar10"] / 600 == pytest.approx(40.96)
+    assert bench.PAPER_IMAGE_BITS["mnist"] / 200 == pytest.approx(5.12)
+    assert bench.PAPER_IMAGE_BITS["celeba"] / 1500 == pytest.approx(65.536)
+
+
+def test_parse_classic():
+    assert cli_bench.parse_classic("webp:0,10;JPEG:1") == {"WEBP": [0, 10], "JPEG": [1]}
+    assert cli_bench.parse_classic("none") == {}
+    with pytest.raises(InputError):
+        cli_bench.parse_classic("WEBP")
+
+
+def test_bench_cli_errors_are_one_line(tmp_path):
+    r = CliRunner().invoke(cli.main, ["bench", "--dataset", "mnist", "--data-dir", str(tmp_path), "--limit", "1"])
+    assert r.exit_code != 0 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1
