@@ -13,11 +13,13 @@ from .network import PRESETS
 
 
 def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | None):
+    """(train images, train labels or None, test images, note on the data)."""
     import numpy as np
 
     from . import data
 
     arch = PRESETS[preset]
+    labels = None
     if dataset == "folder":
         if not data_dir:
             raise InputError("--dataset folder needs --data-dir with your images")
@@ -26,15 +28,26 @@ def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | Non
         rng = np.random.default_rng(0).permutation(len(images))
         train, test = images[rng[cut:]], images[rng[:cut]]
     else:
-        train, test = data.load(dataset, "train", data_dir)[0], data.load(dataset, "test", data_dir)[0]
+        train, labels = data.load(dataset, "train", data_dir)
+        test = data.load(dataset, "test", data_dir)[0]
     if train.shape[1:] != (arch.size, arch.size, arch.channels):
         raise InputError(f"{dataset} images are {train.shape[1:]}, preset {preset} needs "
                          f"{(arch.size, arch.size, arch.channels)}")
     if limit:
         train, test = train[:limit], test[: max(1, limit // 5)]
+        labels = None if labels is None else labels[:limit]
     source = Path(data_dir).name if data_dir else "official files"
     note = f"{dataset} ({source}), {len(train)} train / {len(test)} test images"
-    return train, test, note
+    return train, labels, test, note
+
+
+def _export(run: Path, name: str, target: Path, dataset: str, loaded, which: str = "best") -> None:
+    from .data import LABEL_NAMES
+    from .export import command_line, export_run
+
+    train, labels, test, note = loaded
+    export_run(run, name, target, train, test, note, command_line(), which,
+               train_labels=labels, label_names=LABEL_NAMES.get(dataset))
 
 
 def default_weights(preset: str) -> Path:
@@ -76,12 +89,12 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
     import torch
 
     from . import train as training
-    from .export import command_line, export_run
     from .zoo import load_model
 
     if threads:
         torch.set_num_threads(threads)
-    train_images, test_images, note = _load_data(dataset or preset, data_dir, preset, limit)
+    loaded = _load_data(dataset or preset, data_dir, preset, limit)
+    train_images, _, test_images, _ = loaded
     arch = replace(PRESETS[preset], width=width)
     start = load_model(init_from, "cpu").net if init_from else None
     if start is not None:
@@ -93,7 +106,7 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
     click.echo(f"best test loss {progress.best_test_loss:.6f} at epoch {progress.best_epoch}; run in {run}")
     if not no_export:
         target = Path(export_to) if export_to else default_weights(preset)
-        export_run(run, preset, target, train_images, test_images, note, command_line())
+        _export(run, preset, target, dataset or preset, loaded)
         click.echo(f"exported {target}")
 
 
@@ -110,11 +123,9 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
 def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint) -> None:
     """Export a training RUN folder as a shipped model: fp16 weights, code statistics, and a
     card with the test PSNR measured on the exported weights."""
-    from .export import command_line, export_run
-
     if not (Path(run) / f"{checkpoint}.json").is_file():
         raise InputError(f"{run}: no {checkpoint} checkpoint found")
-    train_images, test_images, note = _load_data(dataset or preset, data_dir, preset, None)
     target = Path(export_to) if export_to else default_weights(preset)
-    export_run(Path(run), name or preset, target, train_images, test_images, note, command_line(), checkpoint)
+    _export(Path(run), name or preset, target, dataset or preset,
+            _load_data(dataset or preset, data_dir, preset, None), checkpoint)
     click.echo(f"exported {target}")

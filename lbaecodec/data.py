@@ -73,6 +73,12 @@ REMOTES: dict[str, dict[str, Remote]] = {
 }
 SYSTEM_COPIES = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
+LABEL_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                      "sneaker", "bag", "ankle-boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
 CELEBA_CROP = 140 / 178  # the usual 140-px centre crop of the 178×218 aligned faces
 CELEBA_SIZE = 64
 CELEBA_LOCAL_TEST = 1000  # held-out tail of a local subset (the official test split needs all 202,599)

@@ -15,6 +15,7 @@ from .network import LBAE
 from .train import evaluate, load_checkpoint, to_float
 
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
+LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
 
 
 @torch.inference_mode()
@@ -32,6 +33,13 @@ def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
             STATS_COUNT: torch.tensor([float(len(b))])}
 
 
+def label_means(codes: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[str, torch.Tensor]:
+    c = codes.astype(np.float64)
+    means = np.stack([c[labels == k].mean(0) if (labels == k).any() else np.zeros(c.shape[1])
+                      for k in range(n_labels)])
+    return {LABEL_MEAN: torch.from_numpy(means).float()}
+
+
 def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
     """Actual range-coded bits per code vector, one vector per call (as one 32×32 image)."""
     sample = codes[:1000]
@@ -41,14 +49,17 @@ def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
 def export_run(
     run: Path, name: str, path: Path, train_images: np.ndarray, test_images: np.ndarray,
     data_note: str, command: str, which: str = "best",
+    train_labels: np.ndarray | None = None, label_names: list[str] | None = None,
 ) -> Path:
     """Export a run's checkpoint with statistics and priors, measured on the test images."""
     arch, net, _, recipe, progress = load_checkpoint(run, which)
     shipped_net = zoo.load_model(zoo.export(net, name, path), device="cpu").net  # fp16 round trip
     train_codes = encode_all(shipped_net, train_images)
     factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
-    exported = zoo.export(net, name, path,
-                          extras={**code_statistics(train_codes), **entropy.to_tensors(factorized, context)})
+    extras = {**code_statistics(train_codes), **entropy.to_tensors(factorized, context)}
+    if train_labels is not None and label_names:
+        extras.update(label_means(train_codes, train_labels, len(label_names)))
+    exported = zoo.export(net, name, path, extras=extras)
     test_codes = encode_all(shipped_net, test_images)
     figures = evaluate(shipped_net, test_images)
     card = {
@@ -67,6 +78,7 @@ def export_run(
             "context_ideal": round(context.cost_bits(test_codes) / len(test_codes), 1),
             "context_coded_single_tile": round(coded_bits(context, test_codes), 1),
         },
+        "labels": label_names if train_labels is not None else None,
         "weights_dtype": "float16",
         "measured_on": f"{platform.machine()} CPU, torch {torch.__version__}, {date.today()}",
         "command": command,

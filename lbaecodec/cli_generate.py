@@ -1,0 +1,155 @@
+"""`lbaecodec sample`, `interpolate` and `edit`: the bit space as a generative model."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .cli import DEVICE, FORCE, clean_errors, read_input, refuse_existing, write_output
+from .errors import InputError
+
+MODEL = click.option("--model", "-m", default="cifar10", show_default=True, metavar="NAME|PATH",
+                     help="Model whose bit space is used.")
+
+
+def _png(array: np.ndarray, scale: int = 1) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tiles_and_latents(source: str, m):
+    """An image (cropped and resized to one tile) or a .lbae file → (codes, latents or None)."""
+    from PIL import Image
+
+    from . import codec, container, generate
+
+    raw = read_input(source)
+    if raw[:3] == container.MAGIC:
+        h, payload = container.read(raw)
+        codec._check_model(h, m)
+        codes = codec.unpack_codes(h, payload, m)
+        if len(codes) != 1:
+            raise InputError(f"{source}: holds {len(codes)} tiles; interpolate takes single-tile images")
+        return codes[0], None
+    img = codec.open_image(raw)
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((m.arch.size, m.arch.size), Image.BICUBIC)
+    from .tiling import as_model_array
+
+    z = generate.latents(m, as_model_array(img, m.arch.channels)[None])[0]
+    return np.where(z >= 0, 1.0, -1.0).astype(np.float32), z
+
+
+@click.command("sample")
+@click.argument("output")
+@MODEL
+@click.option("-n", "count", default=64, show_default=True, help="Number of samples.")
+@click.option("--method", type=click.Choice(["cov", "random"]), default="cov", show_default=True,
+              help="cov: Gaussian copula fitted to the training codes (the paper's method); "
+                   "random: uniform bits (the weak baseline).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--scale", default=2, show_default=True, help="Upscale the grid (nearest neighbour).")
+@click.option("--out-dir", default=None, metavar="DIR", help="Also write each sample as DIR/sample_NNNN.png.")
+@DEVICE
+@FORCE
+@clean_errors
+def sample_cmd(output, model, count, method, seed, scale, out_dir, device, force) -> None:
+    """Draw COUNT new images from the model's bit space and save them as a grid to OUTPUT (PNG).
+
+    \b
+    Example:  lbaecodec sample samples.png --model cifar10 -n 64 --seed 1
+    """
+    from . import generate
+    from .zoo import load_model
+
+    if count < 1:
+        raise InputError("-n must be at least 1")
+    refuse_existing(output, force)
+    m = load_model(model, device)
+    images = generate.sample(m, count, method, seed)
+    write_output(output, _png(generate.mosaic(images, math.ceil(math.sqrt(count))), scale), force)
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            write_output(str(Path(out_dir) / f"sample_{i:04d}.png"), _png(img), force)
+
+
+@click.command("interpolate")
+@click.argument("image_a")
+@click.argument("image_b")
+@click.argument("output")
+@MODEL
+@click.option("--steps", default=10, show_default=True, help="Images in the strip, endpoints included.")
+@click.option("--scale", default=2, show_default=True)
+@DEVICE
+@FORCE
+@clean_errors
+def interpolate_cmd(image_a, image_b, output, model, steps, scale, device, force) -> None:
+    """Walk the bit space from IMAGE_A to IMAGE_B and save the decoded strip to OUTPUT (PNG).
+
+    Inputs are images (centre-cropped and resized to one tile) or single-tile .lbae files.
+    Differing bits flip in the order in which the straight line between the two encoder
+    latents crosses zero, so the least certain bits change first.
+    """
+    from . import generate
+    from .zoo import load_model
+
+    if steps < 2:
+        raise InputError("--steps must be at least 2")
+    refuse_existing(output, force)
+    m = load_model(model, device)
+    (a, za), (b, zb) = _tiles_and_latents(image_a, m), _tiles_and_latents(image_b, m)
+    rng = np.random.default_rng(0)  # without latents (.lbae input), a random flip order
+    za = za if za is not None else a * rng.uniform(0.1, 1, a.shape)
+    zb = zb if zb is not None else b * rng.uniform(0.1, 1, b.shape)
+    codes = generate.interpolation_path(za, zb, steps)
+    write_output(output, _png(generate.mosaic(generate.decode(m, codes), steps), scale), force)
+
+
+@click.command("edit")
+@click.argument("image")
+@click.argument("output")
+@MODEL
+@click.option("--towards", required=True, metavar="LABEL",
+              help="Label name or index from the model card (e.g. cat, 7).")
+@click.option("--strength", default=1.0, show_default=True,
+              help="Multiple of the label direction added to the latent; several values with "
+                   "--steps make a strip.")
+@click.option("--steps", default=1, show_default=True,
+              help="Strip of edits from strength 0 to --strength (1 = the edited image only).")
+@click.option("--scale", default=2, show_default=True)
+@DEVICE
+@FORCE
+@clean_errors
+def edit_cmd(image, output, model, towards, strength, steps, scale, device, force) -> None:
+    """Move IMAGE towards a label in bit space (mean code with the label minus without).
+
+    \b
+    Example:  lbaecodec edit ship.png ship-to-plane.png --towards airplane --strength 2 --steps 5
+    """
+    from . import generate
+    from .zoo import load_model
+
+    refuse_existing(output, force)
+    m = load_model(model, device)
+    names = m.card.get("labels") or []
+    label = names.index(towards) if towards in names else int(towards) if towards.isdigit() else None
+    if label is None:
+        raise InputError(f"unknown label {towards!r}; model {m.name} knows: {', '.join(names) or 'none'}")
+    _, z = _tiles_and_latents(image, m)
+    if z is None:
+        raise InputError("edit needs an image, not a .lbae file")
+    direction = generate.label_direction(m, label)
+    strengths = np.linspace(0, strength, steps) if steps > 1 else [strength]
+    codes = np.stack([generate.edit_latent(z, direction, s) for s in strengths])
+    write_output(output, _png(generate.mosaic(generate.decode(m, codes), len(codes)), scale), force)

@@ -1,0 +1,144 @@
+"""The bit space as a generative model: sampling, interpolation, attribute editing.
+
+Sampling follows the paper's "cov" method: a Gaussian copula whose thresholded signs have the
+training codes' means and pairwise second moments. For z ~ N(0, R) with unit variances,
+E[sign(z_i) sign(z_j)] = (2/π) arcsin(R_ij), so R = sin(π/2 · M) where M is the second-moment
+matrix of the codes extended by a constant +1 bit (its row/column holds the means). A sample
+takes the signs of z and multiplies them by the sign of the extra coordinate, which orients
+it so that E[b_i] equals the code mean.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+from .export import LABEL_MEAN, STATS_MEAN, STATS_MOMENT
+from .zoo import Model
+
+EIG_FLOOR = 1e-4
+
+
+def copula_factor(mean: np.ndarray, moment: np.ndarray) -> np.ndarray:
+    """Cholesky factor of the latent Gaussian's correlation matrix, (bits+1)²."""
+    n = len(mean)
+    m = np.empty((n + 1, n + 1))
+    m[:n, :n], m[:n, n], m[n, :n], m[n, n] = moment, mean, mean, 1.0
+    r = np.sin(np.pi / 2 * m)
+    w, v = np.linalg.eigh((r + r.T) / 2)  # nearest positive-definite correlation matrix
+    r = (v * np.clip(w, EIG_FLOOR, None)) @ v.T
+    d = np.sqrt(np.diag(r))
+    return np.linalg.cholesky(r / d[:, None] / d[None, :])
+
+
+def sample_codes(factor: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    z = rng.standard_normal((n, factor.shape[0])) @ factor.T
+    return np.where(z[:, :-1] * np.sign(z[:, -1:]) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def random_codes(bits: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The paper's weak baseline: independent uniform bits."""
+    return rng.choice(np.array([-1.0, 1.0], np.float32), size=(n, bits))
+
+
+def model_statistics(m: Model) -> tuple[np.ndarray, np.ndarray]:
+    if STATS_MEAN not in m.extras or STATS_MOMENT not in m.extras:
+        raise ModelError(f"model {m.id} ships no code statistics; re-export it with `lbaecodec export`")
+    return m.extras[STATS_MEAN].double().numpy(), m.extras[STATS_MOMENT].double().numpy()
+
+
+def sample(m: Model, n: int, method: str = "cov", seed: int = 0) -> np.ndarray:
+    """n new images (n, S, S, C) uint8 decoded from sampled codes."""
+    rng = np.random.default_rng(seed)
+    if method == "cov":
+        codes = sample_codes(copula_factor(*model_statistics(m)), n, rng)
+    elif method == "random":
+        codes = random_codes(m.arch.bits, n, rng)
+    else:
+        raise ValueError(f"unknown sampling method {method!r}")
+    return decode(m, codes)
+
+
+def decode(m: Model, codes: np.ndarray) -> np.ndarray:
+    x = m.net.decode(torch.from_numpy(np.ascontiguousarray(codes, np.float32)).to(m.device))
+    return x.mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
+    """Pre-binarisation latents in (-1, 1) of uint8 tiles (n, S, S, C); signs are the codes."""
+    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(m.device).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        return m.net.encoder(x).cpu().double().numpy()
+
+
+def interpolation_path(za: np.ndarray, zb: np.ndarray, steps: int) -> np.ndarray:
+    """Codes from sign(za) to sign(zb) in ``steps`` (≥ 2) points.
+
+    The differing bits flip in the order in which the straight line between the latents
+    crosses zero, so the least certain bits flip first and the path stays near the codes
+    the encoder produces; every step flips about the same number of bits."""
+    a, b = np.where(za >= 0, 1.0, -1.0), np.where(zb >= 0, 1.0, -1.0)
+    differ = np.flatnonzero(a != b)
+    crossing = za[differ] / (za[differ] - zb[differ])
+    order = differ[np.argsort(crossing, kind="stable")]
+    path = []
+    for k in range(steps):
+        code = a.copy()
+        flips = order[: round(len(order) * k / (steps - 1))]
+        code[flips] = b[flips]
+        path.append(code)
+    return np.stack(path).astype(np.float32)
+
+
+def edit_latent(z: np.ndarray, direction: np.ndarray, strength: float) -> np.ndarray:
+    """Move a latent along an attribute direction (differences of mean codes) and binarise."""
+    return np.where(z + strength * direction >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def label_direction(m: Model, label: int) -> np.ndarray:
+    """Mean code of the label's training images minus the mean code of all the others."""
+    if LABEL_MEAN not in m.extras:
+        raise ModelError(f"model {m.id} ships no labelled code means")
+    means = m.extras[LABEL_MEAN].double().numpy()
+    if not 0 <= label < len(means):
+        raise ModelError(f"label {label} out of range 0–{len(means) - 1}")
+    others = np.delete(means, label, axis=0).mean(0)
+    return means[label] - others
+
+
+def attribute_directions(codes: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+    """(attributes, bits): mean code with each ±1 attribute minus mean code without it."""
+    c = np.asarray(codes, np.float64)
+    out = []
+    for column in np.asarray(attributes).T:
+        on, off = column > 0, column <= 0
+        if not on.any() or not off.any():
+            out.append(np.zeros(c.shape[1]))
+        else:
+            out.append(c[on].mean(0) - c[off].mean(0))
+    return np.stack(out)
+
+
+def read_celeba_attributes(text: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Parse list_attr_celeba.txt: count line, names line, then 'file v1 v2 …' of ±1."""
+    lines = [line.split() for line in text.strip().splitlines()]
+    if len(lines) < 2:
+        raise ValueError("attribute file too short")
+    names = lines[1]
+    rows = {}
+    for parts in lines[2:]:
+        if len(parts) != len(names) + 1:
+            raise ValueError(f"attribute row for {parts[:1]} has {len(parts) - 1} values, expected {len(names)}")
+        rows[parts[0]] = np.array([int(v) for v in parts[1:]], np.int8)
+    return names, rows
+
+
+def mosaic(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
+    """(n, H, W, C) → one (rows·(H+gap)−gap, cols·(W+gap)−gap, C) image, white gaps."""
+    n, h, w, c = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        out[r * (h + gap): r * (h + gap) + h, k * (w + gap): k * (w + gap) + w] = img
+    return out

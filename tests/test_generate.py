@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lbaecodec import cli, generate, zoo
+from lbaecodec.export import LABEL_MEAN, STATS_MEAN, STATS_MOMENT, code_statistics
+
+from .conftest import save_image
+
+
+def correlated_bits(n, seed):
+    """Signs of a correlated Gaussian, oriented by a last coordinate: biased, correlated bits
+    of the family the copula describes exactly."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 4)) @ np.array([[1.0, 0.8, -0.5, 0.0, 0.3, 0.5],
+                                                 [0.0, 0.6, 0.5, 0.2, 0.0, -0.3],
+                                                 [0.0, 0.0, 0.7, 0.9, -0.4, 0.0],
+                                                 [0.2, 0.0, 0.0, 0.3, 0.5, 1.0]])
+    return np.where(z[:, :-1] * np.sign(z[:, -1:]) >= 0, 1.0, -1.0)
+
+
+def test_copula_reproduces_means_and_pairwise_moments():
+    codes = correlated_bits(200_000, 0)
+    stats = code_statistics(codes.astype(np.int8))
+    mean, moment = stats[STATS_MEAN].double().numpy(), stats[STATS_MOMENT].double().numpy()
+    factor = generate.copula_factor(mean, moment)
+    samples = generate.sample_codes(factor, 200_000, np.random.default_rng(1)).astype(np.float64)
+    tol = 4 / np.sqrt(200_000) * 2  # a few standard errors of a ±1 mean
+    np.testing.assert_allclose(samples.mean(0), mean, atol=tol)
+    np.testing.assert_allclose(samples.T @ samples / len(samples), moment, atol=tol)
+
+
+def test_random_method_is_uniform():
+    bits = generate.random_codes(50, 20_000, np.random.default_rng(0))
+    assert abs(bits.mean()) < 0.02 and set(np.unique(bits)) == {-1.0, 1.0}
+
+
+def test_interpolation_endpoints_and_monotone_path():
+    rng = np.random.default_rng(0)
+    za, zb = rng.uniform(-1, 1, 100), rng.uniform(-1, 1, 100)
+    path = generate.interpolation_path(za, zb, 6)
+    assert np.array_equal(path[0], np.sign(za)) and np.array_equal(path[-1], np.sign(zb))
+    distances = [(p != path[0]).sum() for p in path]
+    assert distances == sorted(distances)  # every step moves away from a, towards b
+    assert all(((p == path[0]) | (p == path[-1])).all() for p in path)
+
+
+def test_interpolation_endpoints_decode_to_endpoint_codes():
+    m = zoo.load_model("cifar10", device="cpu")
+    rng = np.random.default_rng(1)
+    za, zb = rng.uniform(-1, 1, 600), rng.uniform(-1, 1, 600)
+    path = generate.interpolation_path(za, zb, 4)
+    ends = generate.decode(m, path[[0, -1]])
+    np.testing.assert_array_equal(ends, generate.decode(m, np.stack([np.sign(za), np.sign(zb)]).astype(np.float32)))
+
+
+def test_attribute_directions_and_celeba_file():
+    text = ("3\nSmiling Eyeglasses\n000001.jpg  1 -1\n000002.jpg -1 -1\n000003.jpg  1  1\n")
+    names, rows = generate.read_celeba_attributes(text)
+    assert names == ["Smiling", "Eyeglasses"] and rows["000003.jpg"].tolist() == [1, 1]
+    codes = np.array([[1, 1], [-1, 1], [1, -1]], np.float64)
+    d = generate.attribute_directions(codes, np.stack([rows[k] for k in sorted(rows)]))
+    np.testing.assert_allclose(d[0], [2.0, -1.0])  # smiling: mean of rows 0, 2 minus row 1
+    np.testing.assert_allclose(d[1], [1.0, -2.0])
+    with pytest.raises(ValueError):
+        generate.read_celeba_attributes("1\nA B\nx.jpg 1\n")
+
+
+def test_edit_moves_codes_towards_the_direction():
+    z = np.array([0.5, -0.2, 0.1])
+    assert generate.edit_latent(z, np.array([-1.0, 1.0, 0.0]), 1.0).tolist() == [-1.0, 1.0, 1.0]
+
+
+@pytest.fixture
+def labelled_model(tmp_path):
+    m = zoo.load_model("cifar10", device="cpu")
+    extras = dict(m.extras)
+    extras[STATS_MEAN] = torch.zeros(600)
+    extras[STATS_MOMENT] = torch.eye(600)
+    extras[LABEL_MEAN] = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 600))).float()
+    path = zoo.export(m.net, "labelled", tmp_path / "labelled.safetensors", extras=extras,
+                      card={"labels": ["cat", "dog", "ship"]})
+    return str(path)
+
+
+def run(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+def test_generation_commands(tmp_path, labelled_model):
+    from PIL import Image
+
+    r = run("sample", tmp_path / "s.png", "-m", labelled_model, "-n", 9, "--scale", 1,
+            "--out-dir", tmp_path / "each")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s.png").size == (3 * 34 - 2, 3 * 34 - 2)
+    assert len(list((tmp_path / "each").glob("sample_*.png"))) == 9
+    assert run("sample", tmp_path / "r.png", "-m", labelled_model, "--method", "random", "-n", 4).exit_code == 0
+    rng = np.random.default_rng(0)
+    a = save_image(tmp_path, "a.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    b = save_image(tmp_path, "b.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    r = run("interpolate", a, b, tmp_path / "i.png", "-m", labelled_model, "--steps", 5, "--scale", 1)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "i.png").size == (5 * 34 - 2, 32)
+    r = run("edit", a, tmp_path / "e.png", "-m", labelled_model, "--towards", "dog", "--steps", 3)
+    assert r.exit_code == 0, r.output
+    r = run("edit", a, tmp_path / "e2.png", "-m", labelled_model, "--towards", "horse")
+    assert r.exit_code == 2 and "knows: cat, dog, ship" in r.output
+
+
+def test_interpolate_accepts_single_tile_lbae(tmp_path, labelled_model):
+    rng = np.random.default_rng(0)
+    a = save_image(tmp_path, "a.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    big = save_image(tmp_path, "big.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert run("encode", a, tmp_path / "a.lbae", "-m", labelled_model).exit_code == 0
+    assert run("encode", big, tmp_path / "big.lbae", "-m", labelled_model).exit_code == 0
+    assert run("interpolate", tmp_path / "a.lbae", big, tmp_path / "i.png", "-m", labelled_model).exit_code == 0
+    r = run("interpolate", tmp_path / "big.lbae", a, tmp_path / "j.png", "-m", labelled_model)
+    assert r.exit_code == 2 and "single-tile" in r.output
+
+
+def test_sample_without_statistics_is_a_clean_error(tmp_path):
+    r = run("sample", tmp_path / "s.png", "-m", "other")
+    assert r.exit_code == 4 and "no code statistics" in r.output
