@@ -39,31 +39,28 @@ MNIST_FILES = {
     ("test", "images"): "t10k-images-idx3-ubyte.gz",
     ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
 }
+
+
+def _idx_remotes(base_url: str, md5s: tuple[str, ...]) -> dict[str, Remote]:
+    return {f: Remote(base_url + f, md5) for f, md5 in zip(MNIST_FILES.values(), md5s)}
+
+
 REMOTES: dict[str, dict[str, Remote]] = {
-    "mnist": {
-        f: Remote("https://ossci-datasets.s3.amazonaws.com/mnist/" + f, md5)
-        for f, md5 in zip(
-            MNIST_FILES.values(),
-            ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
-        )
-    },
-    "fashion-mnist": {
-        f: Remote("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/" + f, md5)
-        for f, md5 in zip(
-            MNIST_FILES.values(),
-            ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-        )
-    },
+    "mnist": _idx_remotes("https://ossci-datasets.s3.amazonaws.com/mnist/", (
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
+    "fashion-mnist": _idx_remotes("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
     "cifar10": {
         "cifar-10-python.tar.gz": Remote(
             "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
             "c58f30108f718f92721af3b95e74349a",
         )
     },
-    # CelebA is served from Google Drive behind a confirmation page: users download
-    # img_align_celeba.zip themselves and pass --data-dir; the checksum is still verified.
+    # CelebA is served from Google Drive behind a confirmation page, which urllib cannot pass:
+    # users download img_align_celeba.zip themselves, into the cache (where this MD5 is
+    # checked) or anywhere with --data-dir (taken as is, like every local copy).
     "celeba": {
         "img_align_celeba.zip": Remote(
             "https://drive.google.com/uc?id=0B7EVK8r0v71pZjFTYXZWM3FlRnM",
