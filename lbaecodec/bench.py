@@ -20,6 +20,7 @@ from PIL import Image
 from . import codec, container, data, tiling
 from .metrics import fid as fidlib
 from .metrics.quality import psnr, ssim
+from .errors import ModelError
 from .zoo import Model
 
 # (dataset) → (image bits as the paper counts them, reported rows)
@@ -94,6 +95,7 @@ def run(
     cache: Path | None,
     classic: dict[str, list[int]] | None = None,
     data_note: str = "",
+    samples: bool = True,
 ) -> list[Row]:
     """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
@@ -120,6 +122,8 @@ def run(
             recs, figures = classic_reconstruct(fmt, q, images)
             measured(f"{fmt} q={q}", recs, None, figures,
                      note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode")
+    if samples:
+        _sample_rows(model, len(images), ref, extractor, rows, grids)
     for name, bits, fid in REPORTED.get(dataset, []):
         rows.append(Row(name, "reported, not measured", bits, None, round(image_bits / bits, 2), None, fid,
                         note="Fajtl et al. 2020, supplementary Table 1"))
@@ -129,6 +133,21 @@ def run(
             "image_bits": image_bits}
     write_outputs(out, rows, meta, grids)
     return rows
+
+
+def _sample_rows(model: Model, n: int, ref, extractor, rows: list[Row], grids: dict) -> None:
+    """Generation FID: n decoded samples of each method against the same test statistics."""
+    from . import generate
+
+    for method in ("cov", "random"):
+        try:
+            images = generate.sample(model, n, method, seed=0)
+        except ModelError:
+            continue  # a model without code statistics cannot sample with the copula
+        fid = fidlib.frechet_distance(*ref, *fidlib.statistics(extractor(images)))
+        rows.append(Row(f"LBAE samples ({method})", "measured", None, None, None, None, round(fid, 3),
+                        note=f"generation FID, {n} samples vs the test images"))
+        grids[f"samples ({method})"] = images[:GRID_IMAGES]
 
 
 def _round(x: float | None) -> float | None:

@@ -35,9 +35,10 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 @click.option("--out", default=None, metavar="DIR", help="[default: bench/results/DATASET]")
 @click.option("--cache", default=None, metavar="DIR",
               help="Where reference FID statistics are cached. [default: ~/.cache/lbaecodec/fid]")
+@click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
 @DEVICE
 @clean_errors
-def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, device) -> None:
+def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, device) -> None:
     """Measure LBAE against classic codecs and the paper's numbers on the same test images.
 
     Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
@@ -61,6 +62,6 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, device) -> N
     target = Path(out or f"bench/results/{dataset}")
     extractor = InceptionFeatures(pick_device(device))
     rows = bench.run(m, dataset, images, target, extractor, Path(cache) if cache else default_cache() / "fid",
-                     parse_classic(classic), note)
+                     parse_classic(classic), note, samples=not no_samples)
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")

@@ -86,6 +86,8 @@ def test_bench_tiny_run_writes_table(tmp_path):
     assert by["WEBP q=0"].code_bits is None and by["WEBP q=0"].file_bytes > 0
     assert lbae.source == "measured" and by["VQ-VAE (paper)"].source.startswith("reported")
     assert lbae.fid is not None and lbae.fid >= 0 and lbae.psnr > 0
+    assert "LBAE samples (cov)" not in by  # the test model ships no code statistics
+    assert by["LBAE samples (random)"].fid is not None
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["meta"]["images"] == 12 and len(saved["rows"]) == len(rows)
     md = (tmp_path / "results.md").read_text()
