@@ -52,13 +52,13 @@ class Row:
     note: str = ""
 
 
-def lbae_reconstruct(m: Model, images: np.ndarray) -> tuple[np.ndarray, dict]:
+def lbae_reconstruct(m: Model, images: np.ndarray, coding: str = "auto") -> tuple[np.ndarray, dict]:
     """Each image as its own .lbae file: reconstructions and size/speed figures."""
     n, size, _, channels = images.shape
     column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
     t0 = time.perf_counter()
     codes = codec.encode_codes(m, column)
-    payloads = [codec.pack_codes(m, codes[i: i + 1]) for i in range(n)]
+    payloads = [codec.pack_codes(m, codes[i: i + 1], coding) for i in range(n)]
     t1 = time.perf_counter()
     header = container.Header(m.name, m.hash, size, size, int(channels == 3), 0, m.arch.size, m.arch.bits)
     files = [container.write(replace(header, coding=method), p) for method, p in payloads]
@@ -68,9 +68,26 @@ def lbae_reconstruct(m: Model, images: np.ndarray) -> tuple[np.ndarray, dict]:
     t3 = time.perf_counter()
     if not np.array_equal(unpacked, codes):
         raise RuntimeError("entropy coding changed the bits")
-    return recs, {"file_bytes": float(np.mean([len(f) for f in files])), "encode_img_s": n / (t1 - t0),
+    return recs, {"file_bytes": float(np.mean([len(f) for f in files])),
+                  "payload_bits": float(np.mean([8 * len(p) for _, p in payloads])), "encode_img_s": n / (t1 - t0),
                   "decode_img_s": n / (t3 - t2),
                   "codings": sorted({container.CODING_NAMES[k] for k, _ in payloads})}
+
+
+def evaluate_codings(m: Model, images: np.ndarray, image_bits: int) -> dict:
+    """Test PSNR/SSIM and, per coding method, payload bits, file bytes, compression ratio
+    (image_bits over file bits) and encode/decode speed, each image as its own file."""
+    table = {}
+    recs = None
+    for coding in ("raw", "factorized", "context"):
+        try:
+            recs, figures = lbae_reconstruct(m, images, coding)
+        except ModelError:
+            continue  # the model ships no such prior
+        table[coding] = {k: round(v, 2) for k, v in figures.items() if k != "codings"}
+        table[coding]["ratio_file"] = round(image_bits / (8 * figures["file_bytes"]), 2)
+    return {"model": m.id, "images": len(images), "psnr_db": round(psnr(images, recs), 3),
+            "ssim": round(ssim(images, recs), 4), "codings": table}
 
 
 def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -219,9 +219,9 @@ def models(as_json: bool) -> None:
                    f"epochs {c.get('epochs', '?')}  {c.get('data', '')}")
 
 
-from .cli_bench import bench_cmd  # noqa: E402  (registered on main)
+from .cli_bench import bench_cmd, evaluate_cmd  # noqa: E402  (registered on main)
 from .cli_generate import edit_cmd, interpolate_cmd, sample_cmd  # noqa: E402
 from .cli_train import export_cmd, train_cmd  # noqa: E402
 
-for command in (train_cmd, export_cmd, bench_cmd, sample_cmd, interpolate_cmd, edit_cmd):
+for command in (train_cmd, export_cmd, evaluate_cmd, bench_cmd, sample_cmd, interpolate_cmd, edit_cmd):
     main.add_command(command)

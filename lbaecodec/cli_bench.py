@@ -65,3 +65,40 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
                      parse_classic(classic), note, samples=not no_samples)
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
+
+
+@click.command("evaluate")
+@click.option("--model", "-m", default=None, metavar="NAME|PATH", help="[default: the dataset's shipped model]")
+@click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
+@click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
+@click.option("--limit", default=None, type=int, help="Use the first N test images.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@DEVICE
+@clean_errors
+def evaluate_cmd(model, dataset, data_dir, limit, as_json, device) -> None:
+    """Test-set PSNR/SSIM of a model and its bits per image under each coding (no FID).
+
+    Each test image is coded as its own .lbae file; sizes include header and CRC. This is
+    the command behind the test PSNR and coded bits in the model cards and bench/ tables.
+
+    \b
+    Example:  lbaecodec evaluate --model cifar10 --data-dir cifar10.npz
+    """
+    import json
+
+    from . import bench
+    from .zoo import load_model
+
+    m = load_model(model or dataset, device)
+    images, note = bench.load_images(dataset, data_dir, limit)
+    result = {"data": note, **bench.evaluate_codings(m, images, bench.PAPER_IMAGE_BITS.get(dataset, images[0].size * 8))}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['model']} on {result['images']} images of {note}: "
+               f"PSNR {result['psnr_db']} dB, SSIM {result['ssim']}")
+    click.echo("| coding | payload bits/img | file bytes/img | ratio (file) | encode img/s | decode img/s |")
+    click.echo("|---|---|---|---|---|---|")
+    for coding, f in result["codings"].items():
+        click.echo(f"| {coding} | {f['payload_bits']} | {f['file_bytes']} | {f['ratio_file']} | "
+                   f"{f['encode_img_s']} | {f['decode_img_s']} |")

@@ -71,6 +71,8 @@ def export_run(
         "cpu_hours": round(progress.cpu_seconds / 3600, 2),
         "recipe": recipe.__dict__,
         "test_psnr_db": round(figures["test_psnr"], 3),
+        "test_psnr_db_fp32_checkpoint": next(
+            (round(h["test_psnr"], 3) for h in progress.history if h["epoch"] == progress.best_epoch), None),
         "test_loss": round(figures["test_loss"], 6),
         "test_bits_per_tile": {
             "raw": arch.bits,

@@ -111,3 +111,15 @@ def test_parse_classic():
 def test_bench_cli_errors_are_one_line(tmp_path):
     r = CliRunner().invoke(cli.main, ["bench", "--dataset", "mnist", "--data-dir", str(tmp_path), "--limit", "1"])
     assert r.exit_code != 0 and r.output.startswith("error:") and len(r.output.strip().splitlines()) == 1
+
+
+def test_evaluate_command_reports_each_coding(tmp_path):
+    x = np.random.default_rng(6).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=x, x_test=x)
+    r = CliRunner().invoke(cli.main, ["evaluate", "--data-dir", str(tmp_path / "c.npz"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["images"] == 6 and set(out["codings"]) == {"raw", "factorized", "context"}
+    raw = out["codings"]["raw"]
+    assert raw["payload_bits"] == 600 and raw["ratio_file"] == pytest.approx(24576 / (8 * raw["file_bytes"]), rel=1e-2)
+    assert 0 < out["codings"]["context"]["payload_bits"] <= 600
