@@ -96,13 +96,18 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
     loaded = _load_data(dataset or preset, data_dir, preset, limit)
     train_images, _, test_images, _ = loaded
     arch = replace(PRESETS[preset], width=width)
-    start = load_model(init_from, "cpu").net if init_from else None
-    if start is not None:
-        arch = start.arch
+    start, init_progress = None, None
+    if init_from:
+        shipped = load_model(init_from, "cpu")
+        start, arch = shipped.net, shipped.arch
+        init_progress = training.Progress(
+            init_from=shipped.id, init_epochs=int(shipped.card.get("epochs", 0)),
+            init_cpu_seconds=float(shipped.card.get("cpu_hours", 0.0)) * 3600)
     run = Path(out or f"runs/{preset}")
     recipe = training.Recipe(epochs=epochs, batch=batch, lr=lr,
                              hflip=preset not in ("mnist", "fashion-mnist"))
-    _, progress = training.train(arch, train_images, test_images, run, recipe, resume=resume, init_from=start)
+    _, progress = training.train(arch, train_images, test_images, run, recipe, resume=resume,
+                                 init_from=start, init_progress=init_progress)
     click.echo(f"best test loss {progress.best_test_loss:.6f} at epoch {progress.best_epoch}; run in {run}")
     if not no_export:
         target = Path(export_to) if export_to else default_weights(preset)

@@ -66,9 +66,10 @@ def export_run(
         "data": data_note,
         "train_images": len(train_images),
         "test_images": len(test_images),
-        "epochs": progress.epoch,
-        "best_epoch": progress.best_epoch,
-        "cpu_hours": round(progress.cpu_seconds / 3600, 2),
+        "epochs": progress.total_epochs,
+        "best_epoch": progress.init_epochs + progress.best_epoch,
+        "cpu_hours": round(progress.total_cpu_hours, 2),
+        "continued_from": progress.init_from or None,
         "recipe": recipe.__dict__,
         "test_psnr_db": round(figures["test_psnr"], 3),
         "test_psnr_db_fp32_checkpoint": next(

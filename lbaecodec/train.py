@@ -40,6 +40,18 @@ class Progress:
     best_test_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    # when started from shipped weights: that model's id, epochs and CPU time
+    init_from: str = ""
+    init_epochs: int = 0
+    init_cpu_seconds: float = 0.0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.init_epochs + self.epoch
+
+    @property
+    def total_cpu_hours(self) -> float:
+        return (self.init_cpu_seconds + self.cpu_seconds) / 3600
 
 
 def to_float(x: np.ndarray) -> torch.Tensor:
@@ -123,6 +135,7 @@ def train(
     resume: bool = False,
     init_from: LBAE | None = None,
     show_progress: bool = True,
+    init_progress: Progress | None = None,
 ) -> tuple[LBAE, Progress]:
     """Train (or resume) a model; returns the best-on-test model and the progress record."""
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +144,7 @@ def train(
         arch, model, optim_state, old_recipe, progress = load_checkpoint(out)
         recipe.seed = old_recipe.seed
     else:
-        model, optim_state, progress = LBAE(arch), None, Progress()
+        model, optim_state, progress = LBAE(arch), None, init_progress or Progress()
         if init_from is not None:
             model.load_state_dict(init_from.state_dict())
     model = model.to(memory_format=torch.channels_last)

@@ -82,3 +82,21 @@ def test_model_files_never_unpickle(tmp_path):
     net = LBAE(replace(PRESETS["mnist"], width=4))
     path = zoo.export(net, "m", tmp_path / "m.safetensors")
     assert zoo.read_metadata(path)[zoo.META_NAME] == "m"
+
+
+def test_continuing_from_shipped_weights_counts_their_epochs(run, images, tmp_path):
+    from click.testing import CliRunner
+
+    from lbaecodec import cli
+
+    out, _, _ = run
+    shipped = export.export_run(out, "cifar10", tmp_path / "w" / "c.safetensors", images, images[:32],
+                                "synthetic", "pytest")
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    r = CliRunner().invoke(cli.main, [
+        "train", "--data-dir", str(tmp_path / "c.npz"), "--init-from", str(shipped), "--epochs", "1",
+        "--batch", "32", "--out", str(tmp_path / "more"), "--export", str(tmp_path / "w2" / "c.safetensors")])
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "w2" / "c.json").read_text())
+    assert card["epochs"] == 4 and card["continued_from"] == zoo.load_model(shipped, "cpu").id
+    assert card["architecture"]["bits"] == 64
