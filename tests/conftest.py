@@ -11,6 +11,7 @@ from lbaecodec.export import encode_all
 from lbaecodec.network import LBAE, PRESETS
 
 TEST_WIDTH = 4  # tiny random networks: same code path as shipped models, fast on CPU
+torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
 
 
 def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False) -> Path:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,16 @@ def test_cuda_request_without_gpu_is_clean(rgb_image):
         pytest.skip("a CUDA device is present")
     with pytest.raises(ModelError, match="no CUDA device"):
         lbaecodec.encode(rgb_image, device="cuda")
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
+
+
+@pytest.mark.parametrize("box", [(0, 0, 1, 1), (10, 20, 41, 53), (0, 0, 256, 200)])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_real_photo_crops_round_trip(box, mode):
+    img = Image.open(EXAMPLE).convert(mode).crop(box)
+    data = lbaecodec.encode(img)
+    out = lbaecodec.decode(data)
+    assert (out.size, out.mode) == (img.size, mode)
+    assert data == lbaecodec.encode(img.copy())
