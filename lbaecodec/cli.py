@@ -38,6 +38,9 @@ def clean_errors(fn):
             except OSError as e:
                 click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
                 sys.exit(1)
+            except MemoryError:
+                click.echo("error: out of memory (image too large for this machine?)", err=True)
+                sys.exit(1)
             except KeyboardInterrupt:
                 click.echo("interrupted", err=True)
                 sys.exit(130)

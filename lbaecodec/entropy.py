@@ -81,6 +81,8 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     """Inverse of encode; raises ValueError when the data cannot be what encode wrote."""
     if len(data) % 4:
         raise ValueError("coded payload is not a whole number of 32-bit words")
+    if tiles * prior.bits > (8 * len(data) + 64) * P_STEPS:  # more bits than the coder can pack
+        raise ValueError(f"{len(data)} coded bytes cannot hold {tiles} tiles")
     words = np.frombuffer(data, "<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)
     family = constriction.stream.model.Bernoulli(perfect=False)

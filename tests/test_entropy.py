@@ -67,3 +67,8 @@ def test_corrupted_coded_payload_is_a_clean_error(rgb_image):
     for bad in (payload[:-1], payload[:-4], payload + b"\0\0\0\0"):
         with pytest.raises(LbaeFormatError):
             lbaecodec.decode(container.write(h, bad))
+
+
+def test_coded_payload_claiming_absurd_tile_count_is_refused(priors):
+    with pytest.raises(ValueError, match="cannot hold"):
+        entropy.decode(b"\0" * 4, 10**9, priors[1])
