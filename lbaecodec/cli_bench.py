@@ -29,7 +29,7 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 @click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
 @click.option("--model", "-m", default=None, metavar="NAME|PATH", help="[default: the dataset's shipped model]")
 @click.option("--limit", default=None, type=int,
-              help="Use the first N test images (quick runs; FID with few images is biased upward).")
+              help="Use N evenly spaced test images (quick runs; FID with few images is biased upward).")
 @click.option("--classic", default="WEBP:0;JPEG:1;AVIF:0", show_default=True,
               help="Pillow codecs and qualities to compare, or 'none'.")
 @click.option("--out", default=None, metavar="DIR", help="[default: bench/results/DATASET]")
@@ -71,7 +71,7 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
 @click.option("--model", "-m", default=None, metavar="NAME|PATH", help="[default: the dataset's shipped model]")
 @click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
 @click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
-@click.option("--limit", default=None, type=int, help="Use the first N test images.")
+@click.option("--limit", default=None, type=int, help="Use N evenly spaced test images.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
 @clean_errors

@@ -123,3 +123,10 @@ def test_evaluate_command_reports_each_coding(tmp_path):
     raw = out["codings"]["raw"]
     assert raw["payload_bits"] == 600 and raw["ratio_file"] == pytest.approx(24576 / (8 * raw["file_bytes"]), rel=1e-2)
     assert 0 < out["codings"]["context"]["payload_bits"] <= 600
+
+
+def test_limit_takes_evenly_spaced_images(tmp_path):
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=x, x_test=x)
+    images, note = bench.load_images("cifar10", str(tmp_path / "c.npz"), 4)
+    assert images[:, 0, 0, 0].tolist() == [0, 3, 6, 9] and "4 evenly spaced of 10" in note
