@@ -66,7 +66,7 @@ def decode(m: Model, codes: np.ndarray) -> np.ndarray:
 
 def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
     """Pre-binarisation latents in (-1, 1) of uint8 tiles (n, S, S, C); signs are the codes."""
-    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(m.device).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.array(tiles)).to(m.device).permute(0, 3, 1, 2).float() / 255
     with torch.inference_mode():
         return m.net.encoder(x).cpu().double().numpy()
 
