@@ -28,25 +28,18 @@ def _png(array: np.ndarray, scale: int = 1) -> bytes:
 
 def _tiles_and_latents(source: str, m):
     """An image (cropped and resized to one tile) or a .lbae file → (codes, latents or None)."""
-    from PIL import Image
-
-    from . import codec, container, generate
+    from . import codec, container, generate, tiling
 
     raw = read_input(source)
     if raw[:3] == container.MAGIC:
         h, payload = container.read(raw)
-        codec._check_model(h, m)
+        codec.check_model(h, m)
         codes = codec.unpack_codes(h, payload, m)
         if len(codes) != 1:
             raise InputError(f"{source}: holds {len(codes)} tiles; interpolate takes single-tile images")
         return codes[0], None
-    img = codec.open_image(raw)
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((m.arch.size, m.arch.size), Image.BICUBIC)
-    from .tiling import as_model_array
-
-    z = generate.latents(m, as_model_array(img, m.arch.channels)[None])[0]
+    img = tiling.square_thumbnail(codec.open_image(raw), m.arch.size)
+    z = generate.latents(m, tiling.as_model_array(img, m.arch.channels)[None])[0]
     return np.where(z >= 0, 1.0, -1.0).astype(np.float32), z
 
 

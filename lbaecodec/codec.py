@@ -124,7 +124,7 @@ def encode(
     return container.write(header, payload)
 
 
-def _check_model(h: container.Header, m: Model) -> None:
+def check_model(h: container.Header, m: Model) -> None:
     if (h.model_name, h.model_hash) != (m.name, m.hash):
         raise ModelError(
             f"file was encoded with model {h.model_name}@{h.model_hash.hex()}, "
@@ -144,7 +144,7 @@ def decode(
     Without ``model`` the model named in the file is loaded."""
     h, payload = container.read(data)
     m = _as_model(model if model is not None else h.model_name, device)
-    _check_model(h, m)
+    check_model(h, m)
     codes = unpack_codes(h, payload, m)
     canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile))
     return canvas.image(tiling.MODES[h.mode])

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError
+from .tiling import square_thumbnail
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -276,10 +277,7 @@ def load_folder(folder: Path, size: int, channels: int) -> np.ndarray:
             img = Image.open(p).convert(mode)
         except OSError as e:
             raise DataError(f"{p}: cannot read image: {e}") from e
-        side = min(img.size)
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        out.append(np.asarray(img).reshape(size, size, channels))
+        out.append(np.asarray(square_thumbnail(img, size)).reshape(size, size, channels))
     return np.stack(out)
 
 

@@ -53,6 +53,13 @@ def normalise_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def square_thumbnail(img: Image.Image, size: int) -> Image.Image:
+    """The largest centred square of an image, resized to size×size (bicubic)."""
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+
+
 def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
     """'L'/'RGB' image → (H, W, channels) uint8 in the colour space the model expects."""
     return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
