@@ -36,9 +36,11 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 @click.option("--cache", default=None, metavar="DIR",
               help="Where reference FID statistics are cached. [default: ~/.cache/lbaecodec/fid]")
 @click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
+@click.option("--update-card", is_flag=True,
+              help="Write LBAE's measured FID, PSNR and this command into the model's JSON card.")
 @DEVICE
 @clean_errors
-def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, device) -> None:
+def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, update_card, device) -> None:
     """Measure LBAE against classic codecs and the paper's numbers on the same test images.
 
     Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
@@ -65,6 +67,16 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
                      parse_classic(classic), note, samples=not no_samples)
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
+    if update_card:
+        click.echo(f"updated {record_in_card(m, rows[0], note, len(images))}")
+
+
+def record_in_card(m, row, note: str, count: int) -> Path:
+    from .export import command_line
+    from .zoo import update_card
+
+    return update_card(m, {"test_fid": {"fid": row.fid, "psnr_db": row.psnr, "ssim": row.ssim,
+                                        "images": count, "data": note, "command": command_line()}})
 
 
 @click.command("evaluate")

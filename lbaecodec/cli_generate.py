@@ -114,7 +114,8 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, device, force
 @click.argument("output")
 @MODEL
 @click.option("--towards", required=True, metavar="LABEL",
-              help="Label name or index from the model card (e.g. cat, 7).")
+              help="Label name or index from the model card (cat, 7), or an attribute "
+                   "(Smiling) of a model exported with --attributes.")
 @click.option("--strength", default=1.0, show_default=True,
               help="Multiple of the label direction added to the latent; several values with "
                    "--steps make a strip.")
@@ -135,14 +136,10 @@ def edit_cmd(image, output, model, towards, strength, steps, scale, device, forc
 
     refuse_existing(output, force)
     m = load_model(model, device)
-    names = m.card.get("labels") or []
-    label = names.index(towards) if towards in names else int(towards) if towards.isdigit() else None
-    if label is None:
-        raise InputError(f"unknown label {towards!r}; model {m.name} knows: {', '.join(names) or 'none'}")
     _, z = _tiles_and_latents(image, m)
     if z is None:
         raise InputError("edit needs an image, not a .lbae file")
-    direction = generate.label_direction(m, label)
+    direction = generate.direction(m, towards)
     strengths = np.linspace(0, strength, steps) if steps > 1 else [strength]
     codes = np.stack([generate.edit_latent(z, direction, s) for s in strengths])
     write_output(output, _png(generate.mosaic(generate.decode(m, codes), len(codes)), scale), force)

@@ -41,13 +41,33 @@ def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | Non
     return train, labels, test, note
 
 
-def _export(run: Path, name: str, target: Path, dataset: str, loaded, which: str = "best") -> None:
+def _export(run: Path, name: str, target: Path, dataset: str, loaded, which: str = "best",
+            attributes: tuple[list[str], "np.ndarray"] | None = None) -> None:
     from .data import LABEL_NAMES
     from .export import command_line, export_run
 
     train, labels, test, note = loaded
+    if attributes is not None:
+        attributes = attributes[0], attributes[1][: len(train)]
     export_run(run, name, target, train, test, note, command_line(), which,
-               train_labels=labels, label_names=LABEL_NAMES.get(dataset))
+               train_labels=labels, label_names=LABEL_NAMES.get(dataset), attributes=attributes)
+
+
+def _attributes(path: str | None, dataset: str, data_dir: str | None):
+    """CelebA attribute names and the training images' ±1 attribute matrix, or None."""
+    if path is None:
+        return None
+    if dataset != "celeba":
+        raise InputError("--attributes is the CelebA list_attr_celeba.txt; use it with --dataset celeba")
+    from .data import celeba_attributes
+
+    return celeba_attributes(path, "train", data_dir)
+
+
+ATTRIBUTES = click.option(
+    "--attributes", default=None, metavar="FILE",
+    help="CelebA list_attr_celeba.txt: store attribute directions so that `lbaecodec edit "
+         "--towards Smiling` works.")
 
 
 def default_weights(preset: str) -> Path:
@@ -75,9 +95,10 @@ def default_weights(preset: str) -> Path:
 @click.option("--export", "export_to", default=None, metavar="PATH",
               help="Export the best model here when done. [default: weights/lbae-PRESET-BITS.safetensors]")
 @click.option("--no-export", is_flag=True, help="Do not export when done.")
+@ATTRIBUTES
 @clean_errors
 def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, init_from,
-              threads, limit, export_to, no_export) -> None:
+              threads, limit, export_to, no_export, attributes) -> None:
     """Train an LBAE model; checkpoints every epoch, resumable, exports the best.
 
     \b
@@ -93,6 +114,7 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
 
     if threads:
         torch.set_num_threads(threads)
+    found = _attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
     loaded = _load_data(dataset or preset, data_dir, preset, limit)
     train_images, _, test_images, _ = loaded
     arch = replace(PRESETS[preset], width=width)
@@ -111,7 +133,7 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
     click.echo(f"best test loss {progress.best_test_loss:.6f} at epoch {progress.best_epoch}; run in {run}")
     if not no_export:
         target = Path(export_to) if export_to else default_weights(preset)
-        _export(run, preset, target, dataset or preset, loaded)
+        _export(run, preset, target, dataset or preset, loaded, attributes=found)
         click.echo(f"exported {target}")
 
 
@@ -124,13 +146,15 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
               help="[default: weights/lbae-PRESET-BITS.safetensors]")
 @click.option("--name", default=None, help="Model name stored in the file. [default: PRESET]")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@ATTRIBUTES
 @clean_errors
-def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint) -> None:
+def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, attributes) -> None:
     """Export a training RUN folder as a shipped model: fp16 weights, code statistics, and a
     card with the test PSNR measured on the exported weights."""
     if not (Path(run) / f"{checkpoint}.json").is_file():
         raise InputError(f"{run}: no {checkpoint} checkpoint found")
     target = Path(export_to) if export_to else default_weights(preset)
+    found = _attributes(attributes, dataset or preset, data_dir)
     _export(Path(run), name or preset, target, dataset or preset,
-            _load_data(dataset or preset, data_dir, preset, None), checkpoint)
+            _load_data(dataset or preset, data_dir, preset, None), checkpoint, found)
     click.echo(f"exported {target}")

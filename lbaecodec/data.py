@@ -248,19 +248,72 @@ def _celeba_names(names: list[str], split: str) -> list[str]:
     return names[:-CELEBA_LOCAL_TEST] if split == "train" else names[-CELEBA_LOCAL_TEST:]
 
 
-def _load_celeba(path: Path, split: str) -> np.ndarray:
+def _celeba_listing(path: Path) -> list[str]:
+    """File names of the faces in a CelebA folder or zip."""
     try:
         if path.is_dir():
-            names = _celeba_names([p.name for p in path.iterdir()], split)
+            return [p.name for p in path.iterdir()]
+        with zipfile.ZipFile(path) as z:
+            return [Path(n).name for n in z.namelist()]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot read CelebA images: {e}") from e
+
+
+def _load_celeba(path: Path, split: str) -> np.ndarray:
+    try:
+        names = _celeba_names(_celeba_listing(path), split)
+        if path.is_dir():
             faces = [crop_face(Image.open(path / n)) for n in names]
         else:
             with zipfile.ZipFile(path) as z:
                 by_name = {Path(n).name: n for n in z.namelist()}
-                names = _celeba_names(list(by_name), split)
                 faces = [crop_face(Image.open(io.BytesIO(z.read(by_name[n])))) for n in names]
     except (OSError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read CelebA images: {e}") from e
     return np.stack([np.asarray(f) for f in faces])
+
+
+def _celeba_source(data_dir: Path | None) -> Path:
+    """The image folder or zip: DIR/img_align_celeba/, DIR/*celeba*.zip, or the official download."""
+    folder = data_dir / "img_align_celeba" if data_dir else None
+    if folder is not None and folder.is_dir():
+        return folder
+    zips = sorted(data_dir.glob("*celeba*.zip")) if data_dir else []
+    return zips[0] if zips else _locate("celeba", "img_align_celeba.zip", data_dir)
+
+
+def read_celeba_attributes(text: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Parse list_attr_celeba.txt: count line, names line, then 'file v1 v2 …' of ±1."""
+    lines = [line.split() for line in text.strip().splitlines()]
+    if len(lines) < 2:
+        raise DataError("attribute file too short")
+    names = lines[1]
+    rows = {}
+    for parts in lines[2:]:
+        if len(parts) != len(names) + 1:
+            raise DataError(f"attribute row for {parts[:1]} has {len(parts) - 1} values, expected {len(names)}")
+        try:
+            rows[parts[0]] = np.array([int(v) for v in parts[1:]], np.int8)
+        except ValueError:
+            raise DataError(f"attribute row for {parts[0]} holds a value that is not an integer") from None
+    return names, rows
+
+
+def celeba_attributes(attr_file: str | Path, split: str, data_dir: str | Path | None = None
+                      ) -> tuple[list[str], np.ndarray]:
+    """Attribute names and a (N, attributes) ±1 matrix in the order ``load("celeba", split)`` returns."""
+    attr_file = Path(attr_file)
+    try:
+        names, rows = read_celeba_attributes(attr_file.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{attr_file}: cannot read attributes: {e}") from e
+    source = _celeba_source(Path(data_dir) if data_dir is not None else None)
+    files = _celeba_names(_celeba_listing(source), split)
+    missing = [f for f in files if f not in rows]
+    if missing:
+        raise DataError(f"{attr_file}: no attributes for {len(missing)} of {len(files)} images "
+                        f"(first: {missing[0]})")
+    return names, np.stack([rows[f] for f in files])
 
 
 # --- Folders of images ----------------------------------------------------------------------
@@ -319,13 +372,7 @@ def load(dataset: str, split: str, data_dir: str | Path | None = None) -> tuple[
                 return load_npz(npz[0], split)
         return _load_cifar_archive(_locate("cifar10", "cifar-10-python.tar.gz", data_dir), split)
     if dataset == "celeba":
-        folder = data_dir / "img_align_celeba" if data_dir else None
-        source = folder if folder is not None and folder.is_dir() else None
-        if source is None and data_dir is not None:
-            zips = sorted(data_dir.glob("*celeba*.zip"))
-            source = zips[0] if zips else None
-        if source is None:
-            source = _locate("celeba", "img_align_celeba.zip", data_dir)
+        source = _celeba_source(data_dir)
         key = hashlib.sha256(f"{source.resolve()}:{source.stat().st_mtime_ns}:{split}".encode()).hexdigest()[:16]
         return _cached(f"celeba-{key}", lambda: (_load_celeba(source, split), None))
     raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)} or give a folder")

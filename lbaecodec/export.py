@@ -16,6 +16,7 @@ from .train import evaluate, load_checkpoint, to_float
 
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
 LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
+ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
 
 
 @torch.inference_mode()
@@ -40,6 +41,16 @@ def label_means(codes: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[st
     return {LABEL_MEAN: torch.from_numpy(means).float()}
 
 
+def attribute_directions(codes: np.ndarray, attributes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Per ±1 attribute column: mean code of the images with it minus the mean of those without."""
+    c = codes.astype(np.float64)
+    rows = []
+    for column in np.asarray(attributes).T:
+        on, off = column > 0, column <= 0
+        rows.append(c[on].mean(0) - c[off].mean(0) if on.any() and off.any() else np.zeros(c.shape[1]))
+    return {ATTRIBUTE_DIRECTION: torch.from_numpy(np.stack(rows)).float()}
+
+
 def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
     """Actual range-coded bits per code vector, one vector per call (as one 32×32 image)."""
     sample = codes[:1000]
@@ -50,15 +61,18 @@ def export_run(
     run: Path, name: str, path: Path, train_images: np.ndarray, test_images: np.ndarray,
     data_note: str, command: str, which: str = "best",
     train_labels: np.ndarray | None = None, label_names: list[str] | None = None,
+    attributes: tuple[list[str], np.ndarray] | None = None,
 ) -> Path:
     """Export a run's checkpoint with statistics and priors, measured on the test images."""
     arch, net, _, recipe, progress = load_checkpoint(run, which)
-    shipped_net = zoo.load_model(zoo.export(net, name, path), device="cpu").net  # fp16 round trip
+    shipped_net = zoo.as_shipped(net)
     train_codes = encode_all(shipped_net, train_images)
     factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
     extras = {**code_statistics(train_codes), **entropy.to_tensors(factorized, context)}
     if train_labels is not None and label_names:
         extras.update(label_means(train_codes, train_labels, len(label_names)))
+    if attributes is not None:
+        extras.update(attribute_directions(train_codes, attributes[1]))
     exported = zoo.export(net, name, path, extras=extras)
     test_codes = encode_all(shipped_net, test_images)
     figures = evaluate(shipped_net, test_images)
@@ -82,6 +96,7 @@ def export_run(
             "context_coded_single_tile": round(coded_bits(context, test_codes), 1),
         },
         "labels": label_names if train_labels is not None else None,
+        "attributes": attributes[0] if attributes is not None else None,
         "weights_dtype": "float16",
         "measured_on": f"{platform.machine()} CPU, torch {torch.__version__}, {date.today()}",
         "command": command,

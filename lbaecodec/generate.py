@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import ModelError
-from .export import LABEL_MEAN, STATS_MEAN, STATS_MOMENT
+from .errors import InputError, ModelError
+from .export import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT
 from .zoo import Model
 
 EIG_FLOOR = 1e-4
@@ -106,31 +106,17 @@ def label_direction(m: Model, label: int) -> np.ndarray:
     return means[label] - others
 
 
-def attribute_directions(codes: np.ndarray, attributes: np.ndarray) -> np.ndarray:
-    """(attributes, bits): mean code with each ±1 attribute minus mean code without it."""
-    c = np.asarray(codes, np.float64)
-    out = []
-    for column in np.asarray(attributes).T:
-        on, off = column > 0, column <= 0
-        if not on.any() or not off.any():
-            out.append(np.zeros(c.shape[1]))
-        else:
-            out.append(c[on].mean(0) - c[off].mean(0))
-    return np.stack(out)
-
-
-def read_celeba_attributes(text: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Parse list_attr_celeba.txt: count line, names line, then 'file v1 v2 …' of ±1."""
-    lines = [line.split() for line in text.strip().splitlines()]
-    if len(lines) < 2:
-        raise ValueError("attribute file too short")
-    names = lines[1]
-    rows = {}
-    for parts in lines[2:]:
-        if len(parts) != len(names) + 1:
-            raise ValueError(f"attribute row for {parts[:1]} has {len(parts) - 1} values, expected {len(names)}")
-        rows[parts[0]] = np.array([int(v) for v in parts[1:]], np.int8)
-    return names, rows
+def direction(m: Model, towards: str) -> np.ndarray:
+    """Bit-space direction towards a label (name or index on the card) or an attribute (CelebA)."""
+    labels, attributes = m.card.get("labels") or [], m.card.get("attributes") or []
+    if towards in attributes and ATTRIBUTE_DIRECTION in m.extras:
+        return m.extras[ATTRIBUTE_DIRECTION].double().numpy()[attributes.index(towards)]
+    if towards in labels:
+        return label_direction(m, labels.index(towards))
+    if towards.isdigit() and labels:
+        return label_direction(m, int(towards))
+    known = ", ".join(labels + attributes) or "none (export it with labels or --attributes)"
+    raise InputError(f"unknown label or attribute {towards!r}; model {m.name} knows: {known}")
 
 
 def mosaic(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:

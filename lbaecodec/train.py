@@ -176,7 +176,7 @@ def train(
             opt.step()
             progress.step += 1
             running = 0.98 * running + 0.02 * loss.item() if b else loss.item()
-            bar.set_postfix(loss=f"{running:.5f}")
+            bar.set_postfix(loss=f"{running:.5f}", refresh=False)
         progress.epoch = epoch + 1
         progress.cpu_seconds += time.process_time() - cpu0
         record = {"epoch": progress.epoch, "train_loss": running, **evaluate(model, test_images),

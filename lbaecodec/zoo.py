@@ -146,11 +146,7 @@ def export(
     half: bool = True,
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON."""
-    dtype = torch.float16 if half else torch.float32
-    tensors = {
-        MODEL_PREFIX + k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in net.state_dict().items()
-    }
+    tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +155,21 @@ def export(
     tmp.replace(path)
     write_card(path, card or {})
     return path
+
+
+def _shipped_state(net: LBAE, half: bool) -> dict[str, torch.Tensor]:
+    dtype = torch.float16 if half else torch.float32
+    return {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in net.state_dict().items()}
+
+
+def as_shipped(net: LBAE, half: bool = True) -> LBAE:
+    """A CPU copy of ``net`` whose weights went through the shipping dtype, as loading the
+    exported file would give (for measuring what users get before the file exists)."""
+    copy = LBAE(net.arch)
+    copy.load_state_dict({k: v.float() if v.is_floating_point() else v
+                          for k, v in _shipped_state(net, half).items()})
+    return copy.eval()
 
 
 def write_card(weights: Path, card: dict) -> Path:
@@ -170,3 +181,11 @@ def write_card(weights: Path, card: dict) -> Path:
     path = card_path(weights)
     path.write_text(json.dumps(full, indent=2) + "\n")
     return path
+
+
+def update_card(m: Model, entries: dict) -> Path:
+    """Add measured figures to the card beside a model's weights file."""
+    card = json.loads(card_path(m.path).read_text()) if card_path(m.path).is_file() else {}
+    if card.get("model_id", m.id) != m.id:
+        raise ModelError(f"{card_path(m.path)} describes {card['model_id']}, not {m.id}")
+    return write_card(m.path, {**card, **entries})

@@ -130,3 +130,18 @@ def test_limit_takes_evenly_spaced_images(tmp_path):
     np.savez(tmp_path / "c.npz", x_train=x, x_test=x)
     images, note = bench.load_images("cifar10", str(tmp_path / "c.npz"), 4)
     assert images[:, 0, 0, 0].tolist() == [0, 3, 6, 9] and "4 evenly spaced of 10" in note
+
+
+def test_update_card_records_the_lbae_row(tmp_path):
+    from lbaecodec import zoo
+    from lbaecodec.errors import ModelError
+
+    m = zoo.load_model(zoo.export(lbaecodec.load_model("cifar10", device="cpu").net, "mine",
+                                  tmp_path / "mine.safetensors", card={"epochs": 3}), device="cpu")
+    row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
+    card = json.loads(cli_bench.record_in_card(m, row, "synthetic", 12).read_text())
+    assert card["epochs"] == 3 and card["model_id"] == m.id
+    assert card["test_fid"]["fid"] == 50.5 and card["test_fid"]["images"] == 12
+    zoo.card_path(m.path).write_text(json.dumps({"model_id": "mine@00000000"}))
+    with pytest.raises(ModelError, match="describes mine@00000000"):
+        cli_bench.record_in_card(m, row, "synthetic", 12)

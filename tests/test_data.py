@@ -124,20 +124,43 @@ def test_image_folder(tmp_path):
         data.load_folder(tmp_path, 32, 3)
 
 
-def test_celeba_zip_crops_and_splits(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CELEBA_LOCAL_TEST", 2)
-    monkeypatch.setenv("LBAECODEC_CACHE", str(tmp_path / "cache"))
-    with zipfile.ZipFile(tmp_path / "img_align_celeba.zip", "w") as z:
-        for i in range(1, 6):
+def celeba_zip(folder, count: int):
+    """A tiny img_align_celeba.zip of count 89×109 faces (half the official size)."""
+    with zipfile.ZipFile(folder / "img_align_celeba.zip", "w") as z:
+        for i in range(1, count + 1):
             img = Image.new("RGB", (89, 109), (0, 0, 0))
             img.paste((200, 100, 50), (10, 20, 79, 89))  # a 70-px face in the crop's place
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=95)
             z.writestr(f"img_align_celeba/{i:06d}.jpg", buf.getvalue())
+
+
+def test_celeba_zip_crops_and_splits(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CELEBA_LOCAL_TEST", 2)
+    monkeypatch.setenv("LBAECODEC_CACHE", str(tmp_path / "cache"))
+    celeba_zip(tmp_path, 5)
     x, _ = data.load("celeba", "train", tmp_path)
     assert x.shape == (3, 64, 64, 3)
     assert abs(int(x[0, 32, 32, 0]) - 200) < 10 and abs(int(x[0, 2, 2, 0]) - 200) < 40
     assert data.load("celeba", "test", tmp_path)[0].shape == (2, 64, 64, 3)
+
+
+def test_celeba_attributes_follow_the_split_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CELEBA_LOCAL_TEST", 2)
+    celeba_zip(tmp_path, 5)
+    rows = "".join(f"{i:06d}.jpg {1 if i % 2 else -1} {-1 if i < 3 else 1}\n" for i in (5, 3, 1, 2, 4))
+    attr = tmp_path / "list_attr_celeba.txt"
+    attr.write_text(f"5\nSmiling Eyeglasses\n{rows}")
+    names, matrix = data.celeba_attributes(attr, "train", tmp_path)
+    assert names == ["Smiling", "Eyeglasses"]
+    assert matrix.tolist() == [[1, -1], [-1, -1], [1, 1]]  # files 000001–000003, in order
+    attr.write_text("2\nSmiling Eyeglasses\n000001.jpg 1 1\n000002.jpg 1 1\n")
+    with pytest.raises(DataError, match="no attributes for 1 of 3 images"):
+        data.celeba_attributes(attr, "train", tmp_path)
+    for bad in ("1\n", "1\nA B\nx.jpg 1\n", "1\nA\nx.jpg yes\n"):
+        attr.write_text(bad)
+        with pytest.raises(DataError):
+            data.celeba_attributes(attr, "train", tmp_path)
 
 
 def test_download_checksum_failure(tmp_path, monkeypatch):

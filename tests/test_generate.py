@@ -3,7 +3,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lbaecodec import cli, generate, zoo
+from lbaecodec import cli, export, generate, zoo
 from lbaecodec.export import LABEL_MEAN, STATS_MEAN, STATS_MOMENT, code_statistics
 
 from .conftest import save_image
@@ -55,16 +55,12 @@ def test_interpolation_endpoints_decode_to_endpoint_codes():
     np.testing.assert_array_equal(ends, generate.decode(m, np.stack([np.sign(za), np.sign(zb)]).astype(np.float32)))
 
 
-def test_attribute_directions_and_celeba_file():
-    text = ("3\nSmiling Eyeglasses\n000001.jpg  1 -1\n000002.jpg -1 -1\n000003.jpg  1  1\n")
-    names, rows = generate.read_celeba_attributes(text)
-    assert names == ["Smiling", "Eyeglasses"] and rows["000003.jpg"].tolist() == [1, 1]
-    codes = np.array([[1, 1], [-1, 1], [1, -1]], np.float64)
-    d = generate.attribute_directions(codes, np.stack([rows[k] for k in sorted(rows)]))
-    np.testing.assert_allclose(d[0], [2.0, -1.0])  # smiling: mean of rows 0, 2 minus row 1
+def test_attribute_directions():
+    codes = np.array([[1, 1], [-1, 1], [1, -1]], np.int8)
+    attributes = np.array([[1, -1], [-1, -1], [1, 1]])
+    d = export.attribute_directions(codes, attributes)[export.ATTRIBUTE_DIRECTION].numpy()
+    np.testing.assert_allclose(d[0], [2.0, -1.0])  # first attribute: mean of rows 0, 2 minus row 1
     np.testing.assert_allclose(d[1], [1.0, -2.0])
-    with pytest.raises(ValueError):
-        generate.read_celeba_attributes("1\nA B\nx.jpg 1\n")
 
 
 def test_edit_moves_codes_towards_the_direction():
@@ -79,8 +75,9 @@ def labelled_model(tmp_path):
     extras[STATS_MEAN] = torch.zeros(600)
     extras[STATS_MOMENT] = torch.eye(600)
     extras[LABEL_MEAN] = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 600))).float()
+    extras[export.ATTRIBUTE_DIRECTION] = torch.ones(1, 600)
     path = zoo.export(m.net, "labelled", tmp_path / "labelled.safetensors", extras=extras,
-                      card={"labels": ["cat", "dog", "ship"]})
+                      card={"labels": ["cat", "dog", "ship"], "attributes": ["Bright"]})
     return str(path)
 
 
@@ -106,7 +103,17 @@ def test_generation_commands(tmp_path, labelled_model):
     r = run("edit", a, tmp_path / "e.png", "-m", labelled_model, "--towards", "dog", "--steps", 3)
     assert r.exit_code == 0, r.output
     r = run("edit", a, tmp_path / "e2.png", "-m", labelled_model, "--towards", "horse")
-    assert r.exit_code == 2 and "knows: cat, dog, ship" in r.output
+    assert r.exit_code == 2 and "knows: cat, dog, ship, Bright" in r.output
+
+
+def test_edit_towards_an_attribute_sets_every_bit(tmp_path, labelled_model):
+    m = zoo.load_model(labelled_model, device="cpu")
+    z = np.random.default_rng(0).uniform(-1, 1, 600)
+    code = generate.edit_latent(z, generate.direction(m, "Bright"), 2.0)
+    assert (code == 1).all()  # the direction is +1 on every bit and outweighs any |z| ≤ 1
+    a = save_image(tmp_path, "a.png", np.zeros((32, 32, 3), np.uint8))
+    r = run("edit", a, tmp_path / "e.png", "-m", labelled_model, "--towards", "Bright", "--strength", 2)
+    assert r.exit_code == 0, r.output
 
 
 def test_interpolate_accepts_single_tile_lbae(tmp_path, labelled_model):

@@ -54,8 +54,9 @@ def test_resume_continues_to_more_epochs(tmp_path, images):
 
 def test_export_and_load_round_trip(run, images, tmp_path):
     out, model, _ = run
+    attributes = np.where(np.arange(len(images))[:, None] % 2 == 0, 1, -1) * np.array([1, -1])
     path = export.export_run(out, "tiny", tmp_path / "tiny.safetensors", images, images[:32],
-                             "synthetic", "pytest")
+                             "synthetic", "pytest", attributes=(["Even", "Odd"], attributes))
     loaded = zoo.load_model(path, device="cpu")
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["epochs"] == 3 and card["model_id"] == loaded.id and card["command"] == "pytest"
@@ -64,6 +65,11 @@ def test_export_and_load_round_trip(run, images, tmp_path):
     assert (loaded.net.encode(x) == ref.encode(x)).float().mean() > 0.99  # fp16 weights
     assert torch.allclose(loaded.net.decode(ref.encode(x)), ref.decode(ref.encode(x)), atol=2e-3)
     assert loaded.extras[export.STATS_MOMENT].shape == (64, 64)
+    assert card["attributes"] == ["Even", "Odd"]
+    shipped = zoo.as_shipped(ref).state_dict()  # what export measures = what loading gives
+    assert all(torch.equal(shipped[k], v.cpu()) for k, v in loaded.net.state_dict().items())
+    directions = loaded.extras[export.ATTRIBUTE_DIRECTION]
+    assert directions.shape == (2, 64) and torch.allclose(directions[0], -directions[1])
     assert entropy.from_tensors(loaded.extras, entropy.CONTEXT) is not None
 
 
@@ -100,3 +106,12 @@ def test_continuing_from_shipped_weights_counts_their_epochs(run, images, tmp_pa
     card = json.loads((tmp_path / "w2" / "c.json").read_text())
     assert card["epochs"] == 4 and card["continued_from"] == zoo.load_model(shipped, "cpu").id
     assert card["architecture"]["bits"] == 64
+
+
+def test_attributes_are_only_for_celeba(run):
+    from click.testing import CliRunner
+
+    from lbaecodec import cli
+
+    r = CliRunner().invoke(cli.main, ["export", str(run[0]), "--preset", "cifar10", "--attributes", "a.txt"])
+    assert r.exit_code == 2 and "--dataset celeba" in r.output

@@ -41,7 +41,8 @@ class InceptionFeatures:
     def __init__(self, device: str | torch.device = "cpu", batch: int = 50, progress: bool = True) -> None:
         self.device = torch.device(device)
         net = torch.jit.load(str(inception_path()), map_location=self.device).eval()
-        self.net = net
+        # folds batch norms and constants into the graph: same features, a little faster on CPU
+        self.net = torch.jit.optimize_for_inference(torch.jit.freeze(net))
         self.batch, self.progress = batch, progress
 
     @torch.inference_mode()

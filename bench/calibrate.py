@@ -1,0 +1,114 @@
+"""Calibrate our FID numbers on the local CIFAR-10 copies.
+
+Usage: python bench/calibrate.py [--data-dir ../shared/datasets] [--model cifar10] [--train-vs-test]
+
+On the 1,000 pixel-exact test images (cifar10-exact-subset.npz, official test images 0–999)
+and the same 1,000 images found in the JPEG-75 copy (cifar10-jpeg75.npz, class-sorted, so each
+exact image is matched to its nearest JPEG image of the same class), it measures:
+  - FID of the exact images against a second feature extraction of themselves (must be ~0);
+  - FID of the JPEG copies against the exact originals (how far the copy moves the reference);
+  - LBAE's reconstruction FID against the exact originals and, next to it, the same measured
+    entirely on the JPEG copy (as the 10,000-image bench does).
+--train-vs-test adds FID(50,000 train, 10,000 test) of the JPEG copy (the published value for
+the exact CIFAR-10 is about 3.15); it needs 60,000 Inception passes (~2.5 h on 2 CPU cores).
+Writes bench/results/cifar10-calibration.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lbaecodec import data
+from lbaecodec.bench import lbae_reconstruct
+from lbaecodec.metrics import fid as fidlib
+from lbaecodec.metrics.quality import psnr
+from lbaecodec.zoo import load_model
+
+
+def match_copies(exact: np.ndarray, exact_labels: np.ndarray, copy: np.ndarray,
+                 copy_labels: np.ndarray) -> np.ndarray:
+    """Index into ``copy`` of the nearest (squared pixel distance) same-class image of each exact image."""
+    out = np.empty(len(exact), int)
+    for c in np.unique(exact_labels):
+        mine, theirs = np.flatnonzero(exact_labels == c), np.flatnonzero(copy_labels == c)
+        a = exact[mine].reshape(len(mine), -1).astype(np.float32)
+        b = copy[theirs].reshape(len(theirs), -1).astype(np.float32)
+        d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
+        out[mine] = theirs[d.argmin(1)]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default="../shared/datasets")
+    p.add_argument("--model", default="cifar10")
+    p.add_argument("--cache", default=None, help="FID statistics cache [default: ~/.cache/lbaecodec/fid]")
+    p.add_argument("--out", default="bench/results")
+    p.add_argument("--train-vs-test", action="store_true")
+    a = p.parse_args()
+    root = Path(a.data_dir)
+    cache = Path(a.cache) if a.cache else data.default_cache() / "fid"
+    exact, exact_y = data.load_npz(root / "cifar10-exact-subset.npz", "test")
+    copy, copy_y = data.load_npz(root / "cifar10-jpeg75.npz", "test")
+    pick = match_copies(exact, exact_y, copy, copy_y)
+    matched = copy[pick]
+    extract = fidlib.InceptionFeatures()
+    m = load_model(a.model, "cpu")
+
+    ref_exact = fidlib.cached_statistics(exact, extract, cache)
+    ref_copy = fidlib.cached_statistics(matched, extract, cache)
+    rec_exact, rec_copy = lbae_reconstruct(m, exact)[0], lbae_reconstruct(m, matched)[0]
+
+    def fd(ref, images):
+        return round(fidlib.frechet_distance(*ref, *fidlib.statistics(extract(images))), 3)
+
+    result = {
+        "model": m.id,
+        "images": len(exact),
+        "match": {"unique_matches": int(len(set(pick.tolist()))),
+                  "psnr_exact_vs_jpeg_copy_db": round(psnr(exact, matched), 3)},
+        "fid_exact_vs_itself": fd(ref_exact, exact),
+        "fid_jpeg_copy_vs_exact": round(fidlib.frechet_distance(*ref_exact, *ref_copy), 3),
+        "lbae_fid_vs_exact": fd(ref_exact, rec_exact),
+        "lbae_psnr_vs_exact_db": round(psnr(exact, rec_exact), 3),
+        "lbae_fid_on_jpeg_copy": fd(ref_copy, rec_copy),
+        "lbae_psnr_on_jpeg_copy_db": round(psnr(matched, rec_copy), 3),
+    }
+    if a.train_vs_test:
+        train = data.load_npz(root / "cifar10-jpeg75.npz", "train")[0]
+        full_test = fidlib.cached_statistics(copy, extract, cache)
+        result["fid_jpeg_copy_train50k_vs_test10k"] = round(
+            fidlib.frechet_distance(*fidlib.cached_statistics(train, extract, cache, "train"), *full_test), 3)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cifar10-calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "cifar10-calibration.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    rows = [
+        ("exact test images vs a second extraction of themselves", r["fid_exact_vs_itself"], ""),
+        ("JPEG-75 copies vs the exact originals", r["fid_jpeg_copy_vs_exact"],
+         f"{r['match']['psnr_exact_vs_jpeg_copy_db']} dB apart"),
+        ("LBAE reconstructions of the exact images vs the exact images", r["lbae_fid_vs_exact"],
+         f"{r['lbae_psnr_vs_exact_db']} dB"),
+        ("LBAE reconstructions of the JPEG copies vs the JPEG copies", r["lbae_fid_on_jpeg_copy"],
+         f"{r['lbae_psnr_on_jpeg_copy_db']} dB"),
+    ]
+    if "fid_jpeg_copy_train50k_vs_test10k" in r:
+        rows.append(("JPEG copy: 50,000 train vs 10,000 test (exact CIFAR-10: ≈3.15 published)",
+                     r["fid_jpeg_copy_train50k_vs_test10k"], ""))
+    lines = [f"CIFAR-10 FID calibration, model {r['model']}, {r['images']} test images (official "
+             f"0–999; each matched to its JPEG-75 copy, {r['match']['unique_matches']} distinct matches).",
+             "Command: `python bench/calibrate.py --data-dir ../shared/datasets`", "",
+             "| comparison | FID | PSNR |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {note} |" for name, value, note in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
