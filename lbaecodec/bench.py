@@ -90,6 +90,17 @@ def evaluate_codings(m: Model, images: np.ndarray, image_bits: int) -> dict:
             "ssim": round(ssim(images, recs), 4), "codings": table}
 
 
+@torch.inference_mode()
+def baseline_reconstruct(m: Model, images: np.ndarray, batch: int = 250) -> np.ndarray:
+    """A VAE / VQ-VAE baseline's reconstructions (uint8), decoded from its latent code."""
+    from .train import to_float
+
+    out = [torch.sigmoid(m.net.reconstruct(to_float(images[i: i + batch]).to(m.device)))
+           for i in range(0, len(images), batch)]
+    pixels = torch.cat(out).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return pixels
+
+
 def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.ndarray, dict]:
     recs, sizes = [], []
     t0 = time.perf_counter()
@@ -113,6 +124,7 @@ def run(
     classic: dict[str, list[int]] | None = None,
     data_note: str = "",
     samples: bool = True,
+    baselines: list[Model] = (),
 ) -> list[Row]:
     """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
@@ -134,6 +146,11 @@ def run(
     recs, figures = lbae_reconstruct(model, images)
     measured(f"LBAE ({model.id})", recs, model.arch.bits, figures,
              note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
+    for b in baselines:
+        bits = b.net.code_bits
+        measured(f"{b.net.kind.upper()} ({b.id})", baseline_reconstruct(b, images), bits, {"file_bytes": bits / 8},
+                 note=f"trained here ({b.card.get('epochs', '?')} epochs, {b.card.get('cpu_hours', '?')} "
+                      "CPU-h); bytes = latent bits / 8, no container")
     for fmt, qualities in (CLASSIC if classic is None else classic).items():
         for q in qualities:
             recs, figures = classic_reconstruct(fmt, q, images)

@@ -36,11 +36,15 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 @click.option("--cache", default=None, metavar="DIR",
               help="Where reference FID statistics are cached. [default: ~/.cache/lbaecodec/fid]")
 @click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
+@click.option("--baselines", default="auto", show_default=True, metavar="auto|none|NAME,...",
+              help="VAE / VQ-VAE baselines to measure: auto = the shipped ones for the dataset "
+                   "(vae-DATASET, vqvae-DATASET), none, or model names/paths.")
 @click.option("--update-card", is_flag=True,
               help="Write LBAE's measured FID, PSNR and this command into the model's JSON card.")
 @DEVICE
 @clean_errors
-def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, update_card, device) -> None:
+def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, baselines, update_card,
+              device) -> None:
     """Measure LBAE against classic codecs and the paper's numbers on the same test images.
 
     Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
@@ -61,14 +65,28 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
     if images.shape[1:] != (m.arch.size, m.arch.size, m.arch.channels):
         raise InputError(f"{dataset} images are {images.shape[1:]}, model {m.id} takes "
                          f"{m.arch.size}x{m.arch.size}x{m.arch.channels} tiles")
+    others = load_baselines(baselines, dataset, device)
     target = Path(out or f"bench/results/{dataset}")
     extractor = InceptionFeatures(pick_device(device))
     rows = bench.run(m, dataset, images, target, extractor, Path(cache) if cache else default_cache() / "fid",
-                     parse_classic(classic), note, samples=not no_samples)
+                     parse_classic(classic), note, samples=not no_samples, baselines=others)
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
     if update_card:
         click.echo(f"updated {record_in_card(m, rows[0], note, len(images))}")
+
+
+def load_baselines(spec: str, dataset: str, device: str) -> list:
+    from .zoo import available, load_model
+
+    kinds = ("vae", "vqvae")
+    if spec.strip().lower() == "none":
+        return []
+    if spec.strip().lower() == "auto":
+        names = [f"{k}-{dataset}" for k in kinds if f"{k}-{dataset}" in available()]
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    return [load_model(n, device, kinds=kinds) for n in names]
 
 
 def record_in_card(m, row, note: str, count: int) -> Path:

@@ -41,16 +41,25 @@ def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | Non
     return train, labels, test, note
 
 
-def _export(run: Path, name: str, target: Path, dataset: str, loaded, which: str = "best",
-            attributes: tuple[list[str], "np.ndarray"] | None = None) -> None:
+def _export(run: Path, name: str | None, preset: str, target: Path | None, dataset: str, loaded,
+            which: str = "best", attributes: tuple[list[str], "np.ndarray"] | None = None) -> Path:
+    import json
+
     from .data import LABEL_NAMES
-    from .export import command_line, export_run
+    from .export import command_line, export_baseline, export_run
 
     train, labels, test, note = loaded
+    kind = json.loads((run / f"{which}.json").read_text()).get("kind", "lbae")
+    target = target or default_weights(preset, kind)
+    if kind != "lbae":
+        if attributes is not None:
+            raise InputError("--attributes is for LBAE models, not baselines")
+        return export_baseline(run, name or f"{kind}-{preset}", target, len(train), test, note,
+                               command_line(), which)
     if attributes is not None:
         attributes = attributes[0], attributes[1][: len(train)]
-    export_run(run, name, target, train, test, note, command_line(), which,
-               train_labels=labels, label_names=LABEL_NAMES.get(dataset), attributes=attributes)
+    return export_run(run, name or preset, target, train, test, note, command_line(), which,
+                      train_labels=labels, label_names=LABEL_NAMES.get(dataset), attributes=attributes)
 
 
 def _attributes(path: str | None, dataset: str, data_dir: str | None):
@@ -70,7 +79,9 @@ ATTRIBUTES = click.option(
          "--towards Smiling` works.")
 
 
-def default_weights(preset: str) -> Path:
+def default_weights(preset: str, kind: str = "lbae") -> Path:
+    if kind != "lbae":
+        return Path("weights") / f"baseline-{kind}-{preset}.safetensors"
     return Path("weights") / f"lbae-{preset}-{PRESETS[preset].bits}.safetensors"
 
 
@@ -95,17 +106,21 @@ def default_weights(preset: str) -> Path:
 @click.option("--export", "export_to", default=None, metavar="PATH",
               help="Export the best model here when done. [default: weights/lbae-PRESET-BITS.safetensors]")
 @click.option("--no-export", is_flag=True, help="Do not export when done.")
+@click.option("--kind", type=click.Choice(["lbae", "vae", "vqvae"]), default="lbae", show_default=True,
+              help="lbae: the codec. vae / vqvae: the paper's baselines for the bench (128 float "
+                   "latents; 8x8x10 indexes into 512 codes), on the same body, data and loss.")
 @ATTRIBUTES
 @clean_errors
 def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, init_from,
-              threads, limit, export_to, no_export, attributes) -> None:
-    """Train an LBAE model; checkpoints every epoch, resumable, exports the best.
+              threads, limit, export_to, no_export, kind, attributes) -> None:
+    """Train an LBAE model (or a baseline); checkpoints every epoch, resumable, exports the best.
 
     \b
     Example (the shipped CIFAR-10 model, on a local copy):
       lbaecodec train --preset cifar10 --data-dir ../shared/datasets/cifar10-jpeg75.npz
     Resume after an interruption:   add --resume
     Continue from shipped weights:  add --init-from cifar10 --out runs/cifar10-more
+    The VAE baseline:               add --kind vae --out runs/vae-cifar10
     """
     import torch
 
@@ -120,20 +135,20 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
     arch = replace(PRESETS[preset], width=width)
     start, init_progress = None, None
     if init_from:
-        shipped = load_model(init_from, "cpu")
+        shipped = load_model(init_from, "cpu", kinds=(kind,))
         start, arch = shipped.net, shipped.arch
         init_progress = training.Progress(
             init_from=shipped.id, init_epochs=int(shipped.card.get("epochs", 0)),
             init_cpu_seconds=float(shipped.card.get("cpu_hours", 0.0)) * 3600)
-    run = Path(out or f"runs/{preset}")
+    run = Path(out or (f"runs/{preset}" if kind == "lbae" else f"runs/{kind}-{preset}"))
     recipe = training.Recipe(epochs=epochs, batch=batch, lr=lr,
                              hflip=preset not in ("mnist", "fashion-mnist"))
     _, progress = training.train(arch, train_images, test_images, run, recipe, resume=resume,
-                                 init_from=start, init_progress=init_progress)
+                                 init_from=start, init_progress=init_progress, kind=kind)
     click.echo(f"best test loss {progress.best_test_loss:.6f} at epoch {progress.best_epoch}; run in {run}")
     if not no_export:
-        target = Path(export_to) if export_to else default_weights(preset)
-        _export(run, preset, target, dataset or preset, loaded, attributes=found)
+        target = _export(run, None, preset, Path(export_to) if export_to else None, dataset or preset,
+                         loaded, attributes=found)
         click.echo(f"exported {target}")
 
 
@@ -143,8 +158,8 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
 @click.option("--dataset", type=click.Choice([*DATASETS, "folder"]), default=None)
 @click.option("--data-dir", default=None, metavar="PATH")
 @click.option("--out", "export_to", default=None, metavar="PATH",
-              help="[default: weights/lbae-PRESET-BITS.safetensors]")
-@click.option("--name", default=None, help="Model name stored in the file. [default: PRESET]")
+              help="[default: weights/lbae-PRESET-BITS.safetensors; baselines: weights/baseline-KIND-PRESET.safetensors]")
+@click.option("--name", default=None, help="Model name stored in the file. [default: PRESET, or KIND-PRESET]")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @ATTRIBUTES
 @clean_errors
@@ -153,8 +168,7 @@ def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, attr
     card with the test PSNR measured on the exported weights."""
     if not (Path(run) / f"{checkpoint}.json").is_file():
         raise InputError(f"{run}: no {checkpoint} checkpoint found")
-    target = Path(export_to) if export_to else default_weights(preset)
     found = _attributes(attributes, dataset or preset, data_dir)
-    _export(Path(run), name or preset, target, dataset or preset,
-            _load_data(dataset or preset, data_dir, preset, None), checkpoint, found)
+    target = _export(Path(run), name, preset, Path(export_to) if export_to else None, dataset or preset,
+                     _load_data(dataset or preset, data_dir, preset, None), checkpoint, found)
     click.echo(f"exported {target}")

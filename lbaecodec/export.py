@@ -65,6 +65,8 @@ def export_run(
 ) -> Path:
     """Export a run's checkpoint with statistics and priors, measured on the test images."""
     arch, net, _, recipe, progress = load_checkpoint(run, which)
+    if net.kind != "lbae":
+        raise ValueError(f"{run} holds a {net.kind} baseline: use export_baseline")
     shipped_net = zoo.as_shipped(net)
     train_codes = encode_all(shipped_net, train_images)
     factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
@@ -75,10 +77,48 @@ def export_run(
         extras.update(attribute_directions(train_codes, attributes[1]))
     exported = zoo.export(net, name, path, extras=extras)
     test_codes = encode_all(shipped_net, test_images)
-    figures = evaluate(shipped_net, test_images)
     card = {
+        **_training_card(data_note, len(train_images), test_images, shipped_net, progress, recipe),
+        "test_bits_per_tile": {
+            "raw": arch.bits,
+            "factorized_ideal": round(factorized.cost_bits(test_codes) / len(test_codes), 1),
+            "context_ideal": round(context.cost_bits(test_codes) / len(test_codes), 1),
+            "context_coded_single_tile": round(coded_bits(context, test_codes), 1),
+        },
+        "labels": label_names if train_labels is not None else None,
+        "attributes": attributes[0] if attributes is not None else None,
+        "weights_dtype": "float16",
+        "measured_on": measured_on(),
+        "command": command,
+    }
+    zoo.write_card(exported, card)
+    return exported
+
+
+def export_baseline(run: Path, name: str, path: Path, train_count: int, test_images: np.ndarray,
+                    data_note: str, command: str, which: str = "best") -> Path:
+    """Export a VAE/VQ-VAE run (weights and card; no priors or statistics: not a codec)."""
+    _, net, _, recipe, progress = load_checkpoint(run, which)
+    exported = zoo.export(net, name, path)
+    card = {
+        "kind": net.kind,
+        **_training_card(data_note, train_count, test_images, zoo.as_shipped(net), progress, recipe),
+        "code_bits_per_tile": net.code_bits,
+        "weights_dtype": "float16",
+        "measured_on": measured_on(),
+        "command": command,
+    }
+    zoo.write_card(exported, card)
+    return exported
+
+
+def _training_card(data_note: str, train_count: int, test_images: np.ndarray, shipped_net: torch.nn.Module,
+                   progress, recipe) -> dict:
+    """Data, training effort and the test figures of the shipped (fp16) weights."""
+    figures = evaluate(shipped_net, test_images)
+    return {
         "data": data_note,
-        "train_images": len(train_images),
+        "train_images": train_count,
         "test_images": len(test_images),
         "epochs": progress.total_epochs,
         "best_epoch": progress.init_epochs + progress.best_epoch,
@@ -89,20 +129,11 @@ def export_run(
         "test_psnr_db_fp32_checkpoint": next(
             (round(h["test_psnr"], 3) for h in progress.history if h["epoch"] == progress.best_epoch), None),
         "test_loss": round(figures["test_loss"], 6),
-        "test_bits_per_tile": {
-            "raw": arch.bits,
-            "factorized_ideal": round(factorized.cost_bits(test_codes) / len(test_codes), 1),
-            "context_ideal": round(context.cost_bits(test_codes) / len(test_codes), 1),
-            "context_coded_single_tile": round(coded_bits(context, test_codes), 1),
-        },
-        "labels": label_names if train_labels is not None else None,
-        "attributes": attributes[0] if attributes is not None else None,
-        "weights_dtype": "float16",
-        "measured_on": f"{platform.machine()} CPU, torch {torch.__version__}, {date.today()}",
-        "command": command,
     }
-    zoo.write_card(exported, card)
-    return exported
+
+
+def measured_on() -> str:
+    return f"{platform.machine()} CPU, torch {torch.__version__}, {date.today()}"
 
 
 def command_line() -> str:

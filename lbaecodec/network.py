@@ -141,10 +141,21 @@ class LBAE(nn.Module):
         self.encoder = Encoder(arch)
         self.decoder = Decoder(arch)
 
+    kind = "lbae"
+
+    @property
+    def code_bits(self) -> int:
+        return self.arch.bits
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: returns (pixel logits, codes), gradients flow through the sign."""
+        """Training pass: (pixel logits, auxiliary loss = 0); gradients flow through the sign."""
         codes = SignSTE.apply(self.encoder(x))
-        return self.decoder(codes), codes
+        return self.decoder(codes), codes.new_zeros(())
+
+    @torch.inference_mode()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Images → pixel logits of their decoded codes."""
+        return self.decoder(self.encode(x))
 
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from .baselines import build
 from .network import LBAE, Architecture
 
 CHECKPOINT = "last"
@@ -73,7 +74,7 @@ def evaluate(model: LBAE, images: np.ndarray, batch: int = 500) -> dict:
     loss_sum, se_sum, n = 0.0, 0.0, 0
     for i in range(0, len(images), batch):
         x = to_float(images[i: i + batch])
-        logits = model.decoder(model.encode(x))
+        logits = model.reconstruct(x)
         loss_sum += loss_fn(model.arch, logits, x).item() * len(x)
         rec = torch.sigmoid(logits).mul(255).round().div(255)
         se_sum += (rec - x).pow(2).flatten(1).mean(1).clamp_min(1e-10).log10().mul(-10).sum().item()
@@ -108,7 +109,7 @@ def _load_optimizer(opt: torch.optim.Adam, tensors: dict[str, torch.Tensor]) -> 
 def save_checkpoint(out: Path, name: str, model: LBAE, opt, arch, recipe, progress) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     tensors.update(_optimizer_tensors(opt))
-    meta = {"arch": arch.to_dict(), "recipe": asdict(recipe), "progress": asdict(progress)}
+    meta = {"kind": model.kind, "arch": arch.to_dict(), "recipe": asdict(recipe), "progress": asdict(progress)}
     tmp = out / f"{name}.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(out / f"{name}.safetensors")
@@ -120,7 +121,7 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT):
     meta = json.loads((out / f"{name}.json").read_text())
     tensors = load_file(str(out / f"{name}.safetensors"))
     arch = Architecture.from_dict(meta["arch"])
-    model = LBAE(arch)
+    model = build(meta.get("kind", "lbae"), arch)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return arch, model, optim, Recipe(**meta["recipe"]), Progress(**meta["progress"])
@@ -136,15 +137,17 @@ def train(
     init_from: LBAE | None = None,
     show_progress: bool = True,
     init_progress: Progress | None = None,
+    kind: str = "lbae",
 ) -> tuple[LBAE, Progress]:
-    """Train (or resume) a model; returns the best-on-test model and the progress record."""
+    """Train (or resume) a model (LBAE, or a baseline ``kind``); returns the best-on-test
+    model and the progress record."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     if resume and (out / f"{CHECKPOINT}.json").exists():
         arch, model, optim_state, old_recipe, progress = load_checkpoint(out)
         recipe.seed = old_recipe.seed
     else:
-        model, optim_state, progress = LBAE(arch), None, init_progress or Progress()
+        model, optim_state, progress = build(kind, arch), None, init_progress or Progress()
         if init_from is not None:
             model.load_state_dict(init_from.state_dict())
     model = model.to(memory_format=torch.channels_last)
@@ -169,8 +172,8 @@ def train(
                 x[flip] = x[flip].flip(3)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(recipe, progress.step, total_steps)
-            logits, _ = model(x)
-            loss = loss_fn(arch, logits, x)
+            logits, aux_loss = model(x)
+            loss = loss_fn(arch, logits, x) + aux_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

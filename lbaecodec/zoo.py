@@ -20,10 +20,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from .errors import ModelError
+from .baselines import build
 from .network import LBAE, Architecture
 
 DEFAULT_MODEL = "cifar10"
-META_ARCH, META_NAME = "lbaecodec.arch", "lbaecodec.name"
+META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
 MODEL_PREFIX = "model."
 
 
@@ -111,15 +112,21 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_model(spec: str | Path | None = None, device: str = "auto") -> Model:
-    """Load a model by name (shipped/installed) or by path to its .safetensors file."""
+def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tuple[str, ...] = ("lbae",)) -> Model:
+    """Load a model by name (shipped/installed) or by path to its .safetensors file.
+
+    ``kinds``: which networks the caller can use (codec work needs an LBAE; the bench also
+    loads the VAE and VQ-VAE baselines)."""
     path = resolve(spec)
     raw = path.read_bytes()
     meta = read_metadata(path)
+    kind = meta.get(META_KIND, "lbae")
+    if kind not in kinds:
+        raise ModelError(f"{path}: a {kind} baseline, not an LBAE codec model")
     try:
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
         tensors = load(raw)
-        net = LBAE(arch)
+        net = build(kind, arch)
         state = {k[len(MODEL_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
@@ -148,7 +155,7 @@ def export(
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON."""
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
-    meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name}
+    meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: net.kind}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(save(tensors, metadata=meta))
@@ -157,16 +164,16 @@ def export(
     return path
 
 
-def _shipped_state(net: LBAE, half: bool) -> dict[str, torch.Tensor]:
+def _shipped_state(net: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
     dtype = torch.float16 if half else torch.float32
     return {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
             for k, v in net.state_dict().items()}
 
 
-def as_shipped(net: LBAE, half: bool = True) -> LBAE:
+def as_shipped(net: torch.nn.Module, half: bool = True) -> torch.nn.Module:
     """A CPU copy of ``net`` whose weights went through the shipping dtype, as loading the
     exported file would give (for measuring what users get before the file exists)."""
-    copy = LBAE(net.arch)
+    copy = build(net.kind, net.arch)
     copy.load_state_dict({k: v.float() if v.is_floating_point() else v
                           for k, v in _shipped_state(net, half).items()})
     return copy.eval()

@@ -1,0 +1,108 @@
+"""The paper's comparison models for the bench: a VAE and a VQ-VAE on LBAE's convolutional body.
+
+- VAE: 128 Gaussian latents, the decoder reads the mean; as the paper counts, 128 float32 =
+  4096 bits per image.
+- VQ-VAE: an 8×8 grid of 10 codebook indexes (512 codes each, separate codebook per head,
+  EMA updates, from vector-quantize-pytorch) = 8·8·10·9 = 5760 bits per image.
+
+Both train with the same loop, data and reconstruction loss as LBAE (``train.py``); their
+forward pass returns (pixel logits, auxiliary loss): the KL term or the commitment loss.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from .network import LBAE, Architecture, Decoder, Encoder, ResBlock, _conv_bn_act, _level_width
+
+VAE_LATENTS = 128
+VAE_NOISE_STD = 0.1  # Gaussian decoder σ on [0, 1] pixels: sets the weight of KL against MSE
+VQ_SIDE, VQ_HEADS, VQ_CODES, VQ_HEAD_DIM = 8, 10, 512, 16
+VQ_COMMITMENT = 0.25
+
+
+class VAE(nn.Module):
+    kind = "vae"
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = Encoder(replace(arch, bits=2 * VAE_LATENTS))
+        self.decoder = Decoder(replace(arch, bits=VAE_LATENTS))
+        # MSE is a per-pixel mean: the ELBO's KL per image, scaled the same way, weighs 2σ²/pixels
+        self.kl_weight = 2 * VAE_NOISE_STD**2 / (arch.channels * arch.size**2)
+
+    @property
+    def code_bits(self) -> int:
+        return 32 * VAE_LATENTS
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder.to_latent(self.encoder.features(x).flatten(1))
+        mean, log_var = h.chunk(2, dim=1)
+        return mean, log_var.clamp(-30, 20)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.moments(x)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
+        return self.decoder(z), self.kl_weight * kl
+
+    @torch.inference_mode()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.moments(x)[0])
+
+
+class VQVAE(nn.Module):
+    kind = "vqvae"
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        from vector_quantize_pytorch import VectorQuantize
+
+        self.arch = arch
+        levels = int(math.log2(arch.size // VQ_SIDE))
+        if VQ_SIDE << levels != arch.size:
+            raise ValueError(f"VQ-VAE needs a tile side of {VQ_SIDE}·2^k, got {arch.size}")
+        dim = VQ_HEADS * VQ_HEAD_DIM
+        down: list[nn.Module] = _conv_bn_act(nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width)
+        for level in range(levels):
+            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
+            down += [*_conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout), ResBlock(cout)]
+        top = _level_width(arch.width, levels)
+        self.encoder = nn.Sequential(*down, nn.Conv2d(top, dim, 1))
+        self.quantizer = VectorQuantize(dim=dim, codebook_size=VQ_CODES, codebook_dim=VQ_HEAD_DIM, heads=VQ_HEADS,
+                                        separate_codebook_per_head=True, decay=0.8,
+                                        commitment_weight=VQ_COMMITMENT, accept_image_fmap=True)
+        up: list[nn.Module] = [*_conv_bn_act(nn.Conv2d(dim, top, 3, padding=1, bias=False), top)]
+        for level in range(levels, 0, -1):
+            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
+            up += [ResBlock(cin), *_conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
+        self.decoder = nn.Sequential(*up, nn.Conv2d(arch.width, arch.channels, 3, padding=1))
+
+    @property
+    def code_bits(self) -> int:
+        return VQ_SIDE * VQ_SIDE * VQ_HEADS * int(math.log2(VQ_CODES))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        quantized, _, commitment = self.quantizer(self.encoder(x))
+        return self.decoder(quantized), commitment.sum()
+
+    @torch.inference_mode()
+    def indexes(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantizer(self.encoder(x))[1]
+
+    @torch.inference_mode()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.quantizer(self.encoder(x))[0])
+
+
+KINDS: dict[str, type[nn.Module]] = {"lbae": LBAE, "vae": VAE, "vqvae": VQVAE}
+
+
+def build(kind: str, arch: Architecture) -> nn.Module:
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
+    return KINDS[kind](arch)
