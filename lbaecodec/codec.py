@@ -61,9 +61,11 @@ def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid) -> tiling.C
 CODINGS = ("auto", "raw", "factorized", "context")
 
 
-def _prior(m: Model, coding: int) -> entropy.Prior:
+def _prior(m: Model, coding: int, required: bool = True) -> entropy.Prior | None:
     prior = entropy.from_tensors(m.extras, container.CODING_NAMES[coding])
     if prior is None:
+        if not required:
+            return None
         raise ModelError(f"model {m.id} ships no {container.CODING_NAMES[coding]} prior")
     if prior.bits != m.arch.bits:
         raise ModelError(f"model {m.id}: prior has {prior.bits} bits, network {m.arch.bits}")
@@ -77,12 +79,11 @@ def pack_codes(m: Model, codes: np.ndarray, coding: str = "auto") -> tuple[int, 
     if coding == "raw":
         return raw
     if coding == "auto":
-        shipped = [c for c in (container.CODING_CONTEXT, container.CODING_FACTORIZED)
-                   if entropy.from_tensors(m.extras, container.CODING_NAMES[c]) is not None]
-        if not shipped:
+        best = ((c, p) for c in (container.CODING_CONTEXT, container.CODING_FACTORIZED)
+                if (p := _prior(m, c, required=False)) is not None)
+        method, prior = next(best, (None, None))
+        if prior is None:
             return raw
-        method = shipped[0]
-        prior = _prior(m, method)
     elif coding in CODINGS:
         method = {name: code for code, name in container.CODING_NAMES.items()}[coding]
         prior = _prior(m, method)
