@@ -217,9 +217,12 @@ def models(as_json: bool) -> None:
         click.echo("no models installed")
     for c in cards:
         a = c.get("architecture", {})
-        click.echo(f"{c['name']:<14} {a.get('bits', '?'):>5} bits / {a.get('size', '?')}px tile  "
-                   f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB  "
-                   f"epochs {c.get('epochs', '?')}  {c.get('data', '')}")
+        bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
+        kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
+        fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if "test_fid" in c else ""
+        click.echo(f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
+                   f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
+                   f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}")
 
 
 from .cli_bench import bench_cmd, evaluate_cmd  # noqa: E402  (registered on main)
