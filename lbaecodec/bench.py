@@ -97,8 +97,7 @@ def baseline_reconstruct(m: Model, images: np.ndarray, batch: int = 250) -> np.n
 
     out = [torch.sigmoid(m.net.reconstruct(to_float(images[i: i + batch]).to(m.device)))
            for i in range(0, len(images), batch)]
-    pixels = torch.cat(out).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    return pixels
+    return torch.cat(out).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.ndarray, dict]:

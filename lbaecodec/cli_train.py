@@ -129,6 +129,8 @@ def train_cmd(preset, dataset, data_dir, out, epochs, width, batch, lr, resume, 
 
     if threads:
         torch.set_num_threads(threads)
+    if attributes is not None and kind != "lbae":
+        raise InputError("--attributes is for LBAE models, not baselines")
     found = _attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
     loaded = _load_data(dataset or preset, data_dir, preset, limit)
     train_images, _, test_images, _ = loaded
