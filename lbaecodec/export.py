@@ -28,9 +28,11 @@ def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
 
 
 def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
-    """Mean and second-moment matrix E[b bᵀ] of ±1 codes (what sampling needs)."""
+    """Mean and second-moment matrix E[b bᵀ] of ±1 codes (what sampling needs). The matrix is
+    stored in fp16 (bits² entries: 4.5 MB at 1500 bits): its rounding, under 5e-4, is far below
+    the sampling error of a mean over the training set."""
     b = torch.from_numpy(codes.astype(np.float64))
-    return {STATS_MEAN: (b.mean(0)).float(), STATS_MOMENT: (b.T @ b / len(b)).float(),
+    return {STATS_MEAN: (b.mean(0)).float(), STATS_MOMENT: (b.T @ b / len(b)).half(),
             STATS_COUNT: torch.tensor([float(len(b))])}
 
 
