@@ -252,7 +252,7 @@ def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[
     """Test images; with ``limit``, that many evenly spaced ones (local copies may be sorted
     by class, so the first N would not be a fair sample)."""
     images, _ = data.load(dataset, "test", data_dir)
-    source = Path(data_dir).name if data_dir else "official files"
+    source = data.describe_source(dataset, data_dir)
     if limit and limit < len(images):
         pick = np.linspace(0, len(images) - 1, limit).round().astype(int)
         return images[pick], f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"

@@ -36,7 +36,7 @@ def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | Non
     if limit:
         train, test = train[:limit], test[: max(1, limit // 5)]
         labels = None if labels is None else labels[:limit]
-    source = Path(data_dir).name if data_dir else "official files"
+    source = data.describe_source(dataset, data_dir)
     note = f"{dataset} ({source}), {len(train)} train / {len(test)} test images"
     return train, labels, test, note
 

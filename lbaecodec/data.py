@@ -128,6 +128,16 @@ def _locate(dataset: str, filename: str, data_dir: Path | None) -> Path:
     return fetch(dataset, filename)
 
 
+def describe_source(dataset: str, data_dir: str | Path | None) -> str:
+    """Where ``load`` takes a dataset from, in words for model cards and bench tables."""
+    if data_dir is not None:
+        return Path(data_dir).name
+    system = SYSTEM_COPIES.get(dataset)
+    if system is not None and system.is_dir():
+        return f"system copy in {system}"
+    return "official files"
+
+
 # --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------------
 
 def read_idx(path: Path) -> np.ndarray:
