@@ -62,8 +62,8 @@ def main() -> None:
     ref_copy = fidlib.cached_statistics(matched, extract, cache)
     rec_exact, rec_copy = lbae_reconstruct(m, exact)[0], lbae_reconstruct(m, matched)[0]
 
-    def fd(ref, images):
-        return round(fidlib.frechet_distance(*ref, *fidlib.statistics(extract(images))), 3)
+    def fd(ref, images):  # + 0.0 prints a rounded -0.0 as 0.0
+        return round(fidlib.frechet_distance(*ref, *fidlib.statistics(extract(images))), 3) + 0.0
 
     result = {
         "model": m.id,
