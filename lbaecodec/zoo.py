@@ -186,7 +186,9 @@ def write_card(weights: Path, card: dict) -> Path:
     full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
     full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
     path = card_path(weights)
-    path.write_text(json.dumps(full, indent=2) + "\n")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(full, indent=2) + "\n")
+    tmp.replace(path)  # a failed write leaves the old card, never half a new one
     return path
 
 
