@@ -16,7 +16,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from .network import LBAE, Architecture, Decoder, Encoder, ResBlock, _conv_bn_act, _level_width
+from .network import LBAE, Architecture, Decoder, Encoder, _conv_bn_act, _level_width, down_path, up_path
 
 VAE_LATENTS = 128
 VAE_NOISE_STD = 0.1  # Gaussian decoder σ on [0, 1] pixels: sets the weight of KL against MSE
@@ -67,20 +67,13 @@ class VQVAE(nn.Module):
         if VQ_SIDE << levels != arch.size:
             raise ValueError(f"VQ-VAE needs a tile side of {VQ_SIDE}·2^k, got {arch.size}")
         dim = VQ_HEADS * VQ_HEAD_DIM
-        down: list[nn.Module] = _conv_bn_act(nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width)
-        for level in range(levels):
-            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
-            down += [*_conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout), ResBlock(cout)]
         top = _level_width(arch.width, levels)
-        self.encoder = nn.Sequential(*down, nn.Conv2d(top, dim, 1))
+        self.encoder = nn.Sequential(*down_path(arch, levels), nn.Conv2d(top, dim, 1))
         self.quantizer = VectorQuantize(dim=dim, codebook_size=VQ_CODES, codebook_dim=VQ_HEAD_DIM, heads=VQ_HEADS,
                                         separate_codebook_per_head=True, decay=0.8,
                                         commitment_weight=VQ_COMMITMENT, accept_image_fmap=True)
-        up: list[nn.Module] = [*_conv_bn_act(nn.Conv2d(dim, top, 3, padding=1, bias=False), top)]
-        for level in range(levels, 0, -1):
-            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
-            up += [ResBlock(cin), *_conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
-        self.decoder = nn.Sequential(*up, nn.Conv2d(arch.width, arch.channels, 3, padding=1))
+        self.decoder = nn.Sequential(*_conv_bn_act(nn.Conv2d(dim, top, 3, padding=1, bias=False), top),
+                                     *up_path(arch, levels))
 
     @property
     def code_bits(self) -> int:

@@ -75,6 +75,24 @@ def _conv_bn_act(conv: nn.Module, ch: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm2d(ch), nn.LeakyReLU(LEAK)]
 
 
+def down_path(arch: Architecture, levels: int) -> list[nn.Module]:
+    """Image → features: a 3×3 stem, then per level a 4×4 stride-2 conv and a residual block."""
+    layers = _conv_bn_act(nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width)
+    for level in range(levels):
+        cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
+        layers += [*_conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout), ResBlock(cout)]
+    return layers
+
+
+def up_path(arch: Architecture, levels: int) -> list[nn.Module]:
+    """Features → pixel logits: ``down_path`` mirrored with transposed convolutions."""
+    layers: list[nn.Module] = []
+    for level in range(levels, 0, -1):
+        cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
+        layers += [ResBlock(cin), *_conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
+    return [*layers, nn.Conv2d(arch.width, arch.channels, 3, padding=1)]
+
+
 class SignSTE(torch.autograd.Function):
     """sign() forward (0 maps to +1), identity gradient backward."""
 
@@ -91,14 +109,7 @@ class Encoder(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         levels = _levels(arch.size)
-        layers: list[nn.Module] = _conv_bn_act(
-            nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width
-        )
-        for level in range(levels):
-            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
-            layers += _conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)
-            layers.append(ResBlock(cout))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*down_path(arch, levels))
         self.to_latent = nn.Linear(_level_width(arch.width, levels) * BOTTOM * BOTTOM, arch.bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,15 +127,7 @@ class Decoder(nn.Module):
             nn.BatchNorm1d(self.bottom_ch * BOTTOM * BOTTOM),
             nn.LeakyReLU(LEAK),
         )
-        layers: list[nn.Module] = []
-        for level in range(levels, 0, -1):
-            cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
-            layers.append(ResBlock(cin))
-            layers += _conv_bn_act(
-                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout
-            )
-        layers.append(nn.Conv2d(arch.width, arch.channels, 3, padding=1))
-        self.pixels = nn.Sequential(*layers)
+        self.pixels = nn.Sequential(*up_path(arch, levels))
 
     def forward(self, bits: torch.Tensor) -> torch.Tensor:
         """±1 codes → logits of pixel values (apply sigmoid for images)."""
