@@ -113,6 +113,14 @@ def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.
     return np.stack(recs), {"file_bytes": float(np.mean(sizes)), "roundtrip_img_s": len(images) / elapsed}
 
 
+KIND_LABELS = {"lbae": "LBAE", "vae": "VAE", "vqvae": "VQ-VAE"}
+
+
+def row_name(m: Model) -> str:
+    """The table's method name for a measured model, e.g. 'VQ-VAE (vqvae-cifar10@1a2b3c4d)'."""
+    return f"{KIND_LABELS[m.net.kind]} ({m.id})"
+
+
 def run(
     model: Model,
     dataset: str,
@@ -136,18 +144,18 @@ def run(
             method=name, source="measured", code_bits=code_bits, file_bytes=round(fbytes, 2),
             ratio_code=round(image_bits / code_bits, 2) if code_bits else None,
             ratio_file=round(image_bits / (8 * fbytes), 2),
-            fid=round(fidlib.frechet_distance(*ref, *fidlib.statistics(extractor(recs))), 3),
+            fid=round(fidlib.frechet_distance(*ref, *fidlib.cached_statistics(recs, extractor, cache, "set")), 3),
             psnr=round(psnr(images, recs), 3), ssim=round(ssim(images, recs), 4),
             encode_img_s=_round(figures.get("encode_img_s")), decode_img_s=_round(figures.get("decode_img_s")),
             note=note))
         grids[name] = recs[:GRID_IMAGES]
 
     recs, figures = lbae_reconstruct(model, images)
-    measured(f"LBAE ({model.id})", recs, model.arch.bits, figures,
+    measured(row_name(model), recs, model.arch.bits, figures,
              note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
     for b in baselines:
         bits = b.net.code_bits
-        measured(f"{b.net.kind.upper()} ({b.id})", baseline_reconstruct(b, images), bits, {"file_bytes": bits / 8},
+        measured(row_name(b), baseline_reconstruct(b, images), bits, {"file_bytes": bits / 8},
                  note=f"trained here ({b.card.get('epochs', '?')} epochs, {b.card.get('cpu_hours', '?')} "
                       "CPU-h); bytes = latent bits / 8, no container")
     for fmt, qualities in (CLASSIC if classic is None else classic).items():
@@ -156,19 +164,20 @@ def run(
             measured(f"{fmt} q={q}", recs, None, figures,
                      note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode")
     if samples:
-        _sample_rows(model, len(images), ref, extractor, rows, grids)
+        _sample_rows(model, len(images), ref, extractor, cache, rows, grids)
     for name, bits, fid in REPORTED.get(dataset, []):
         rows.append(Row(name, "reported, not measured", bits, None, round(image_bits / bits, 2), None, fid,
                         note="Fajtl et al. 2020, supplementary Table 1"))
     meta = {"dataset": dataset, "data": data_note, "images": len(images),
-            "fid_features": getattr(extractor, "name", type(extractor).__name__),
+            "fid_features": " via ".join(filter(None, (getattr(extractor, "name", type(extractor).__name__),
+                                                       getattr(extractor, "backend", None)))),
             "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}",
             "image_bits": image_bits}
     write_outputs(out, rows, meta, grids)
     return rows
 
 
-def _sample_rows(model: Model, n: int, ref, extractor, rows: list[Row], grids: dict) -> None:
+def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict) -> None:
     """Generation FID: n decoded samples of each method against the same test statistics."""
     from . import generate
 
@@ -177,7 +186,7 @@ def _sample_rows(model: Model, n: int, ref, extractor, rows: list[Row], grids: d
             images = generate.sample(model, n, method, seed=0)
         except ModelError:
             continue  # a model without code statistics cannot sample with the copula
-        fid = fidlib.frechet_distance(*ref, *fidlib.statistics(extractor(images)))
+        fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
         rows.append(Row(f"LBAE samples ({method})", "measured", None, None, None, None, round(fid, 3),
                         note=f"generation FID, {n} samples vs the test images"))
         grids[f"samples ({method})"] = images[:GRID_IMAGES]

@@ -34,13 +34,14 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
               help="Pillow codecs and qualities to compare, or 'none'.")
 @click.option("--out", default=None, metavar="DIR", help="[default: bench/results/DATASET]")
 @click.option("--cache", default=None, metavar="DIR",
-              help="Where reference FID statistics are cached. [default: ~/.cache/lbaecodec/fid]")
+              help="Where FID statistics are cached, keyed by image content (the test set and every "
+                   "measured set: a rerun only extracts what changed). [default: ~/.cache/lbaecodec/fid]")
 @click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
 @click.option("--baselines", default="auto", show_default=True, metavar="auto|none|NAME,...",
               help="VAE / VQ-VAE baselines to measure: auto = the shipped ones for the dataset "
                    "(vae-DATASET, vqvae-DATASET), none, or model names/paths.")
 @click.option("--update-card", is_flag=True,
-              help="Write LBAE's measured FID, PSNR and this command into the model's JSON card.")
+              help="Write each measured model's FID, PSNR and this command into its JSON card.")
 @DEVICE
 @clean_errors
 def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, baselines, update_card,
@@ -73,7 +74,9 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
     if update_card:
-        click.echo(f"updated {record_in_card(m, rows[0], note, len(images))}")
+        by_name = {r.method: r for r in rows}
+        for measured in (m, *others):
+            click.echo(f"updated {record_in_card(measured, by_name[bench.row_name(measured)], note, len(images))}")
 
 
 def load_baselines(spec: str, dataset: str, device: str) -> list:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lbaecodec import bench, cli, export, zoo
+from lbaecodec import bench, cli, cli_bench, export, zoo
 from lbaecodec.baselines import build
 from lbaecodec.errors import ModelError
 from lbaecodec.network import PRESETS
@@ -59,9 +59,12 @@ def test_baseline_trains_exports_and_benches(kind, images, tmp_path):
     m = zoo.load_model(path, device="cpu", kinds=(kind,))
     rows = bench.run(zoo.load_model("cifar10", device="cpu"), "cifar10", images[:8], tmp_path / "b",
                      StubFeatures(), None, {}, "synthetic", samples=False, baselines=[m])
-    row = next(r for r in rows if r.method.startswith(kind.upper()))
+    row = next(r for r in rows if r.method == bench.row_name(m))
+    assert row.method.startswith({"vae": "VAE (", "vqvae": "VQ-VAE ("}[kind])
     assert row.code_bits == m.net.code_bits and row.file_bytes == m.net.code_bits / 8
     assert row.ratio_code == round(24576 / m.net.code_bits, 2) and row.psnr > 0
+    card = json.loads(cli_bench.record_in_card(m, row, "synthetic", 8).read_text())  # bench --update-card
+    assert card["kind"] == kind and card["test_fid"]["fid"] == row.fid
 
 
 def test_codec_refuses_a_baseline(images, tmp_path):

