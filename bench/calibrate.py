@@ -12,7 +12,7 @@ the same class), it measures:
   - LBAE's reconstruction FID against the exact originals and, next to it, the same measured
     entirely on the JPEG copy (as the 10,000-image bench does).
 --part train-vs-test: FID(50,000 train, 10,000 test) of the JPEG copy (the published value for
-the exact CIFAR-10 is about 3.15); 60,000 Inception passes (~1.5 h on 2 CPU cores), fewer when
+the exact CIFAR-10 is about 3.15); 60,000 Inception passes (~55 min at ~18 img/s here), fewer when
 the FID cache already holds the test set's statistics (any 10,000-image cifar10 bench run).
 Each part updates its own entries and keeps the other part's.
 Writes bench/results/cifar10-calibration.{json,md}.
