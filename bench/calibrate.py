@@ -123,7 +123,7 @@ def markdown(r: dict) -> str:
                   f"0–999; each matched to its JPEG-75 copy, {r['match']['unique_matches']} distinct matches).",
                   "Command: `python bench/calibrate.py --data-dir ../shared/datasets`", "",
                   "| comparison | FID | PSNR |", "|---|---|---|"]
-        lines += [f"| {name} | {value + 0.0} | {note} |" for name, value, note in rows]  # + 0.0: no "-0.0"
+        lines += [f"| {name} | {value} | {note} |" for name, value, note in rows]
     if "fid_jpeg_copy_train_vs_test" in r:
         t = r["fid_jpeg_copy_train_vs_test"]
         lines += ["", f"Train against test, the whole JPEG-75 copy ({t['train_images']:,} train, "

@@ -31,7 +31,7 @@ def test_match_copies_finds_each_exact_image_in_a_shuffled_noisy_copy():
 
 
 class CountingFeatures:
-    """Stub extractor: per-channel means and a few pixels as features; remembers what it saw."""
+    """Stub extractor: the mean pixel and the first seven pixel values; remembers what it saw."""
 
     name = fidlib.InceptionFeatures.name
 
