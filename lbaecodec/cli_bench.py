@@ -42,10 +42,14 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
                    "(vae-DATASET, vqvae-DATASET), none, or model names/paths.")
 @click.option("--update-card", is_flag=True,
               help="Write each measured model's FID, PSNR and this command into its JSON card.")
+@click.option("--card-dir", default=None, metavar="DIR",
+              help="Where --update-card writes the cards, e.g. weights/ of a source checkout "
+                   "(the models may have been loaded from an installed copy). "
+                   "[default: beside each model file]")
 @DEVICE
 @clean_errors
 def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, baselines, update_card,
-              device) -> None:
+              card_dir, device) -> None:
     """Measure LBAE against classic codecs and the paper's numbers on the same test images.
 
     Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
@@ -61,6 +65,8 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
 
     if limit is not None and limit < 2:
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
+    if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
+        raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
     m = load_model(model or dataset, device)
     images, note = bench.load_images(dataset, data_dir, limit)
     if images.shape[1:] != (m.arch.size, m.arch.size, m.arch.channels):
@@ -76,7 +82,8 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
     if update_card:
         by_name = {r.method: r for r in rows}
         for measured in (m, *others):
-            click.echo(f"updated {record_in_card(measured, by_name[bench.row_name(measured)], note, len(images))}")
+            card = record_in_card(measured, by_name[bench.row_name(measured)], note, len(images), card_dir)
+            click.echo(f"updated {card}")
 
 
 def load_baselines(spec: str, dataset: str, device: str) -> list:
@@ -92,12 +99,13 @@ def load_baselines(spec: str, dataset: str, device: str) -> list:
     return [load_model(n, device, kinds=kinds) for n in names]
 
 
-def record_in_card(m, row, note: str, count: int) -> Path:
+def record_in_card(m, row, note: str, count: int, card_dir: str | None = None) -> Path:
     from .export import command_line
     from .zoo import update_card
 
     return update_card(m, {"test_fid": {"fid": row.fid, "psnr_db": row.psnr, "ssim": row.ssim,
-                                        "images": count, "data": note, "command": command_line()}})
+                                        "images": count, "data": note, "command": command_line()}},
+                       Path(card_dir) if card_dir else None)
 
 
 @click.command("evaluate")

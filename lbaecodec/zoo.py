@@ -179,22 +179,27 @@ def as_shipped(net: torch.nn.Module, half: bool = True) -> torch.nn.Module:
     return copy.eval()
 
 
-def write_card(weights: Path, card: dict) -> Path:
-    """Write the JSON card beside a weights file; name, file, architecture and id are filled in."""
+def write_card(weights: Path, card: dict, card_dir: Path | None = None) -> Path:
+    """Write the JSON card of a weights file (beside it, or into ``card_dir``); name, file,
+    architecture and id are filled in."""
     meta = read_metadata(weights)
     name = meta[META_NAME]
     full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
     full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
-    path = card_path(weights)
+    path = card_path(Path(card_dir or weights.parent) / weights.name)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(full, indent=2) + "\n")
     tmp.replace(path)  # a failed write leaves the old card, never half a new one
     return path
 
 
-def update_card(m: Model, entries: dict) -> Path:
-    """Add measured figures to the card beside a model's weights file."""
-    card = json.loads(card_path(m.path).read_text()) if card_path(m.path).is_file() else {}
+def update_card(m: Model, entries: dict, card_dir: Path | None = None) -> Path:
+    """Add measured figures to a model's card: the one beside its weights file, or the one in
+    ``card_dir`` (e.g. a source checkout's weights/ when the model was loaded from an installed
+    package), which starts from the card beside the weights when it does not exist yet."""
+    target = card_path(Path(card_dir or m.path.parent) / m.path.name)
+    source = target if target.is_file() else card_path(m.path)
+    card = json.loads(source.read_text()) if source.is_file() else {}
     if card.get("model_id", m.id) != m.id:
-        raise ModelError(f"{card_path(m.path)} describes {card['model_id']}, not {m.id}")
-    return write_card(m.path, {**card, **entries})
+        raise ModelError(f"{source} describes {card['model_id']}, not {m.id}")
+    return write_card(m.path, {**card, **entries}, card_dir)

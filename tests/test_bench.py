@@ -167,3 +167,23 @@ def test_update_card_records_the_lbae_row(tmp_path):
     zoo.card_path(m.path).write_text(json.dumps({"model_id": "mine@00000000"}))
     with pytest.raises(ModelError, match="describes mine@00000000"):
         cli_bench.record_in_card(m, row, "synthetic", 12)
+
+
+def test_card_dir_receives_the_updated_card_and_leaves_the_installed_one(tmp_path):
+    from lbaecodec import zoo
+
+    installed, checkout = tmp_path / "site", tmp_path / "checkout"
+    m = zoo.load_model(zoo.export(lbaecodec.load_model("cifar10", device="cpu").net, "mine",
+                                  installed / "mine.safetensors", card={"epochs": 3}), device="cpu")
+    checkout.mkdir()
+    row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
+    written = cli_bench.record_in_card(m, row, "synthetic", 12, str(checkout))
+    assert written == checkout / "mine.json"
+    card = json.loads(written.read_text())
+    assert card["epochs"] == 3 and card["test_fid"]["fid"] == 50.5 and card["model_id"] == m.id
+    assert "test_fid" not in json.loads((installed / "mine.json").read_text())
+
+
+def test_card_dir_without_update_card_is_an_error(tmp_path):
+    r = CliRunner().invoke(cli.main, ["bench", "--card-dir", str(tmp_path)])
+    assert r.exit_code == 2 and r.output.startswith("error: --card-dir") and "--update-card" in r.output
