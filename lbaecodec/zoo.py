@@ -72,8 +72,9 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise ModelError(f"{path}: not a readable safetensors model ({e})") from e
 
 
-def card_path(weights: Path) -> Path:
-    return weights.with_suffix(".json")
+def card_path(weights: Path, card_dir: Path | None = None) -> Path:
+    """The JSON card of a weights file: beside it, or under the same name in ``card_dir``."""
+    return (Path(card_dir) / weights.name if card_dir else weights).with_suffix(".json")
 
 
 def available() -> dict[str, Path]:
@@ -186,7 +187,7 @@ def write_card(weights: Path, card: dict, card_dir: Path | None = None) -> Path:
     name = meta[META_NAME]
     full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
     full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
-    path = card_path(Path(card_dir or weights.parent) / weights.name)
+    path = card_path(weights, card_dir)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(full, indent=2) + "\n")
     tmp.replace(path)  # a failed write leaves the old card, never half a new one
@@ -197,7 +198,7 @@ def update_card(m: Model, entries: dict, card_dir: Path | None = None) -> Path:
     """Add measured figures to a model's card: the one beside its weights file, or the one in
     ``card_dir`` (e.g. a source checkout's weights/ when the model was loaded from an installed
     package), which starts from the card beside the weights when it does not exist yet."""
-    target = card_path(Path(card_dir or m.path.parent) / m.path.name)
+    target = card_path(m.path, card_dir)
     source = target if target.is_file() else card_path(m.path)
     card = json.loads(source.read_text()) if source.is_file() else {}
     if card.get("model_id", m.id) != m.id:
