@@ -74,7 +74,7 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 def card_path(weights: Path, card_dir: Path | None = None) -> Path:
     """The JSON card of a weights file: beside it, or under the same name in ``card_dir``."""
-    return (Path(card_dir) / weights.name if card_dir else weights).with_suffix(".json")
+    return (card_dir / weights.name if card_dir else weights).with_suffix(".json")
 
 
 def available() -> dict[str, Path]:

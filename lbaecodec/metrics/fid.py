@@ -8,8 +8,8 @@ Fréchet distance in float64.
 
 On CPU the network runs through OpenVINO when it is installed (part of the ``[bench]`` extra),
 in float32: the same graph, pool features equal to TorchScript's to ~1e-6 relative, ~18
-images/s in one process on our 2-core CPU against ~7 for TorchScript (docs/BENCH.md). Elsewhere (CUDA, or without OpenVINO) it runs as
-frozen TorchScript.
+images/s in one process on our 2-core CPU against ~7 for TorchScript (docs/BENCH.md).
+Elsewhere (CUDA, or without OpenVINO) it runs as frozen TorchScript.
 """
 from __future__ import annotations
 
