@@ -21,7 +21,7 @@ from . import codec, container, data, tiling
 from .metrics import fid as fidlib
 from .metrics.quality import psnr, ssim
 from .errors import ModelError
-from .zoo import Model
+from .zoo import FIDELITY, Model
 
 # (dataset) → (image bits as the paper counts them, reported rows)
 PAPER_IMAGE_BITS = {"mnist": 32 * 32 * 1, "fashion-mnist": 32 * 32 * 1,
@@ -52,8 +52,9 @@ class Row:
     note: str = ""
 
 
-def lbae_reconstruct(m: Model, images: np.ndarray, coding: str = "auto") -> tuple[np.ndarray, dict]:
-    """Each image as its own .lbae file: reconstructions and size/speed figures."""
+def lbae_reconstruct(m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY
+                     ) -> tuple[np.ndarray, dict]:
+    """Each image as its own .lbae file: reconstructions (through ``decoder``) and size/speed figures."""
     n, size, _, channels = images.shape
     column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
     t0 = time.perf_counter()
@@ -64,7 +65,7 @@ def lbae_reconstruct(m: Model, images: np.ndarray, coding: str = "auto") -> tupl
     files = [container.write(replace(header, coding=method), p) for method, p in payloads]
     t2 = time.perf_counter()
     unpacked = np.concatenate([codec.unpack_codes(*container.read(f), m) for f in files])
-    recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size)).pixels.reshape(images.shape)
+    recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size), decoder).pixels.reshape(images.shape)
     t3 = time.perf_counter()
     if not np.array_equal(unpacked, codes):
         raise RuntimeError("entropy coding changed the bits")
@@ -132,8 +133,13 @@ def run(
     data_note: str = "",
     samples: bool = True,
     baselines: list[Model] = (),
+    paper_protocol: bool = False,
 ) -> list[Row]:
-    """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs."""
+    """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs.
+
+    One LBAE row per decoder of the model. ``paper_protocol`` adds rows measured as the paper's
+    code did: reconstructions and references both saved as JPEG (Pillow's default quality
+    75) before Inception."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
     ref = fidlib.cached_statistics(images, extractor, cache)
     rows, grids = [], {"original": images[:GRID_IMAGES]}
@@ -150,9 +156,13 @@ def run(
             note=note))
         grids[name] = recs[:GRID_IMAGES]
 
-    recs, figures = lbae_reconstruct(model, images)
-    measured(row_name(model), recs, model.arch.bits, figures,
-             note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
+    for decoder in model.decoders:
+        recs, figures = lbae_reconstruct(model, images, decoder=decoder)
+        name = row_name(model) + ("" if decoder == FIDELITY else f", {decoder} decoder")
+        measured(name, recs, model.arch.bits, figures,
+                 note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
+        if paper_protocol:
+            rows.append(_paper_protocol_row(name, images, recs, extractor, cache))
     for b in baselines:
         bits = b.net.code_bits
         measured(row_name(b), baseline_reconstruct(b, images), bits, {"file_bytes": bits / 8},
@@ -177,6 +187,18 @@ def run(
     return rows
 
 
+def jpeg_roundtrip(images: np.ndarray, quality: int = 75) -> np.ndarray:
+    """Each image saved as JPEG (Pillow's default quality) and read back, as the paper's FID code did."""
+    return classic_reconstruct("JPEG", quality, images)[0]
+
+
+def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extractor, cache: Path | None) -> Row:
+    ref = fidlib.cached_statistics(jpeg_roundtrip(images), extractor, cache, "set")
+    fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(jpeg_roundtrip(recs), extractor, cache, "set"))
+    return Row(f"{name}, paper-like protocol", "measured", None, None, None, None, round(fid, 3),
+               note="both sides saved as JPEG q75 before Inception (the paper's code); same bits as above")
+
+
 def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict) -> None:
     """Generation FID: n decoded samples of each method against the same test statistics."""
     from . import generate
@@ -187,7 +209,8 @@ def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows:
         except ModelError:
             continue  # a model without code statistics cannot sample with the copula
         fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
-        rows.append(Row(f"LBAE samples ({method})", "measured", None, None, None, None, round(fid, 3),
+        decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
+        rows.append(Row(f"LBAE samples ({method}{decoder})", "measured", None, None, None, None, round(fid, 3),
                         note=f"generation FID, {n} samples vs the test images"))
         grids[f"samples ({method})"] = images[:GRID_IMAGES]
 

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -17,6 +18,15 @@ EXTENSIONS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".w
               ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM", ".gif": "GIF"}
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="auto (CUDA when present), cpu, cuda or cuda:N.")
+def decoder_option(default: str) -> Callable:
+    """--decoder: which of the model's decoders turns codes into pixels."""
+    return click.option(
+        "--decoder", default=default, show_default=True, metavar="fidelity|realism|auto",
+        help="fidelity: closest to the original (trained on pixel error alone). realism: the same "
+             "bits through an adversarially trained decoder, sharper textures, lower PSNR. auto: "
+             "realism where the model has one.")
+
+
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 MODEL = click.option("--model", "-m", default=None, metavar="NAME|PATH",
                      help="Shipped model name (see `lbaecodec models`) or a .safetensors file. "
@@ -139,13 +149,15 @@ def encode(image: str, output: str, model: str | None, device: str, force: bool,
 @click.argument("lbae_file")
 @click.argument("output")
 @MODEL
+@decoder_option("fidelity")
 @DEVICE
 @FORCE
 @click.option("--format", "fmt", default=None, metavar="FMT",
               help="Image format (PNG, BMP, TIFF, WEBP, JPEG...). [default: from OUTPUT's "
                    "extension; PNG for stdout]")
 @clean_errors
-def decode(lbae_file: str, output: str, model: str | None, device: str, force: bool, fmt: str | None) -> None:
+def decode(lbae_file: str, output: str, model: str | None, decoder: str, device: str, force: bool,
+           fmt: str | None) -> None:
     """Restore LBAE_FILE to the image OUTPUT, at the original size and mode.
 
     The model named in the file is used unless --model says otherwise; a file made with
@@ -164,7 +176,7 @@ def decode(lbae_file: str, output: str, model: str | None, device: str, force: b
             f"cannot tell the image format from {output!r}; use an extension "
             f"({', '.join(sorted(EXTENSIONS))}) or --format")
     refuse_existing(output, force)
-    img = codec.decode(read_input(lbae_file), model=model, device=device)
+    img = codec.decode(read_input(lbae_file), model=model, device=device, decoder=decoder)
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt.upper())
@@ -220,6 +232,9 @@ def models(as_json: bool) -> None:
         bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
         kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
         fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if "test_fid" in c else ""
+        if "realism" in c:
+            measured = c.get("test_fid_realism", {}).get("fid")
+            fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{f', FID {measured}' if measured else ''})"
         click.echo(f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
                    f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
                    f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}")
@@ -227,7 +242,7 @@ def models(as_json: bool) -> None:
 
 from .cli_bench import bench_cmd, evaluate_cmd  # noqa: E402  (registered on main)
 from .cli_generate import edit_cmd, interpolate_cmd, sample_cmd  # noqa: E402
-from .cli_train import export_cmd, train_cmd  # noqa: E402
+from .cli_train import add_decoder_cmd, export_cmd, train_cmd  # noqa: E402
 
-for command in (train_cmd, export_cmd, evaluate_cmd, bench_cmd, sample_cmd, interpolate_cmd, edit_cmd):
+for command in (train_cmd, export_cmd, add_decoder_cmd, evaluate_cmd, bench_cmd, sample_cmd, interpolate_cmd, edit_cmd):
     main.add_command(command)

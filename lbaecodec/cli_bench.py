@@ -40,6 +40,9 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 @click.option("--baselines", default="auto", show_default=True, metavar="auto|none|NAME,...",
               help="VAE / VQ-VAE baselines to measure: auto = the shipped ones for the dataset "
                    "(vae-DATASET, vqvae-DATASET), none, or model names/paths.")
+@click.option("--paper-protocol", is_flag=True,
+              help="Add rows measured as the paper's code did: both sides saved as JPEG q75 before "
+                   "Inception (its FIDs are not comparable with ours otherwise).")
 @click.option("--update-card", is_flag=True,
               help="Write each measured model's FID, PSNR and this command into its JSON card.")
 @click.option("--card-dir", default=None, metavar="DIR",
@@ -48,8 +51,8 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
                    "[default: beside each model file]")
 @DEVICE
 @clean_errors
-def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, baselines, update_card,
-              card_dir, device) -> None:
+def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, baselines, paper_protocol,
+              update_card, card_dir, device) -> None:
     """Measure LBAE against classic codecs and the paper's numbers on the same test images.
 
     Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
@@ -76,7 +79,8 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
     target = Path(out or f"bench/results/{dataset}")
     extractor = InceptionFeatures(pick_device(device))
     rows = bench.run(m, dataset, images, target, extractor, Path(cache) if cache else default_cache() / "fid",
-                     parse_classic(classic), note, samples=not no_samples, baselines=others)
+                     parse_classic(classic), note, samples=not no_samples, baselines=others,
+                     paper_protocol=paper_protocol)
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
     if update_card:
@@ -84,6 +88,9 @@ def bench_cmd(dataset, data_dir, model, limit, classic, out, cache, no_samples, 
         for measured in (m, *others):
             card = record_in_card(measured, by_name[bench.row_name(measured)], note, len(images), card_dir)
             click.echo(f"updated {card}")
+        if "realism" in m.decoders:
+            row = by_name[f"{bench.row_name(m)}, realism decoder"]
+            click.echo(f"updated {record_in_card(m, row, note, len(images), card_dir, 'test_fid_realism')}")
 
 
 def load_baselines(spec: str, dataset: str, device: str) -> list:
@@ -99,11 +106,11 @@ def load_baselines(spec: str, dataset: str, device: str) -> list:
     return [load_model(n, device, kinds=kinds) for n in names]
 
 
-def record_in_card(m, row, note: str, count: int, card_dir: str | None = None) -> Path:
+def record_in_card(m, row, note: str, count: int, card_dir: str | None = None, key: str = "test_fid") -> Path:
     from .export import command_line
     from .zoo import update_card
 
-    return update_card(m, {"test_fid": {"fid": row.fid, "psnr_db": row.psnr, "ssim": row.ssim,
+    return update_card(m, {key: {"fid": row.fid, "psnr_db": row.psnr, "ssim": row.ssim,
                                         "images": count, "data": note, "command": command_line()}},
                        Path(card_dir) if card_dir else None)
 

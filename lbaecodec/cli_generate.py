@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .cli import DEVICE, FORCE, clean_errors, read_input, refuse_existing, write_output
+from .cli import DEVICE, FORCE, clean_errors, decoder_option, read_input, refuse_existing, write_output
 from .errors import InputError
 
 MODEL = click.option("--model", "-m", default="cifar10", show_default=True, metavar="NAME|PATH",
@@ -53,10 +53,11 @@ def _tiles_and_latents(source: str, m):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--scale", default=2, show_default=True, help="Upscale the grid (nearest neighbour).")
 @click.option("--out-dir", default=None, metavar="DIR", help="Also write each sample as DIR/sample_NNNN.png.")
+@decoder_option("auto")
 @DEVICE
 @FORCE
 @clean_errors
-def sample_cmd(output, model, count, method, seed, scale, out_dir, device, force) -> None:
+def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, device, force) -> None:
     """Draw COUNT new images from the model's bit space and save them as a grid to OUTPUT (PNG).
 
     \b
@@ -69,7 +70,8 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, device, force
         raise InputError("-n must be at least 1")
     refuse_existing(output, force)
     m = load_model(model, device)
-    images = generate.sample(m, count, method, seed)
+    m.with_decoder(decoder)  # a missing decoder fails before any work
+    images = generate.sample(m, count, method, seed, decoder)
     write_output(output, _png(generate.mosaic(images, math.ceil(math.sqrt(count))), scale), force)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -84,10 +86,11 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, device, force
 @MODEL
 @click.option("--steps", default=10, show_default=True, help="Images in the strip, endpoints included.")
 @click.option("--scale", default=2, show_default=True)
+@decoder_option("auto")
 @DEVICE
 @FORCE
 @clean_errors
-def interpolate_cmd(image_a, image_b, output, model, steps, scale, device, force) -> None:
+def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, device, force) -> None:
     """Walk the bit space from IMAGE_A to IMAGE_B and save the decoded strip to OUTPUT (PNG).
 
     Inputs are images (centre-cropped and resized to one tile) or single-tile .lbae files.
@@ -101,12 +104,13 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, device, force
         raise InputError("--steps must be at least 2")
     refuse_existing(output, force)
     m = load_model(model, device)
+    m.with_decoder(decoder)
     (a, za), (b, zb) = _tiles_and_latents(image_a, m), _tiles_and_latents(image_b, m)
     rng = np.random.default_rng(0)  # without latents (.lbae input), a random flip order
     za = za if za is not None else a * rng.uniform(0.1, 1, a.shape)
     zb = zb if zb is not None else b * rng.uniform(0.1, 1, b.shape)
     codes = generate.interpolation_path(za, zb, steps)
-    write_output(output, _png(generate.mosaic(generate.decode(m, codes), steps), scale), force)
+    write_output(output, _png(generate.mosaic(generate.decode(m, codes, decoder), steps), scale), force)
 
 
 @click.command("edit")
@@ -122,10 +126,11 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, device, force
 @click.option("--steps", default=1, show_default=True,
               help="Strip of edits from strength 0 to --strength (1 = the edited image only).")
 @click.option("--scale", default=2, show_default=True)
+@decoder_option("auto")
 @DEVICE
 @FORCE
 @clean_errors
-def edit_cmd(image, output, model, towards, strength, steps, scale, device, force) -> None:
+def edit_cmd(image, output, model, towards, strength, steps, scale, decoder, device, force) -> None:
     """Move IMAGE towards a label in bit space (mean code with the label minus without).
 
     \b
@@ -136,10 +141,11 @@ def edit_cmd(image, output, model, towards, strength, steps, scale, device, forc
 
     refuse_existing(output, force)
     m = load_model(model, device)
+    m.with_decoder(decoder)
     _, z = _tiles_and_latents(image, m)
     if z is None:
         raise InputError("edit needs an image, not a .lbae file")
     direction = generate.direction(m, towards)
     strengths = np.linspace(0, strength, steps) if steps > 1 else [strength]
     codes = np.stack([generate.edit_latent(z, direction, s) for s in strengths])
-    write_output(output, _png(generate.mosaic(generate.decode(m, codes), len(codes)), scale), force)
+    write_output(output, _png(generate.mosaic(generate.decode(m, codes, decoder), len(codes)), scale), force)

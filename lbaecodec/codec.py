@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
 from .errors import InputError, LbaeFormatError, ModelError
-from .zoo import Model, load_model
+from .zoo import FIDELITY, Model, load_model
 
 TILE_BATCH = 256  # tiles per network call: bounds memory on large images
 Image.MAX_IMAGE_PIXELS = None  # large images are the point of tiling; memory is bounded per batch
@@ -49,11 +49,12 @@ def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid) -> tiling.Canvas:
+def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
+    net = model.with_decoder(decoder)
     canvas = tiling.Canvas(grid, model.arch.channels)
     for start in range(0, len(codes), TILE_BATCH):
         c = torch.from_numpy(np.ascontiguousarray(codes[start: start + TILE_BATCH])).to(model.device)
-        tiles = model.net.decode(c).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        tiles = net.decode(c).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         canvas.add(tiles)
     return canvas
 
@@ -139,15 +140,19 @@ def decode(
     data: bytes,
     model: Model | str | Path | None = None,
     device: str = "auto",
+    decoder: str = FIDELITY,
 ) -> Image.Image:
     """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
 
-    Without ``model`` the model named in the file is loaded."""
+    Without ``model`` the model named in the file is loaded. ``decoder``: fidelity (closest
+    to the original in PSNR) or realism (sharper textures from the same bits, where the model
+    has one)."""
     h, payload = container.read(data)
     m = _as_model(model if model is not None else h.model_name, device)
     check_model(h, m)
+    m.with_decoder(decoder)  # an unknown or missing decoder fails before any work
     codes = unpack_codes(h, payload, m)
-    canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile))
+    canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile), decoder)
     return canvas.image(tiling.MODES[h.mode])
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import platform
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from . import entropy, zoo
 from .network import LBAE
-from .train import evaluate, load_checkpoint, to_float
+from .train import Checkpoint, evaluate, load_checkpoint, to_float
 
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
 LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
@@ -63,12 +65,15 @@ def export_run(
     run: Path, name: str, path: Path, train_images: np.ndarray, test_images: np.ndarray,
     data_note: str, command: str, which: str = "best",
     train_labels: np.ndarray | None = None, label_names: list[str] | None = None,
-    attributes: tuple[list[str], np.ndarray] | None = None,
+    attributes: tuple[list[str], np.ndarray] | None = None, realism_run: Path | None = None,
 ) -> Path:
-    """Export a run's checkpoint with statistics and priors, measured on the test images."""
-    arch, net, _, recipe, progress = load_checkpoint(run, which)
+    """Export a run's checkpoint with statistics and priors, measured on the test images;
+    with ``realism_run``, its decoder ships beside the fidelity one in the same file."""
+    ckpt = load_checkpoint(run, which)
+    arch, net = ckpt.arch, ckpt.model
     if net.kind != "lbae":
         raise ValueError(f"{run} holds a {net.kind} baseline: use export_baseline")
+    realism = realism_decoder(net, realism_run) if realism_run is not None else None
     shipped_net = zoo.as_shipped(net)
     train_codes = encode_all(shipped_net, train_images)
     factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
@@ -77,10 +82,11 @@ def export_run(
         extras.update(label_means(train_codes, train_labels, len(label_names)))
     if attributes is not None:
         extras.update(attribute_directions(train_codes, attributes[1]))
-    exported = zoo.export(net, name, path, extras=extras)
+    exported = zoo.export(net, name, path, extras=extras, realism=realism)
     test_codes = encode_all(shipped_net, test_images)
     card = {
-        **_training_card(data_note, len(train_images), test_images, shipped_net, progress, recipe),
+        **_training_card(data_note, len(train_images), test_images, shipped_net, ckpt),
+        **(_realism_card(realism_run, exported, test_images) if realism is not None else {}),
         "test_bits_per_tile": {
             "raw": arch.bits,
             "factorized_ideal": round(factorized.cost_bits(test_codes) / len(test_codes), 1),
@@ -100,12 +106,12 @@ def export_run(
 def export_baseline(run: Path, name: str, path: Path, train_count: int, test_images: np.ndarray,
                     data_note: str, command: str, which: str = "best") -> Path:
     """Export a VAE/VQ-VAE run (weights and card; no priors or statistics: not a codec)."""
-    _, net, _, recipe, progress = load_checkpoint(run, which)
-    exported = zoo.export(net, name, path)
+    ckpt = load_checkpoint(run, which)
+    exported = zoo.export(ckpt.model, name, path)
     card = {
-        "kind": net.kind,
-        **_training_card(data_note, train_count, test_images, zoo.as_shipped(net), progress, recipe),
-        "code_bits_per_tile": net.code_bits,
+        "kind": ckpt.model.kind,
+        **_training_card(data_note, train_count, test_images, zoo.as_shipped(ckpt.model), ckpt),
+        "code_bits_per_tile": ckpt.model.code_bits,
         "weights_dtype": "float16",
         "measured_on": measured_on(),
         "command": command,
@@ -115,23 +121,71 @@ def export_baseline(run: Path, name: str, path: Path, train_count: int, test_ima
 
 
 def _training_card(data_note: str, train_count: int, test_images: np.ndarray, shipped_net: torch.nn.Module,
-                   progress, recipe) -> dict:
-    """Data, training effort and the test figures of the shipped (fp16) weights."""
+                   ckpt: Checkpoint) -> dict:
+    """Data, training effort, the epoch chosen on validation, and the test figures of the
+    shipped (fp16) weights."""
+    progress = ckpt.progress
     figures = evaluate(shipped_net, test_images)
+    best = next((h for h in progress.history if h["epoch"] == progress.best_epoch), {})
     return {
         "data": data_note,
-        "train_images": train_count,
+        "train_images": progress.train_images or train_count,
+        "validation_images": progress.val_images or None,
         "test_images": len(test_images),
         "epochs": progress.total_epochs,
         "best_epoch": progress.init_epochs + progress.best_epoch,
+        "selected_on": f"validation split ({progress.best_metric})",
         "cpu_hours": round(progress.total_cpu_hours, 2),
+        "gpu_hours": round(progress.gpu_seconds / 3600, 3),
+        "trained_on": progress.device,
         "continued_from": progress.init_from or None,
-        "recipe": recipe.__dict__,
-        "test_psnr_db": round(figures["test_psnr"], 3),
-        "test_psnr_db_fp32_checkpoint": next(
-            (round(h["test_psnr"], 3) for h in progress.history if h["epoch"] == progress.best_epoch), None),
-        "test_loss": round(figures["test_loss"], 6),
+        "recipe": asdict(ckpt.recipe),
+        "val_psnr_db_at_best_epoch": round(best["val_psnr"], 3) if "val_psnr" in best else None,
+        "test_psnr_db": round(figures["psnr"], 3),
+        "test_loss": round(figures["loss"], 6),
     }
+
+
+def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
+    """The realism decoder of a run trained on ``net``'s frozen encoder (checked tensor by tensor)."""
+    ckpt = load_checkpoint(realism_run, "best")
+    if ckpt.model.kind != "lbae" or ckpt.arch != net.arch:
+        raise ValueError(f"{realism_run}: not a realism run of this network")
+    mine, theirs = net.encoder.state_dict(), ckpt.model.encoder.state_dict()
+    if any(not torch.equal(mine[k], theirs[k]) for k in mine):
+        raise ValueError(f"{realism_run}: its encoder differs from the exported network's")
+    return ckpt.model.decoder
+
+
+def add_realism(base: zoo.Model, realism_run: Path, name: str, path: Path, test_images: np.ndarray,
+                command: str) -> Path:
+    """A new model file: ``base`` (a shipped model: its weights, statistics and priors unchanged)
+    plus the realism decoder of a run trained on its frozen encoder. A new name, since the id
+    of the old one names its files."""
+    if name == base.name:
+        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
+    realism = realism_decoder(base.net, realism_run)
+    extras = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(zoo.MODEL_PREFIX)}
+    exported = zoo.export(base.net, name, path, extras=extras, realism=realism)  # stored as they were
+    card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
+    card.update({"base_model": base.id, **_realism_card(realism_run, exported, test_images),
+                 "measured_on": measured_on(), "realism_command": command})
+    zoo.write_card(exported, card)
+    return exported
+
+
+def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) -> dict:
+    ckpt = load_checkpoint(realism_run, "best")
+    progress = ckpt.progress
+    model = zoo.load_model(exported, "cpu")
+    figures = evaluate(model.with_decoder(zoo.REALISM), test_images)
+    return {"realism": {
+        "epochs": progress.epoch, "best_epoch": progress.best_epoch,
+        "selected_on": f"validation split ({progress.best_metric})",
+        "cpu_hours": round(progress.cpu_seconds / 3600, 2), "gpu_hours": round(progress.gpu_seconds / 3600, 3),
+        "trained_on": progress.device, "recipe": asdict(ckpt.recipe),
+        "test_psnr_db": round(figures["psnr"], 3),
+    }}
 
 
 def measured_on() -> str:

@@ -14,7 +14,7 @@ import torch
 
 from .errors import InputError, ModelError
 from .export import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT
-from .zoo import Model
+from .zoo import AUTO, Model
 
 EIG_FLOOR = 1e-4
 
@@ -47,7 +47,7 @@ def model_statistics(m: Model) -> tuple[np.ndarray, np.ndarray]:
     return m.extras[STATS_MEAN].double().numpy(), m.extras[STATS_MOMENT].double().numpy()
 
 
-def sample(m: Model, n: int, method: str = "cov", seed: int = 0) -> np.ndarray:
+def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = AUTO) -> np.ndarray:
     """n new images (n, S, S, C) uint8 decoded from sampled codes."""
     rng = np.random.default_rng(seed)
     if method == "cov":
@@ -56,11 +56,12 @@ def sample(m: Model, n: int, method: str = "cov", seed: int = 0) -> np.ndarray:
         codes = random_codes(m.arch.bits, n, rng)
     else:
         raise ValueError(f"unknown sampling method {method!r}")
-    return decode(m, codes)
+    return decode(m, codes, decoder)
 
 
-def decode(m: Model, codes: np.ndarray) -> np.ndarray:
-    x = m.net.decode(torch.from_numpy(np.ascontiguousarray(codes, np.float32)).to(m.device))
+def decode(m: Model, codes: np.ndarray, decoder: str = AUTO) -> np.ndarray:
+    """Codes (n, bits) → uint8 images (n, S, S, C) through the named decoder."""
+    x = m.with_decoder(decoder).decode(torch.from_numpy(np.ascontiguousarray(codes, np.float32)).to(m.device))
     return x.mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -7,6 +7,7 @@ sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to ten
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -154,6 +155,12 @@ class LBAE(nn.Module):
         """Training pass: (pixel logits, auxiliary loss = 0); gradients flow through the sign."""
         codes = SignSTE.apply(self.encoder(x))
         return self.decoder(codes), codes.new_zeros(())
+
+    def with_decoder(self, decoder: Decoder) -> "LBAE":
+        """The same encoder with another decoder (modules shared, not copied)."""
+        other = copy.copy(self)
+        other._modules = {**self._modules, "decoder": decoder}
+        return other
 
     @torch.inference_mode()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

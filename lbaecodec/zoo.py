@@ -19,13 +19,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from .errors import ModelError
+from .errors import InputError, ModelError
 from .baselines import build
-from .network import LBAE, Architecture
+from .network import LBAE, Architecture, Decoder
 
 DEFAULT_MODEL = "cifar10"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
 MODEL_PREFIX = "model."
+FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
+DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
+REALISM_PREFIX = REALISM + "."  # the realism decoder's tensors (the fidelity one is model.decoder)
 
 
 @dataclass
@@ -36,6 +39,21 @@ class Model:
     path: Path
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
+    realism: Decoder | None = None
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        return (FIDELITY, REALISM) if self.realism is not None else (FIDELITY,)
+
+    def with_decoder(self, decoder: str = FIDELITY) -> LBAE:
+        """The network with the named decoder: ``fidelity`` (trained on MSE/BCE alone),
+        ``realism`` (adversarially trained, same codes) or ``auto`` (realism if present)."""
+        decoder = self.decoders[-1] if decoder == AUTO else decoder
+        if decoder not in DECODERS:
+            raise InputError(f"unknown decoder {decoder!r}; choose from {', '.join((*DECODERS, AUTO))}")
+        if decoder not in self.decoders:
+            raise ModelError(f"model {self.id} has no {decoder} decoder (it has: {', '.join(self.decoders)})")
+        return self.net if decoder == FIDELITY else self.net.with_decoder(self.realism)
 
     @property
     def arch(self) -> Architecture:
@@ -130,6 +148,7 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
         net = build(kind, arch)
         state = {k[len(MODEL_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
+        realism = _realism_decoder(arch, tensors) if kind == "lbae" else None
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         raise ModelError(f"{path}: not a valid lbaecodec model ({e})") from e
     card = card_path(path)
@@ -139,10 +158,20 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
         net=net.eval().to(pick_device(device)),
         path=path,
         extras={k: v.float() if v.dtype == torch.float16 else v
-                for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)},
+                for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))},
         card=json.loads(card.read_text()) if card.is_file() else {},
+        realism=realism.eval().to(pick_device(device)) if realism is not None else None,
     )
     return model
+
+
+def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> Decoder | None:
+    state = {k[len(REALISM_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(REALISM_PREFIX)}
+    if not state:
+        return None
+    decoder = Decoder(arch)
+    decoder.load_state_dict(state)
+    return decoder
 
 
 def export(
@@ -152,9 +181,13 @@ def export(
     card: dict | None = None,
     extras: dict[str, torch.Tensor] | None = None,
     half: bool = True,
+    realism: Decoder | None = None,
 ) -> Path:
-    """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON."""
+    """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
+    ``realism``: a second decoder for the same codes, stored under ``realism.``."""
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
+    if realism is not None:
+        tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: net.kind}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,23 +8,25 @@ from PIL import Image
 
 from lbaecodec import entropy, zoo
 from lbaecodec.export import encode_all
-from lbaecodec.network import LBAE, PRESETS
+from lbaecodec.network import LBAE, PRESETS, Decoder
 
 TEST_WIDTH = 4  # tiny random networks: same code path as shipped models, fast on CPU
 torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
 
 
-def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False) -> Path:
+def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False,
+               realism: bool = False) -> Path:
     torch.manual_seed(seed)
     arch = replace(PRESETS[preset], width=TEST_WIDTH)
     net = LBAE(arch).eval()
+    second = Decoder(arch).eval() if realism else None
     extras = {}
     if priors:
         images = np.random.default_rng(seed).integers(0, 256, (256, arch.size, arch.size, arch.channels), np.uint8)
         codes = encode_all(net, images)
         extras = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
     return zoo.export(net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"},
-                      extras=extras)
+                      extras=extras, realism=second)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +35,7 @@ def weights_dir(tmp_path_factory) -> Path:
     make_model(folder, "cifar10", "cifar10", priors=True)  # stands in for the default model
     make_model(folder, "gray", "mnist")
     make_model(folder, "other", "cifar10", seed=1)
+    make_model(folder, "dual", "cifar10", seed=2, realism=True)  # fidelity and realism decoders
     return folder
 
 

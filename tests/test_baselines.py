@@ -48,7 +48,7 @@ def test_baseline_trains_exports_and_benches(kind, images, tmp_path):
     run = tmp_path / "run"
     _, progress = train(ARCH, images, images[:16], run, Recipe(epochs=3, batch=16, lr=3e-3),
                         show_progress=False, kind=kind)
-    losses = [h["test_loss"] for h in progress.history]
+    losses = [h["val_loss"] for h in progress.history]
     assert losses[-1] < losses[0]
     path = export.export_baseline(run, f"{kind}-tiny", tmp_path / f"{kind}.safetensors", len(images),
                                   images[:16], "synthetic", "pytest")

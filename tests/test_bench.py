@@ -95,6 +95,19 @@ def test_bench_tiny_run_writes_table(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 0 and (tmp_path / "rate_fid.png").stat().st_size > 0
 
 
+def test_bench_rows_for_each_decoder_and_the_paper_protocol(tmp_path):
+    images = np.random.default_rng(6).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    m = lbaecodec.load_model("dual", device="cpu")
+    rows = bench.run(m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache", {}, "synthetic",
+                     paper_protocol=True)
+    by = {r.method: r for r in rows}
+    fidelity, realism = by[f"LBAE ({m.id})"], by[f"LBAE ({m.id}), realism decoder"]
+    assert fidelity.file_bytes == realism.file_bytes and fidelity.psnr != realism.psnr  # same bits
+    paper = by[f"LBAE ({m.id}), realism decoder, paper-like protocol"]
+    assert paper.fid is not None and paper.fid != realism.fid and "JPEG q75" in paper.note
+    assert "LBAE samples (random, realism decoder)" in by
+
+
 def test_bench_rerun_extracts_no_features_again(tmp_path):
     images = np.random.default_rng(5).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     m = lbaecodec.load_model("cifar10", device="cpu")

@@ -29,7 +29,7 @@ def run(tmp_path_factory, images):
 
 def test_training_reduces_the_loss(run):
     _, _, progress = run
-    losses = [h["test_loss"] for h in progress.history]
+    losses = [h["val_loss"] for h in progress.history]
     assert losses[-1] < losses[0]
     assert progress.step == 3 * 6 and progress.cpu_seconds > 0
 
@@ -39,8 +39,8 @@ def test_checkpoint_and_log(run):
     assert (out / "last.safetensors").exists() and (out / "best.safetensors").exists()
     lines = (out / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
-    arch, model, optim, recipe, prog = load_checkpoint(out)
-    assert prog.epoch == 3 and optim and arch.bits == 64
+    ckpt = load_checkpoint(out)
+    assert ckpt.progress.epoch == 3 and ckpt.optim and ckpt.arch.bits == 64
 
 
 def test_resume_continues_to_more_epochs(tmp_path, images):
@@ -61,7 +61,7 @@ def test_export_and_load_round_trip(run, images, tmp_path):
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["epochs"] == 3 and card["model_id"] == loaded.id and card["command"] == "pytest"
     x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
-    ref = load_checkpoint(out, "best")[1].eval()
+    ref = load_checkpoint(out, "best").model.eval()
     assert (loaded.net.encode(x) == ref.encode(x)).float().mean() > 0.99  # fp16 weights
     assert torch.allclose(loaded.net.decode(ref.encode(x)), ref.decode(ref.encode(x)), atol=2e-3)
     assert loaded.extras[export.STATS_MOMENT].shape == (64, 64)

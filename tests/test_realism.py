@@ -1,0 +1,184 @@
+"""Two decoders for one code: the realism stage, its files, and the decoders' choice everywhere."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+import lbaecodec
+from lbaecodec import cli, export, zoo
+from lbaecodec.cli_train import split_validation
+from lbaecodec.errors import InputError, ModelError
+from lbaecodec.network import PRESETS
+from lbaecodec.train import Recipe, load_checkpoint, train
+
+from .conftest import save_image
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "v1-cifar10-70x45"  # written and decoded by the code before realism
+
+
+def run(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return np.repeat(np.repeat(rng.integers(0, 256, (64, 4, 4, 3)).astype(np.uint8), 8, axis=1), 8, axis=2)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, images):
+    """A tiny fidelity run, and a realism run on its encoder (1 epoch, then resumed to 2)."""
+    root = tmp_path_factory.mktemp("runs")
+    arch = replace(PRESETS["cifar10"], width=4, bits=32)
+    train(arch, images, images[:16], root / "fidelity", Recipe(epochs=1, batch=16), show_progress=False)
+    base = load_checkpoint(root / "fidelity", "best").model
+    realism = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=2, lr=1e-3)
+    train(arch, images, images[:16], root / "realism", realism, init_from=base, show_progress=False)
+    train(arch, images, images[:16], root / "realism", replace(realism, epochs=2), resume=True, show_progress=False)
+    return root, base
+
+
+def test_realism_stage_trains_the_decoder_only_and_resumes(runs):
+    root, base = runs
+    ckpt = load_checkpoint(root / "realism")
+    assert ckpt.progress.epoch == 2 and ckpt.progress.step == 8 and ckpt.disc is not None and ckpt.disc_optim
+    log = [json.loads(line) for line in (root / "realism" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and all(r["stage"] == "realism" for r in log)
+    assert log[-1]["train_adv_weight"] > 0 and "train_d_loss" in log[-1]
+    trained = ckpt.model.state_dict()
+    frozen = {k: v for k, v in base.state_dict().items() if k.startswith("encoder.")}
+    assert all(torch.equal(trained[k], v) for k, v in frozen.items())  # BatchNorm statistics too
+    decoder = [k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()]
+    assert any(not torch.equal(trained[k], base.state_dict()[k]) for k in decoder)
+    assert (root / "realism" / "epoch-1.safetensors").is_file()  # no FID probe: every epoch kept
+
+
+def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
+    root, _ = runs
+    path = export.export_run(root / "fidelity", "dual2", tmp_path / "d.safetensors", images, images[:16],
+                             "synthetic", "pytest", realism_run=root / "realism")
+    m = zoo.load_model(path, "cpu")
+    assert m.decoders == ("fidelity", "realism")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["realism"]["epochs"] == 2 and card["selected_on"].startswith("validation")
+    codes = m.net.encode(torch.rand(4, 3, 32, 32))
+    assert not torch.equal(m.with_decoder("realism").decode(codes), m.with_decoder("fidelity").decode(codes))
+
+
+def test_export_refuses_a_realism_run_of_another_encoder(runs, images, tmp_path):
+    root, _ = runs
+    other = tmp_path / "other"
+    train(replace(PRESETS["cifar10"], width=4, bits=32), images, images[:16], other, Recipe(epochs=1, batch=32, seed=5),
+          show_progress=False)
+    with pytest.raises(ValueError, match="encoder differs"):
+        export.export_run(other, "x", tmp_path / "x.safetensors", images, images[:16], "s", "pytest",
+                          realism_run=root / "realism")
+
+
+def test_one_file_decodes_with_both_decoders(tmp_path):
+    path = save_image(tmp_path, "in.png", np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    data = lbaecodec.encode(path, model="dual")
+    fidelity = lbaecodec.decode(data)
+    realism = lbaecodec.decode(data, decoder="realism")
+    assert fidelity.size == realism.size == (50, 40) and fidelity.mode == realism.mode == "RGB"
+    assert np.array_equal(np.asarray(fidelity), np.asarray(lbaecodec.decode(data, decoder="fidelity")))
+    assert not np.array_equal(np.asarray(fidelity), np.asarray(realism))
+    out = tmp_path / "r.png"
+    assert run("decode", _write(tmp_path, data), out, "--decoder", "realism").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(realism))
+
+
+def _write(folder: Path, data: bytes) -> Path:
+    (folder / "in.lbae").write_bytes(data)
+    return folder / "in.lbae"
+
+
+def test_files_written_before_realism_decode_to_the_same_pixels():
+    """A file written (and decoded) by the code before this change, with the shipped model."""
+    shipped = REPO / "weights" / "lbae-cifar10-600.safetensors"
+    img = lbaecodec.decode(GOLDEN.with_suffix(".lbae").read_bytes(), model=shipped, device="cpu")
+    assert np.array_equal(np.asarray(img), np.asarray(Image.open(GOLDEN.with_suffix(".decoded.png"))))
+
+
+def test_decoder_errors_are_one_line(tmp_path, rgb_image):
+    data = _write(tmp_path, lbaecodec.encode(rgb_image))  # the stand-in cifar10 has no realism decoder
+    r = run("decode", data, tmp_path / "o.png", "--decoder", "fancy")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "unknown decoder 'fancy'" in r.output
+    r = run("decode", data, tmp_path / "o.png", "--decoder", "realism")
+    assert r.exit_code == 4 and r.output.count("\n") == 1 and "no realism decoder" in r.output
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(InputError):
+        lbaecodec.decode(data.read_bytes(), decoder="")
+    with pytest.raises(ModelError):
+        lbaecodec.decode(data.read_bytes(), decoder="realism")
+
+
+def test_generation_takes_the_decoder(tmp_path):
+    a, b = (run("sample", tmp_path / f"{d}.png", "-m", "dual", "-n", "4", "--method", "random", "--decoder", d) for d in ("fidelity", "realism"))
+    assert a.exit_code == b.exit_code == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "fidelity.png")), np.asarray(Image.open(tmp_path / "realism.png")))
+    auto = run("sample", tmp_path / "auto.png", "-m", "dual", "-n", "4", "--method", "random")  # auto: realism where present
+    assert auto.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "auto.png")), np.asarray(Image.open(tmp_path / "realism.png")))
+    r = run("sample", tmp_path / "x.png", "-m", "cifar10", "--decoder", "realism")
+    assert r.exit_code == 4 and "no realism decoder" in r.output
+
+
+def test_validation_is_a_seeded_random_part_of_train():
+    x = np.arange(100, dtype=np.uint8)[:, None, None, None]
+    labels = np.arange(100) // 10  # sorted by class, like the local CIFAR-10 copy
+    fit, fit_labels, val = split_validation(x, labels, 20)
+    again = split_validation(x, labels, 20)[2]
+    assert len(fit) == 80 and len(val) == 20 and np.array_equal(val, again)
+    assert not set(fit.ravel()) & set(val.ravel()) and len(set(labels[val.ravel()])) > 3
+    assert np.array_equal(fit_labels, labels[fit.ravel()])
+
+
+def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
+    """bench/gpu_train.sh with DEVICE=cpu: each call runs one chunk; calls go on until done."""
+    np.savez(tmp_path / "d.npz", x_train=images, x_test=images[:8])
+    env = {**os.environ, "DEVICE": "cpu", "CHUNK_MINUTES": "0", "LBAECODEC": f"{sys.executable} -m lbaecodec",
+           "EXTRA": "--val-size 16 --threads 1", "PYTHONPATH": str(REPO)}
+    epochs, outputs = [], []
+    for _ in range(5):
+        r = subprocess.run(["bash", str(REPO / "bench" / "gpu_train.sh"), "cifar10", str(tmp_path / "d.npz"),
+                            str(tmp_path / "run"), "0.001", "0.001", "4"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outputs.append(r.stdout)
+        stage = "realism" if (tmp_path / "run" / "realism" / "last.json").exists() else "fidelity"
+        epochs.append((stage, load_checkpoint(tmp_path / "run" / stage).progress.epoch))
+    assert epochs == [("fidelity", 1), ("fidelity", 2), ("realism", 1), ("realism", 2), ("realism", 2)]
+    assert "all stages done" in outputs[-1]
+
+
+def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):
+    root, _ = runs
+    base_path = export.export_run(root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16],
+                                  "synthetic", "pytest")
+    base = zoo.load_model(base_path, "cpu")
+    realism = Recipe(epochs=1, batch=32, stage="realism", disc_width=8, disc_warmup_steps=0)
+    train(base.arch, images, images[:16], tmp_path / "realism", realism, init_from=base.net, show_progress=False)
+    with pytest.raises(ValueError, match="new name"):
+        export.add_realism(base, tmp_path / "realism", "base", tmp_path / "same.safetensors", images[:16], "pytest")
+    with pytest.raises(ValueError, match="encoder differs"):  # trained on the fp32 run, not on this file
+        export.add_realism(base, root / "realism", "base-r", tmp_path / "r.safetensors", images[:16], "pytest")
+    path = export.add_realism(base, tmp_path / "realism", "base-r", tmp_path / "r.safetensors", images[:16], "pytest")
+    new = zoo.load_model(path, "cpu")
+    assert new.decoders == ("fidelity", "realism") and new.hash != base.hash
+    old_tensors, new_tensors = load_file(str(base_path)), load_file(str(path))
+    assert all(torch.equal(v, new_tensors[k]) for k, v in old_tensors.items())  # weights, stats, priors as they were
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["base_model"] == base.id and card["realism"]["epochs"] == 1 and card["epochs"] == 1
+    x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(new.net.encode(x), base.net.encode(x))
