@@ -12,7 +12,7 @@ from typing import Callable
 
 import click
 
-from .errors import InputError, LbaeError
+from .errors import InputError, LbaeError, printable
 
 EXTENSIONS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
               ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM", ".gif": "GIF"}
@@ -43,7 +43,7 @@ def clean_errors(fn):
             try:
                 return fn(*args, **kwargs)
             except LbaeError as e:
-                click.echo(f"error: {e}", err=True)
+                click.echo(f"error: {printable(str(e))}", err=True)
                 sys.exit(e.exit_code)
             except OSError as e:
                 click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
@@ -199,7 +199,7 @@ def info(lbae_file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(fields))
         return
-    click.echo(f"model:        {i.model}\n"
+    click.echo(f"model:        {printable(i.model)}\n"
                f"image:        {i.width}x{i.height} {i.mode}\n"
                f"tiles:        {i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px, "
                f"{i.bits_per_tile} bits each ({i.code_bits} code bits)\n"

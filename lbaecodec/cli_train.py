@@ -130,7 +130,7 @@ def _fid_probe(val_images, count: int):
 @click.option("--epochs", default=30, show_default=True,
               help="Total epochs (a resumed run continues to this). 0: fit --budget-minutes.")
 @click.option("--budget-minutes", default=0.0, show_default=True,
-              help="With --epochs 0: the first epoch's time sets how many epochs fit this budget.")
+              help="With --epochs 0: the second epoch's time sets how many epochs fit this budget.")
 @click.option("--max-minutes", default=None, type=float,
               help="Stop (checkpointed) after the epoch that passes this much time; --resume continues.")
 @click.option("--width", default=24, show_default=True, help="Channels of the first layer (64 = paper size).")
@@ -219,7 +219,8 @@ def train_cmd(preset, dataset, data_dir, out, stage, epochs, budget_minutes, max
                          loaded, attributes=found)
         click.echo(f"exported {target}")
     elif stage == "realism":
-        click.echo(f"export it with its base: lbaecodec export BASE_RUN --realism {run} ...")
+        click.echo(f"ship it with its base: lbaecodec add-decoder MODEL {run} --name NEW ... "
+                   f"(or lbaecodec export BASE_RUN --realism {run} ...)")
 
 
 def _initial_weights(spec: str, kind: str, stage: str):
@@ -286,7 +287,8 @@ def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None
     \b
     Example:
       lbaecodec train --stage realism --init-from cifar10 --out runs/cifar10-realism ...
-      lbaecodec add-decoder cifar10 runs/cifar10-realism --name cifar10-r --out weights/lbae-cifar10-r-600.safetensors
+      lbaecodec add-decoder cifar10 runs/cifar10-realism --name cifar10-r --dataset cifar10 \\
+        --data-dir cifar10.npz --out weights/lbae-cifar10-r-600.safetensors
     """
     from . import data
     from .export import add_realism, command_line

@@ -12,10 +12,9 @@ from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
 from .errors import InputError, LbaeFormatError, ModelError
-from .zoo import FIDELITY, Model, load_model
+from .zoo import FIDELITY, Model, load_model, load_named
 
 TILE_BATCH = 256  # tiles per network call: bounds memory on large images
-Image.MAX_IMAGE_PIXELS = None  # large images are the point of tiling; memory is bounded per batch
 
 
 def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
@@ -28,6 +27,8 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
             img.load()
         except FileNotFoundError as e:
             raise InputError(f"{source}: no such file") from e
+        except Image.DecompressionBombError as e:  # Pillow's guard, left as the process set it
+            raise InputError(f"{source if not isinstance(source, bytes) else 'input'}: {e}") from e
         except (UnidentifiedImageError, OSError, ValueError) as e:
             name = "input" if isinstance(source, bytes) else source
             raise InputError(f"{name}: not a readable image ({e})") from e
@@ -148,7 +149,7 @@ def decode(
     to the original in PSNR) or realism (sharper textures from the same bits, where the model
     has one)."""
     h, payload = container.read(data)
-    m = _as_model(model if model is not None else h.model_name, device)
+    m = _as_model(model, device) if model is not None else load_named(h.model_name, device)
     check_model(h, m)
     m.with_decoder(decoder)  # an unknown or missing decoder fails before any work
     codes = unpack_codes(h, payload, m)

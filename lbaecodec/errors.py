@@ -1,6 +1,12 @@
 """Typed errors. The CLI turns each into one line on stderr and a non-zero exit."""
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (\\x1b, \\n, ...): a
+    name read from a file must not move the cursor, retitle or clear a terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class LbaeError(Exception):
     """Base class of every error lbaecodec raises on bad input."""
 

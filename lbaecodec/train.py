@@ -43,7 +43,7 @@ OPTIM_PREFIX, DISC_OPTIM_PREFIX = "optim.", "optim_d."
 
 @dataclass
 class Recipe:
-    epochs: int = 30  # 0: chosen after the first epoch so that the run fits budget_minutes
+    epochs: int = 30  # 0: chosen after the second epoch so that the run fits budget_minutes
     batch: int = 128
     lr: float = 1e-3
     final_lr_fraction: float = 0.01  # cosine decay from lr to lr * this
@@ -235,7 +235,7 @@ class FidelityStep:
     def train_mode(self) -> None:
         self.model.train()
 
-    def __call__(self, x: torch.Tensor, step: int) -> dict[str, float]:
+    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         with _autocast(x.device, self.recipe.bf16):
             logits, aux_loss = self.forward(x)
         loss = loss_fn(self.model.arch, logits, x) + aux_loss.float()

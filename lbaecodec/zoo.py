@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,13 +20,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from .errors import InputError, ModelError
+from .errors import InputError, LbaeFormatError, ModelError, printable
 from .baselines import build
 from .network import LBAE, Architecture, Decoder
 
 DEFAULT_MODEL = "cifar10"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
 MODEL_PREFIX = "model."
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # model names: never a path, safe to print
 FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 REALISM_PREFIX = REALISM + "."  # the realism decoder's tensors (the fidelity one is model.decoder)
@@ -121,6 +123,19 @@ def resolve(spec: str | Path | None) -> Path:
     return models[spec]
 
 
+def load_named(name: str, device: str = "auto") -> Model:
+    """The installed model of this name: for names read from a file, which may only ever match
+    the registry (a path or a file in the current folder is never opened because a file says so)."""
+    if not NAME.fullmatch(name) or name.endswith(".safetensors"):
+        raise LbaeFormatError(f"the file names its model {printable(name)!r}, which is not a model name")
+    models = available()
+    if name not in models:
+        known = ", ".join(sorted(models)) or "none installed"
+        raise ModelError(f"the file needs model {name!r}, which is not installed (available: {known}); "
+                         f"give its weights with --model PATH")
+    return load_model(models[name], device)
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -185,6 +200,8 @@ def export(
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
     ``realism``: a second decoder for the same codes, stored under ``realism.``."""
+    if not NAME.fullmatch(name):
+        raise ValueError(f"model name {printable(name)!r}: use 1-64 of a-z 0-9 . _ - (starting with a letter or digit)")
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})

@@ -45,7 +45,7 @@ def test_decode_reports_missing_model(rgb_image, weights_dir):
     data = lbaecodec.encode(rgb_image, model=str(weights_dir / "other.safetensors"))
     (weights_dir / "other.safetensors").rename(weights_dir / "moved.safetensors.bak")
     try:
-        with pytest.raises(ModelError, match="unknown model 'other'"):
+        with pytest.raises(ModelError, match="needs model 'other', which is not installed"):
             lbaecodec.decode(data)
     finally:
         (weights_dir / "moved.safetensors.bak").rename(weights_dir / "other.safetensors")
