@@ -76,19 +76,34 @@ def write_output(path: str, data: bytes, force: bool) -> None:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    if target.exists() and not force:
-        raise InputError(f"{path} exists; use --force to overwrite")
+    if path.endswith(("/", os.sep)) or target.is_dir():
+        raise InputError(f"{path}: is a directory, not a file name")
+    refuse_existing(path, force)
     if not target.parent.is_dir():
         raise InputError(f"{target.parent}: no such directory")
+    existing_mode = target.stat().st_mode & 0o7777 if target.exists() else None
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
+        os.chmod(tmp, existing_mode if existing_mode is not None else 0o666 & ~_umask())
+        if force:
+            os.replace(tmp, target)
+        else:
+            _publish_new(Path(tmp), target)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _publish_new(tmp: Path, target: Path) -> None:
+    """Put a finished temp file at ``target`` only if nothing is there: of two writers racing
+    for a new path exactly one wins (a hard link fails if the name exists)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise InputError(f"{target} exists; use --force to overwrite") from None
+    except OSError:  # a file system without hard links: the check above, then rename
+        os.replace(tmp, target)
 
 
 def _umask() -> int:

@@ -189,6 +189,9 @@ def info(data: bytes) -> FileInfo:
     """What a .lbae file holds, read from its header (the CRC is verified)."""
     h, payload = container.read(data)
     grid = tiling.Grid(h.width, h.height, h.tile)
+    if h.coding == container.CODING_RAW and len(payload) != bits.packed_size(grid.count * h.bits):
+        raise LbaeFormatError(f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid "
+                              f"needs {bits.packed_size(grid.count * h.bits)}")
     return FileInfo(
         model=f"{h.model_name}@{h.model_hash.hex()}", width=h.width, height=h.height,
         mode=tiling.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,

@@ -61,6 +61,8 @@ class _Reader:
             byte = self.take(1)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if byte == 0 and shift:  # a trailing zero group: one number, one encoding
+                    raise LbaeFormatError("corrupted .lbae header (non-minimal number)")
                 return value
             shift += 7
             if shift > 63:

@@ -100,6 +100,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, png, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli.os, "replace", broken)
+    monkeypatch.setattr(cli.os, "link", broken)
     r = run("encode", png, tmp_path / "a.lbae")
     assert r.exit_code == 1 and "No space left" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

@@ -1,7 +1,9 @@
-"""Hostile inputs (issue 14, first items): names read from files are never paths, and never
-reach the terminal raw; importing lbaecodec leaves Pillow's decompression-bomb guard alone."""
+"""Hostile inputs (issue 14, items 2 and 5–7): names read from files are never paths and never
+reach the terminal raw; importing lbaecodec leaves Pillow's decompression-bomb guard alone;
+outputs keep their mode, refuse folders and race safely; one number, one encoding."""
 import subprocess
 import sys
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image
 
 import lbaecodec
 from lbaecodec import cli, container, zoo
-from lbaecodec.errors import LbaeFormatError, ModelError, printable
+from lbaecodec.errors import InputError, LbaeFormatError, ModelError, printable
 
 from .conftest import make_model, save_image
 
@@ -25,6 +27,12 @@ def _renamed(data: bytes, name: str) -> bytes:
 @pytest.fixture
 def data(rgb_image):
     return lbaecodec.encode(rgb_image, coding="raw")
+
+
+@pytest.fixture
+def png_file(tmp_path, rgb_image):
+    rgb_image.save(tmp_path / "in.png")
+    return tmp_path / "in.png"
 
 
 @pytest.mark.parametrize("name", ["../weights/cifar10.safetensors", "x.safetensors", "/etc/passwd", "a/b", "UPPER"])
@@ -72,3 +80,37 @@ def test_a_decompression_bomb_is_a_one_line_input_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as a process that set a low guard
     r = CliRunner().invoke(cli.main, ["encode", str(path), str(tmp_path / "o.lbae")])
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "decompression bomb" in r.output
+
+
+def test_outputs_keep_their_mode_refuse_folders_and_race_safely(tmp_path, png_file):
+    out = tmp_path / "o.lbae"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    assert CliRunner().invoke(cli.main, ["encode", str(png_file), str(out), "--force"]).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and out.read_bytes()[:3] == b"LBA"
+    r = CliRunner().invoke(cli.main, ["encode", str(png_file), str(tmp_path / "newdir") + "/"])
+    assert r.exit_code == 2 and "is a directory" in r.output and not (tmp_path / "newdir").exists()
+    tmp = tmp_path / "finished.part"
+    tmp.write_bytes(b"mine")
+    (tmp_path / "won.lbae").write_bytes(b"theirs")  # another writer got there between check and rename
+    with pytest.raises(InputError, match="exists"):
+        cli._publish_new(tmp, tmp_path / "won.lbae")
+    assert (tmp_path / "won.lbae").read_bytes() == b"theirs"
+
+
+def test_header_numbers_must_be_minimal(data):
+    h, payload = container.read(data)
+    body = bytearray(container.header_bytes(h, len(payload)))
+    at = len(container.MAGIC) + 2 + len(h.model_name) + 4  # the width varint
+    assert body[at] == h.width < 128
+    body[at: at + 1] = bytes([h.width | 0x80, 0x00])  # the same width in two bytes
+    forged = bytes(body) + payload
+    forged += zlib.crc32(forged).to_bytes(4, "big")
+    with pytest.raises(LbaeFormatError, match="non-minimal"):
+        container.read(forged)
+
+
+def test_info_refuses_a_raw_payload_that_cannot_fit_the_grid(data):
+    h, payload = container.read(data)
+    with pytest.raises(LbaeFormatError, match="tile grid"):
+        lbaecodec.info(container.write(h, payload[:-1]))
