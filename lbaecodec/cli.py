@@ -234,8 +234,7 @@ def models(as_json: bool) -> None:
 
     cards = []
     for name, path in sorted(zoo.available().items()):
-        card_file = zoo.card_path(path)
-        card = json.loads(card_file.read_text()) if card_file.is_file() else {"name": name}
+        card = {"name": name, **zoo.read_card(zoo.card_path(path))}
         cards.append({**card, "path": str(path)})
     if as_json:
         click.echo(json.dumps(cards, indent=2))

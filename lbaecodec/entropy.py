@@ -20,6 +20,8 @@ import torch
 
 import constriction
 
+from .errors import ModelError
+
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
 P_STEPS = 1 << 16
@@ -134,9 +136,20 @@ def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, tor
 
 
 def from_tensors(tensors: dict[str, torch.Tensor], kind: str) -> Prior | None:
-    """The model's prior of this kind (FACTORIZED or CONTEXT), or None if it ships none."""
-    if kind == CONTEXT and CONTEXT_WEIGHT in tensors:
-        return Prior(tensors[CONTEXT_BIAS].numpy(), tensors[CONTEXT_WEIGHT].numpy())
+    """The model's prior of this kind (FACTORIZED or CONTEXT), or None if it ships none;
+    ModelError if its tensors are not the integers of the shapes FORMAT.md gives."""
+    if kind == CONTEXT and (CONTEXT_WEIGHT in tensors or CONTEXT_BIAS in tensors):
+        bias = _integers(tensors, CONTEXT_BIAS, torch.int32, None)
+        return Prior(bias, _integers(tensors, CONTEXT_WEIGHT, torch.int16, (len(bias), len(bias))))
     if kind == FACTORIZED and FACTORIZED_BIAS in tensors:
-        return Prior(tensors[FACTORIZED_BIAS].numpy())
+        return Prior(_integers(tensors, FACTORIZED_BIAS, torch.int32, None))
     return None
+
+
+def _integers(tensors: dict[str, torch.Tensor], name: str, dtype: torch.dtype, shape: tuple | None) -> np.ndarray:
+    t = tensors.get(name)
+    if t is None:
+        raise ModelError(f"the model's prior has no {name}")
+    if t.dtype != dtype or t.ndim != (1 if shape is None else len(shape)) or (shape and tuple(t.shape) != shape):
+        raise ModelError(f"the model's {name} is {t.dtype} {tuple(t.shape)}, not {dtype} {shape or '(bits,)'}")
+    return t.numpy()

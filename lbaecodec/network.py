@@ -31,8 +31,25 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
-        return cls(**{k: d[k] for k in ("channels", "size", "bits", "width", "loss")})
+        """From a model file's metadata, checked before anything is allocated."""
+        if not isinstance(d, dict):
+            raise ValueError("architecture is not a JSON object")
+        arch = cls(**{k: d[k] for k in ("channels", "size", "bits", "width", "loss")})
+        arch.check()
+        return arch
 
+    def check(self) -> None:
+        """Types and ranges a file may claim (a width of 400 would allocate gigabytes)."""
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"architecture {name}={value!r} outside {low}..{high}")
+        if self.channels not in (1, 3) or self.loss not in ("mse", "bce"):
+            raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}")
+        _levels(self.size)
+
+
+LIMITS = {"channels": (1, 3), "size": (8, 256), "bits": (1, 16384), "width": (1, 256)}
 
 PRESETS: dict[str, Architecture] = {
     "mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),

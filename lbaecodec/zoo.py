@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -80,16 +81,44 @@ def weights_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The safetensors header's metadata, without loading tensors."""
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
+    """A safetensors file's (metadata, tensor table), without loading tensors; checked to be
+    the JSON objects the format says."""
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             if not 0 < n < 100_000_000:
                 raise ValueError("bad header length")
-            return json.loads(f.read(n)).get("__metadata__", {}) or {}
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ValueError("__metadata__ is not an object of strings")
+        if not all(isinstance(v, dict) and isinstance(v.get("shape"), list) for v in header.values()):
+            raise ValueError("malformed tensor table")
+        return meta, header
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: not a readable safetensors model ({e})") from e
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The safetensors header's metadata, without loading tensors."""
+    return read_header(path)[0]
+
+
+def _check_table(path: Path, table: dict[str, dict], kind: str, arch: Architecture) -> None:
+    """Every network tensor the architecture implies is in the file with its shape: checked on
+    a skeleton on the meta device, before any real allocation."""
+    with torch.device("meta"):
+        expected = {MODEL_PREFIX + k: list(v.shape) for k, v in build(kind, arch).state_dict().items()}
+        if any(k.startswith(REALISM_PREFIX) for k in table):
+            expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
+    for name, shape in expected.items():
+        if name not in table or table[name]["shape"] != shape:
+            found = table[name]["shape"] if name in table else "missing"
+            raise ModelError(f"{path}: not a valid lbaecodec model (tensor {name}: {found}, "
+                             f"the architecture needs {shape})")
 
 
 def card_path(weights: Path, card_dir: Path | None = None) -> Path:
@@ -102,7 +131,11 @@ def available() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in weights_dirs():
         for p in sorted(d.glob("*.safetensors")):
-            name = read_metadata(p).get(META_NAME)
+            try:
+                name = read_metadata(p).get(META_NAME)
+            except ModelError as e:  # one broken file must not hide the others
+                warnings.warn(f"skipping {printable(str(e))}")
+                continue
             if name and name not in found:
                 found[name] = p
     return found
@@ -152,20 +185,25 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
     ``kinds``: which networks the caller can use (codec work needs an LBAE; the bench also
     loads the VAE and VQ-VAE baselines)."""
     path = resolve(spec)
-    raw = path.read_bytes()
-    meta = read_metadata(path)
+    meta, table = read_header(path)
     kind = meta.get(META_KIND, "lbae")
     if kind not in kinds:
         raise ModelError(f"{path}: a {kind} baseline, not an LBAE codec model")
     try:
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
+    _check_table(path, table, kind, arch)
+    raw = path.read_bytes()
+    try:
         tensors = load(raw)
         net = build(kind, arch)
         state = {k[len(MODEL_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
         realism = _realism_decoder(arch, tensors) if kind == "lbae" else None
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
-        raise ModelError(f"{path}: not a valid lbaecodec model ({e})") from e
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
     card = card_path(path)
     model = Model(
         name=meta.get(META_NAME, path.stem),
@@ -174,7 +212,7 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
         path=path,
         extras={k: v.float() if v.dtype == torch.float16 else v
                 for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))},
-        card=json.loads(card.read_text()) if card.is_file() else {},
+        card=read_card(card),
         realism=realism.eval().to(pick_device(device)) if realism is not None else None,
     )
     return model
@@ -228,6 +266,21 @@ def as_shipped(net: torch.nn.Module, half: bool = True) -> torch.nn.Module:
     copy.load_state_dict({k: v.float() if v.is_floating_point() else v
                           for k, v in _shipped_state(net, half).items()})
     return copy.eval()
+
+
+def read_card(path: Path) -> dict:
+    """A model card, or {} with a warning when it is missing parts or broken: a bad card never
+    stops a model from decoding."""
+    if not path.is_file():
+        return {}
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(card, dict):
+            raise ValueError("not a JSON object")
+        return card
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{path}: unreadable model card, ignored ({printable(str(e))})")
+        return {}
 
 
 def write_card(weights: Path, card: dict, card_dir: Path | None = None) -> Path:

@@ -1,6 +1,8 @@
-"""Hostile inputs (issue 14, items 2 and 5–7): names read from files are never paths and never
+"""Hostile inputs (issue 14, items 2–7): names read from files are never paths and never
 reach the terminal raw; importing lbaecodec leaves Pillow's decompression-bomb guard alone;
-outputs keep their mode, refuse folders and race safely; one number, one encoding."""
+outputs keep their mode, refuse folders and race safely; one number, one encoding; model
+files, cards and priors are checked (items 3 and 4) before anything is allocated."""
+import json
 import subprocess
 import sys
 import zlib
@@ -9,7 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import lbaecodec
 from lbaecodec import cli, container, zoo
@@ -114,3 +118,58 @@ def test_info_refuses_a_raw_payload_that_cannot_fit_the_grid(data):
     h, payload = container.read(data)
     with pytest.raises(LbaeFormatError, match="tile grid"):
         lbaecodec.info(container.write(h, payload[:-1]))
+
+
+def _raw_safetensors(path, header) -> None:
+    body = json.dumps(header).encode()
+    path.write_bytes(len(body).to_bytes(8, "little") + body)
+
+
+@pytest.mark.parametrize("header, message", [
+    ([1, 2], "not a JSON object"),
+    ({"__metadata__": ["a"]}, "__metadata__"),
+    ({"__metadata__": "text"}, "__metadata__"),
+    ({"__metadata__": {zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 400,
+                                                  "loss": "mse"})}}, "width=400 outside"),
+    ({"__metadata__": {zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 200,
+                                                  "loss": "mse"})}}, "missing"),
+    ({"__metadata__": {zoo.META_ARCH: "[]"}}, "architecture"),
+])
+def test_model_files_are_checked_before_anything_is_allocated(tmp_path, header, message):
+    path = tmp_path / "m.safetensors"
+    _raw_safetensors(path, header)
+    with pytest.raises(ModelError, match=message):
+        zoo.load_model(path, "cpu")
+    r = CliRunner().invoke(cli.main, ["encode", str(path), str(tmp_path / "o.lbae"), "--model", str(path)])
+    assert r.exit_code in (2, 4) and r.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("change", ["bf16", "missing", "shape"])
+def test_bad_prior_tensors_are_one_line_model_errors(tmp_path, weights_dir, rgb_image, change):
+    tensors = load_file(str(weights_dir / "cifar10.safetensors"))
+    meta = zoo.read_metadata(weights_dir / "cifar10.safetensors")
+    key = "prior.context_weight"
+    if change == "bf16":
+        tensors[key] = tensors[key].to(torch.bfloat16)
+    elif change == "missing":
+        del tensors["prior.context_bias"]
+    else:
+        tensors[key] = tensors[key][:5]
+    path = tmp_path / "p.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ModelError, match="prior"):
+        lbaecodec.encode(rgb_image, model=path)
+
+
+def test_broken_cards_and_files_in_the_weights_folder_break_nothing(tmp_path, weights_dir, monkeypatch):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for p in weights_dir.glob("cifar10.*"):
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "cifar10.json").write_bytes(b"\xff\xfe{not json")
+    (folder / "empty.safetensors").write_bytes(b"")
+    monkeypatch.setattr(zoo, "weights_dirs", lambda: [folder])
+    with pytest.warns(UserWarning):
+        assert lbaecodec.load_model(device="cpu").card == {}
+    r = CliRunner().invoke(cli.main, ["models"])
+    assert r.exit_code == 0 and "cifar10" in r.output and "warning:" in r.output
