@@ -7,13 +7,16 @@ Two priors, both fitted on training-set codes and shipped inside the model file:
   logit_i = c_i + Σ_{j<i} W_ij b_j  (a fully visible sigmoid belief net).
 
 Coefficients are stored as integers (scale 1/256) and logits are computed in integer
-arithmetic, so encoder and decoder get bit-identical probabilities on any machine; each
-probability is then rounded to a multiple of 2^-16 before it reaches the coder.
+arithmetic; each logit's probability, a multiple of 2^-16, comes from a shipped integer table,
+so encoder and decoder get bit-identical probabilities on any machine.
 
 Symbols are coded bit-major: bit 0 of every tile, then bit 1 of every tile, and so on, so
 decoding takes ``bits`` vectorised steps however many tiles an image has.
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,10 +33,23 @@ FACTORIZED, CONTEXT = "factorized", "context"
 FACTORIZED_BIAS, CONTEXT_BIAS, CONTEXT_WEIGHT = "prior.factorized_bias", "prior.context_bias", "prior.context_weight"
 
 
+TABLE_FILE = Path(__file__).with_name("probabilities.u32")
+
+
+@functools.cache
+def probability_table() -> np.ndarray:
+    """round(2^16 · σ(l / 256)) for every integer logit l in [−MAX_LOGIT, MAX_LOGIT]: shipped
+    as data (little-endian uint32), computed once in exact decimal arithmetic (see
+    tests/test_entropy.py), so that no float ``exp`` of any machine decides a probability."""
+    table = np.fromfile(TABLE_FILE, "<u4").astype(np.int64)
+    if len(table) != 2 * MAX_LOGIT + 1:
+        raise RuntimeError(f"{TABLE_FILE}: damaged installation ({len(table)} entries)")
+    return table
+
+
 def _probabilities(logits: np.ndarray) -> np.ndarray:
     """Integer logits → P(bit = +1) as float64 on a 2^-16 grid, away from 0 and 1."""
-    z = np.clip(logits, -MAX_LOGIT, MAX_LOGIT).astype(np.float64) / SCALE
-    p = np.round(P_STEPS / (1.0 + np.exp(-z))) / P_STEPS
+    p = probability_table()[np.clip(logits, -MAX_LOGIT, MAX_LOGIT) + MAX_LOGIT] / P_STEPS
     return np.clip(p, 1.0 / P_STEPS, 1.0 - 1.0 / P_STEPS)
 
 

@@ -72,3 +72,23 @@ def test_corrupted_coded_payload_is_a_clean_error(rgb_image):
 def test_coded_payload_claiming_absurd_tile_count_is_refused(priors):
     with pytest.raises(ValueError, match="cannot hold"):
         entropy.decode(b"\0" * 4, 10**9, priors[1])
+
+
+def test_probability_table_is_exact_and_pinned():
+    """The shipped table is round(2^16·σ(l/256)) computed in 40-digit decimal arithmetic (ties,
+    only at l = 0, go to even), pinned by its hash, and equals what the float formula gave on
+    the machine that wrote every earlier file."""
+    import hashlib
+    from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+    table = entropy.probability_table()
+    assert hashlib.sha256(table.astype("<u4").tobytes()).hexdigest() == \
+        "7338fc71b85324b07735132b19f0f8afeb130d2a26607a52cbc560b38eee1e14"
+    logits = range(-entropy.MAX_LOGIT, entropy.MAX_LOGIT + 1)
+    with localcontext() as ctx:
+        ctx.prec = 40
+        exact = [int((Decimal(entropy.P_STEPS) / (1 + (Decimal(-l) / entropy.SCALE).exp()))
+                     .quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) for l in logits[::64]]
+    assert table[::64].tolist() == exact
+    z = np.arange(-entropy.MAX_LOGIT, entropy.MAX_LOGIT + 1) / entropy.SCALE
+    assert np.array_equal(table, np.round(entropy.P_STEPS / (1.0 + np.exp(-z))))
