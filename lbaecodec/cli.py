@@ -27,6 +27,18 @@ def decoder_option(default: str) -> Callable:
              "realism where the model has one.")
 
 
+MAX_PIXELS = click.option(
+    "--max-pixels", default=None, type=click.IntRange(min=0), metavar="N",
+    help="Refuse images (and .lbae headers) of more pixels, before any work. 0: no limit. "
+         "[default: Pillow's decompression-bomb limit, 178956970]")
+
+
+def _pixel_limit(max_pixels: int | None):
+    from .codec import PILLOW_LIMIT
+
+    return PILLOW_LIMIT if max_pixels is None else (max_pixels or None)
+
+
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 MODEL = click.option("--model", "-m", default=None, metavar="NAME|PATH",
                      help="Shipped model name (see `lbaecodec models`) or a .safetensors file. "
@@ -140,9 +152,10 @@ def main() -> None:
               help="How the bits are stored: auto = the model's best prior (entropy-coded, "
                    "lossless on the bits), raw when that would not save space.")
 @click.option("--raw", is_flag=True, help="Store the raw bits (same as --coding raw).")
+@MAX_PIXELS
 @clean_errors
 def encode(image: str, output: str, model: str | None, device: str, force: bool, coding: str,
-           raw: bool) -> None:
+           raw: bool, max_pixels: int | None) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
 
     The image is cut into tiles of the model's size (32×32 for cifar10); each tile becomes
@@ -157,7 +170,8 @@ def encode(image: str, output: str, model: str | None, device: str, force: bool,
 
     refuse_existing(output, force)
     source = read_input(image) if image == "-" else image
-    write_output(output, codec.encode(source, model=model, device=device, coding="raw" if raw else coding), force)
+    write_output(output, codec.encode(source, model=model, device=device, coding="raw" if raw else coding,
+                                             max_pixels=_pixel_limit(max_pixels)), force)
 
 
 @main.command()
@@ -170,9 +184,10 @@ def encode(image: str, output: str, model: str | None, device: str, force: bool,
 @click.option("--format", "fmt", default=None, metavar="FMT",
               help="Image format (PNG, BMP, TIFF, WEBP, JPEG...). [default: from OUTPUT's "
                    "extension; PNG for stdout]")
+@MAX_PIXELS
 @clean_errors
 def decode(lbae_file: str, output: str, model: str | None, decoder: str, device: str, force: bool,
-           fmt: str | None) -> None:
+           fmt: str | None, max_pixels: int | None) -> None:
     """Restore LBAE_FILE to the image OUTPUT, at the original size and mode.
 
     The model named in the file is used unless --model says otherwise; a file made with
@@ -191,7 +206,8 @@ def decode(lbae_file: str, output: str, model: str | None, decoder: str, device:
             f"cannot tell the image format from {output!r}; use an extension "
             f"({', '.join(sorted(EXTENSIONS))}) or --format")
     refuse_existing(output, force)
-    img = codec.decode(read_input(lbae_file), model=model, device=device, decoder=decoder)
+    img = codec.decode(read_input(lbae_file), model=model, device=device, decoder=decoder,
+                       max_pixels=_pixel_limit(max_pixels))
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt.upper())
@@ -203,12 +219,13 @@ def decode(lbae_file: str, output: str, model: str | None, decoder: str, device:
 @main.command()
 @click.argument("lbae_file")
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
+@MAX_PIXELS
 @clean_errors
-def info(lbae_file: str, as_json: bool) -> None:
+def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
     """Show what LBAE_FILE holds: model, image size, tiles, bits, bytes, compression ratio."""
     from . import codec
 
-    i = codec.info(read_input(lbae_file))
+    i = codec.info(read_input(lbae_file), _pixel_limit(max_pixels))
     fields = {**i.__dict__, "bits_per_pixel": round(i.bits_per_pixel, 4),
               "compression_ratio": round(i.compression_ratio, 2)}
     if as_json:

@@ -17,13 +17,32 @@ from .zoo import FIDELITY, Model, load_model, load_named
 TILE_BATCH = 256  # tiles per network call: bounds memory on large images
 
 
-def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
-    """A path, encoded bytes or a PIL image → a loaded 'L' or 'RGB' image."""
+PILLOW_LIMIT = -1  # max_pixels: Pillow's refusal threshold as this process set it
+
+
+def pixel_limit(max_pixels: int | None) -> int | None:
+    """``max_pixels`` with PILLOW_LIMIT resolved (twice ``Image.MAX_IMAGE_PIXELS``); None: none."""
+    if max_pixels != PILLOW_LIMIT:
+        return max_pixels
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} "
+                         f"(--max-pixels)")
+
+
+def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
+    """A path, encoded bytes or a PIL image → a loaded 'L' or 'RGB' image; its size is checked
+    against ``max_pixels`` before its pixels are decoded."""
     if isinstance(source, Image.Image):
         img = source
+        check_pixels(img.width, img.height, max_pixels)
     else:
         try:
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            check_pixels(img.width, img.height, max_pixels)
             img.load()
         except FileNotFoundError as e:
             raise InputError(f"{source}: no such file") from e
@@ -111,12 +130,14 @@ def encode(
     model: Model | str | Path | None = None,
     device: str = "auto",
     coding: str = "auto",
+    max_pixels: int | None = PILLOW_LIMIT,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
     ``coding``: auto (the model's best prior, raw when that saves nothing), raw,
-    factorized or context."""
-    img = open_image(image)
+    factorized or context. ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
+    guard as the process set it; None: no limit of ours)."""
+    img = open_image(image, pixel_limit(max_pixels))
     m = _as_model(model, device)
     codes = encode_codes(m, tiling.as_model_array(img, m.arch.channels))
     method, payload = pack_codes(m, codes, coding)
@@ -142,13 +163,16 @@ def decode(
     model: Model | str | Path | None = None,
     device: str = "auto",
     decoder: str = FIDELITY,
+    max_pixels: int | None = PILLOW_LIMIT,
 ) -> Image.Image:
     """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
 
     Without ``model`` the model named in the file is loaded. ``decoder``: fidelity (closest
     to the original in PSNR) or realism (sharper textures from the same bits, where the model
-    has one)."""
+    has one). ``max_pixels`` as for ``encode``: a header claiming more is refused before any
+    model is loaded or memory allocated."""
     h, payload = container.read(data)
+    check_header(h, payload, pixel_limit(max_pixels))
     m = _as_model(model, device) if model is not None else load_named(h.model_name, device)
     check_model(h, m)
     m.with_decoder(decoder)  # an unknown or missing decoder fails before any work
@@ -185,13 +209,23 @@ class FileInfo:
         return self.width * self.height * channels * 8 / (8 * self.file_bytes)
 
 
-def info(data: bytes) -> FileInfo:
-    """What a .lbae file holds, read from its header (the CRC is verified)."""
-    h, payload = container.read(data)
-    grid = tiling.Grid(h.width, h.height, h.tile)
-    if h.coding == container.CODING_RAW and len(payload) != bits.packed_size(grid.count * h.bits):
+def check_header(h: container.Header, payload: bytes, max_pixels: int | None) -> None:
+    """What can be checked of a file without its model: its size against ``max_pixels`` and a
+    raw payload's length against the tile grid. (A coded payload's length is checked against
+    the model's prior before decoding: ``entropy.decode``.)"""
+    check_pixels(h.width, h.height, max_pixels)
+    needed = bits.packed_size(tiling.Grid(h.width, h.height, h.tile).count * h.bits)
+    if h.coding == container.CODING_RAW and len(payload) != needed:
         raise LbaeFormatError(f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid "
-                              f"needs {bits.packed_size(grid.count * h.bits)}")
+                              f"needs {needed}")
+
+
+def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
+    """What a .lbae file holds, read from its header, with every check ``decode`` makes before
+    decoding the payload (the CRC, the size limit, a raw payload's length)."""
+    h, payload = container.read(data)
+    check_header(h, payload, pixel_limit(max_pixels))
+    grid = tiling.Grid(h.width, h.height, h.tile)
     return FileInfo(
         model=f"{h.model_name}@{h.model_hash.hex()}", width=h.width, height=h.height,
         mode=tiling.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,

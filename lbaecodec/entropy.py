@@ -28,6 +28,7 @@ from .errors import ModelError
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
 P_STEPS = 1 << 16
+CODER_SLACK_BITS = 64  # a range coder's output may fall short of the ideal cost by its final state
 FACTORIZED, CONTEXT = "factorized", "context"
 # tensor names in the model file: int32 (bits,), int32 (bits,), int16 (bits, bits)
 FACTORIZED_BIAS, CONTEXT_BIAS, CONTEXT_WEIGHT = "prior.factorized_bias", "prior.context_bias", "prior.context_weight"
@@ -64,6 +65,15 @@ class Prior:
     def bits(self) -> int:
         return len(self.bias)
 
+    @functools.cached_property
+    def min_tile_bits(self) -> float:
+        """A lower bound on the coded bits of any tile: each bit at the most confident probability
+        its logit can reach (|bias| + Σ|weights|). A payload shorter than tiles × this cannot be
+        a real file, and is refused before any decoding work."""
+        reach = np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0)
+        p = probability_table()[np.clip(reach, 0, MAX_LOGIT) + MAX_LOGIT] / P_STEPS
+        return float(-np.log2(np.minimum(p, 1 - 1 / P_STEPS)).sum())
+
     def logits_at(self, i: int, earlier: np.ndarray) -> np.ndarray:
         """Integer logits of bit i for each tile, given its bits 0..i-1 as (tiles, i) of ±1."""
         base = np.full(len(earlier), self.bias[i], np.int64)
@@ -99,7 +109,7 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     """Inverse of encode; raises ValueError when the data cannot be what encode wrote."""
     if len(data) % 4:
         raise ValueError("coded payload is not a whole number of 32-bit words")
-    if tiles * prior.bits > (8 * len(data) + 64) * P_STEPS:  # more bits than the coder can pack
+    if tiles * prior.min_tile_bits > 8 * len(data) + CODER_SLACK_BITS:  # before any work or memory
         raise ValueError(f"{len(data)} coded bytes cannot hold {tiles} tiles")
     words = np.frombuffer(data, "<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)

@@ -1,8 +1,9 @@
-"""Hostile inputs (issue 14, items 2–7): names read from files are never paths and never
+"""Hostile inputs (issue 14): bounded work before trust; names read from files are never paths and never
 reach the terminal raw; importing lbaecodec leaves Pillow's decompression-bomb guard alone;
 outputs keep their mode, refuse folders and race safely; one number, one encoding; model
 files, cards and priors are checked (items 3 and 4) before anything is allocated."""
 import json
+import random
 import subprocess
 import sys
 import zlib
@@ -16,8 +17,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import lbaecodec
-from lbaecodec import cli, container, zoo
-from lbaecodec.errors import InputError, LbaeFormatError, ModelError, printable
+from lbaecodec import cli, codec, container, entropy, zoo
+from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError, printable
 
 from .conftest import make_model, save_image
 
@@ -173,3 +174,74 @@ def test_broken_cards_and_files_in_the_weights_folder_break_nothing(tmp_path, we
         assert lbaecodec.load_model(device="cpu").card == {}
     r = CliRunner().invoke(cli.main, ["models"])
     assert r.exit_code == 0 and "cifar10" in r.output and "warning:" in r.output
+
+
+def _claiming(data: bytes, width: int, height: int, payload: bytes | None = None) -> bytes:
+    h, real = container.read(data)
+    return container.write(replace(h, width=width, height=height), real if payload is None else payload)
+
+
+def _no_work(monkeypatch):
+    """Decoding work or a canvas would fail the test: refusals must come before them."""
+    def forbidden(*a, **k):
+        raise AssertionError("work started before the file was trusted")
+
+    monkeypatch.setattr(entropy.constriction.stream.queue, "RangeDecoder", forbidden)
+    monkeypatch.setattr(codec.tiling, "Canvas", forbidden)
+
+
+def test_a_huge_grid_with_a_tiny_coded_payload_is_refused_before_any_work(rgb_image, monkeypatch):
+    data = lbaecodec.encode(rgb_image, coding="context")
+    _no_work(monkeypatch)
+    forged = _claiming(data, 8000, 8000)  # ~300 bytes of payload for 62,500 tiles
+    with pytest.raises(LbaeFormatError, match="cannot hold"):
+        lbaecodec.decode(forged)
+    assert lbaecodec.info(forged).tiles == 250 * 250  # info decodes no payload: it may describe it
+
+
+def test_headers_over_the_pixel_limit_are_refused_before_the_model_loads(rgb_image, monkeypatch, tmp_path):
+    data = lbaecodec.encode(rgb_image, coding="context")
+    _no_work(monkeypatch)
+    monkeypatch.setattr(zoo, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    forged = _claiming(data, 65535, 65535)
+    for call in (lambda: lbaecodec.decode(forged), lambda: lbaecodec.info(forged)):
+        with pytest.raises(InputError, match="over the limit"):
+            call()
+    (tmp_path / "f.lbae").write_bytes(_claiming(data, 100, 100))
+    r = CliRunner().invoke(cli.main, ["info", str(tmp_path / "f.lbae"), "--max-pixels", "5000"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--max-pixels" in r.output
+    assert CliRunner().invoke(cli.main, ["info", str(tmp_path / "f.lbae"), "--max-pixels", "0"]).exit_code == 0
+
+
+def test_encode_checks_the_size_before_decoding_the_pixels(png_file, tmp_path):
+    r = CliRunner().invoke(cli.main, ["encode", str(png_file), str(tmp_path / "o.lbae"), "--max-pixels", "100"])
+    assert r.exit_code == 2 and "over the limit of 100" in r.output and not (tmp_path / "o.lbae").exists()
+
+
+def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
+    """10,000 mutated files (bit flips, truncations, flips under a recomputed CRC, extreme header
+    fields): each decodes or is refused with an LbaeError, nothing else."""
+    m = lbaecodec.load_model(device="cpu")
+    tile = Image.fromarray(np.asarray(rgb_image)[:20, :20])
+    seeds = [lbaecodec.encode(tile, m, coding=c) for c in ("raw", "context")]
+    rng = random.Random(7)
+    outcomes = {"decoded": 0, "refused": 0}
+    for i in range(10_000):
+        data = bytearray(rng.choice(seeds))
+        if i % 4 == 0:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif i % 4 == 1:
+            data = data[: rng.randrange(len(data))]
+        elif i % 4 == 2:  # a flip the CRC does not catch
+            data[rng.randrange(len(data) - 4)] ^= 1 << rng.randrange(8)
+            data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "big")
+        else:
+            h, payload = container.read(bytes(data))
+            field = rng.choice(["width", "height", "tile", "bits"])
+            data = container.write(replace(h, **{field: rng.choice([1, 2, 31, 33, 2**16, 2**31, 2**62])}), payload)
+        try:
+            lbaecodec.decode(bytes(data), model=m)
+            outcomes["decoded"] += 1
+        except LbaeError:
+            outcomes["refused"] += 1
+    assert sum(outcomes.values()) == 10_000 and outcomes["refused"] > 7_000
