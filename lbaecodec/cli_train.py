@@ -11,6 +11,7 @@ from .data import DATASETS
 from .errors import InputError
 from .network import PRESETS
 from .train import STAGES
+from .zoo import check_name
 
 
 def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | None):
@@ -259,6 +260,8 @@ def _initial_weights(spec: str, kind: str, stage: str):
 def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, realism, attributes) -> None:
     """Export a training RUN folder as a shipped model: fp16 weights, code statistics, and a
     card with the test PSNR measured on the exported weights."""
+    if name is not None:
+        check_name(name)  # before the minutes of work an export takes
     for folder, which in ((run, checkpoint), (realism, "best")):
         if folder is not None and not (Path(folder) / f"{which}.json").is_file():
             raise InputError(f"{folder}: no {which} checkpoint found")
@@ -294,6 +297,7 @@ def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None
     from .export import add_realism, command_line
     from .zoo import load_model
 
+    check_name(name)
     if not (Path(realism_run) / "best.json").is_file():
         raise InputError(f"{realism_run}: no best checkpoint found")
     base = load_model(model, "cpu")

@@ -156,6 +156,12 @@ def resolve(spec: str | Path | None) -> Path:
     return models[spec]
 
 
+def check_name(name: str) -> None:
+    """Model names are 1-64 of a-z 0-9 . _ - : never a path, always printable."""
+    if not NAME.fullmatch(name):
+        raise InputError(f"model name {printable(name)!r}: use 1-64 of a-z 0-9 . _ - (starting with a letter or digit)")
+
+
 def load_named(name: str, device: str = "auto") -> Model:
     """The installed model of this name: for names read from a file, which may only ever match
     the registry (a path or a file in the current folder is never opened because a file says so)."""
@@ -238,8 +244,7 @@ def export(
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
     ``realism``: a second decoder for the same codes, stored under ``realism.``."""
-    if not NAME.fullmatch(name):
-        raise ValueError(f"model name {printable(name)!r}: use 1-64 of a-z 0-9 . _ - (starting with a letter or digit)")
+    check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})

@@ -71,8 +71,10 @@ def test_control_characters_never_reach_the_terminal(data, tmp_path):
 def test_model_names_are_checked_when_exporting(tmp_path):
     from lbaecodec.network import LBAE, PRESETS
 
-    with pytest.raises(ValueError, match="model name"):
+    with pytest.raises(InputError, match="model name"):
         zoo.export(LBAE(PRESETS["mnist"]), "../evil", tmp_path / "m.safetensors")
+    r = CliRunner().invoke(cli.main, ["export", str(tmp_path), "--preset", "mnist", "--name", "Bad/Name"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "model name" in r.output
 
 
 def test_importing_leaves_pillows_bomb_guard_alone():
