@@ -66,13 +66,18 @@ class Prior:
         return len(self.bias)
 
     @functools.cached_property
-    def min_tile_bits(self) -> float:
-        """A lower bound on the coded bits of any tile: each bit at the most confident probability
-        its logit can reach (|bias| + Σ|weights|). A payload shorter than tiles × this cannot be
-        a real file, and is refused before any decoding work."""
+    def min_bit_costs(self) -> np.ndarray:
+        """A lower bound on the coded cost of each bit position of any tile: the most confident
+        probability its logit can reach (|bias| + Σ|weights|)."""
         reach = np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0)
         p = probability_table()[np.clip(reach, 0, MAX_LOGIT) + MAX_LOGIT] / P_STEPS
-        return float(-np.log2(np.minimum(p, 1 - 1 / P_STEPS)).sum())
+        return -np.log2(np.minimum(p, 1 - 1 / P_STEPS))
+
+    @property
+    def min_tile_bits(self) -> float:
+        """The least any tile can cost: a payload shorter than tiles × this cannot be a real file,
+        and is refused before any decoding work."""
+        return float(self.min_bit_costs.sum())
 
     def logits_at(self, i: int, earlier: np.ndarray) -> np.ndarray:
         """Integer logits of bit i for each tile, given its bits 0..i-1 as (tiles, i) of ±1."""
@@ -115,8 +120,11 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     decoder = constriction.stream.queue.RangeDecoder(words)
     family = constriction.stream.model.Bernoulli(perfect=False)
     codes = np.zeros((tiles, prior.bits), np.int8)
+    still_to_cost = tiles * np.cumsum(prior.min_bit_costs[::-1])[::-1]  # least cost of bits i.. of all tiles
     try:
         for i in range(prior.bits):
+            if still_to_cost[i] > CODER_SLACK_BITS and decoder.maybe_exhausted():
+                raise ValueError(f"coded payload ends at bit {i} of {prior.bits}")  # ran past its words
             p = _probabilities(prior.logits_at(i, codes[:, :i]))
             codes[:, i] = decoder.decode(family, p) * 2 - 1
     except AssertionError as e:  # constriction's word for data no encoder could have written

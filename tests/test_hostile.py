@@ -261,3 +261,18 @@ def test_a_forged_giant_stays_within_a_memory_and_cpu_limit(rgb_image, weights_d
             f"'--max-pixels', '0', '--model', {str(model)!r}, '--device', 'cpu']; main()")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 3 and "cannot hold" in r.stderr, r.stderr[-500:]
+
+
+def test_the_range_decoder_stops_when_it_runs_past_its_words(weights_dir):
+    """A payload long enough for the length check but cut short stops where its words run out,
+    not after all bits of all tiles."""
+    m = zoo.load_model(weights_dir / "cifar10.safetensors", "cpu")
+    prior = codec._prior(m, container.CODING_CONTEXT)
+    codes = np.where(np.random.default_rng(3).random((40, prior.bits)) < 0.5, 1.0, -1.0)
+    payload = entropy.encode(codes, prior)
+    cut = payload[: 4 * int(40 * prior.min_tile_bits / 32 + 8)]  # just over the length bound
+    assert len(cut) < len(payload)
+    with pytest.raises(ValueError, match=r"ends at bit (\d+)") as e:
+        entropy.decode(cut, 40, prior)
+    assert int(e.value.args[0].split("bit ")[1].split(" ")[0]) < prior.bits
+    assert np.array_equal(entropy.decode(payload, 40, prior), codes)  # the whole payload still decodes
