@@ -41,7 +41,9 @@ def test_prior_tensors_round_trip(priors):
     t = entropy.to_tensors(*priors)
     f, c = entropy.from_tensors(t, entropy.FACTORIZED), entropy.from_tensors(t, entropy.CONTEXT)
     np.testing.assert_array_equal(f.bias, priors[0].bias)
+    np.testing.assert_array_equal(c.bias, priors[1].bias)  # the context prior's own bias, not the factorized one
     np.testing.assert_array_equal(c.weight, priors[1].weight)
+    assert not np.array_equal(priors[0].bias, priors[1].bias)  # else the line above could not tell them apart
     assert entropy.from_tensors({}, entropy.CONTEXT) is None
 
 

@@ -46,9 +46,9 @@ def test_modes_are_normalised():
         assert tiling.normalise_mode(rgba).mode == "RGB"
     assert tiling.normalise_mode(Image.new("P", (3, 2))).mode == "RGB"
     assert tiling.normalise_mode(Image.new("1", (3, 2))).mode == "L"
-    sixteen = Image.fromarray(np.full((2, 3), 65535, np.uint16))
-    out = tiling.normalise_mode(sixteen)
-    assert out.mode == "L" and np.asarray(out).max() == 255
+    ramp = np.array([[0, 257, 32896], [65535, 514, 1000]], np.uint16)  # a constant image could not
+    out = tiling.normalise_mode(Image.fromarray(ramp))                  # tell scaling from clipping
+    assert out.mode == "L" and np.asarray(out).tolist() == [[0, 1, 128], [255, 2, 4]]
     assert tiling.normalise_mode(Image.new("CMYK", (3, 2))).mode == "RGB"
 
 
