@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def packed_size(n_bits: int) -> int:
-    return (n_bits + 7) // 8
+from .container import packed_size
 
 
 def pack(codes: np.ndarray) -> bytes:

@@ -34,7 +34,7 @@ MAX_PIXELS = click.option(
 
 
 def _pixel_limit(max_pixels: int | None):
-    from .codec import PILLOW_LIMIT
+    from .fileinfo import PILLOW_LIMIT
 
     return PILLOW_LIMIT if max_pixels is None else (max_pixels or None)
 
@@ -223,9 +223,9 @@ def decode(lbae_file: str, output: str, model: str | None, decoder: str, device:
 @clean_errors
 def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
     """Show what LBAE_FILE holds: model, image size, tiles, bits, bytes, compression ratio."""
-    from . import codec
+    from . import fileinfo  # header only: no model, no torch
 
-    i = codec.info(read_input(lbae_file), _pixel_limit(max_pixels))
+    i = fileinfo.info(read_input(lbae_file), _pixel_limit(max_pixels))
     fields = {**i.__dict__, "bits_per_pixel": round(i.bits_per_pixel, 4),
               "compression_ratio": round(i.compression_ratio, 2)}
     if as_json:
@@ -247,11 +247,11 @@ def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
 @clean_errors
 def models(as_json: bool) -> None:
     """List the installed models and their measured figures."""
-    from . import zoo
+    from . import registry  # headers and cards only: no torch
 
     cards = []
-    for name, path in sorted(zoo.available().items()):
-        card = {"name": name, **zoo.read_card(zoo.card_path(path))}
+    for name, path in sorted(registry.available().items()):
+        card = {"name": name, **registry.read_card(registry.card_path(path))}
         cards.append({**card, "path": str(path)})
     if as_json:
         click.echo(json.dumps(cards, indent=2))

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .cli import DEVICE, clean_errors
-from .data import DATASETS
+from .architecture import DATASETS
 from .errors import InputError
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from .cli import DEVICE, FORCE, clean_errors, decoder_option, read_input, refuse_existing, write_output
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL = click.option("--model", "-m", default="cifar10", show_default=True, metavar="NAME|PATH",
                      help="Model whose bit space is used.")
 
 
-def _png(array: np.ndarray, scale: int = 1) -> bytes:
+def _png(array: "np.ndarray", scale: int = 1) -> bytes:
     from PIL import Image
 
     img = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
@@ -40,6 +43,8 @@ def _tiles_and_latents(source: str, m):
         return codes[0], None
     img = tiling.square_thumbnail(codec.open_image(raw), m.arch.size)
     z = generate.latents(m, tiling.as_model_array(img, m.arch.channels)[None])[0]
+    import numpy as np
+
     return np.where(z >= 0, 1.0, -1.0).astype(np.float32), z
 
 
@@ -106,6 +111,8 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, devi
     m = load_model(model, device)
     m.with_decoder(decoder)
     (a, za), (b, zb) = _tiles_and_latents(image_a, m), _tiles_and_latents(image_b, m)
+    import numpy as np
+
     rng = np.random.default_rng(0)  # without latents (.lbae input), a random flip order
     za = za if za is not None else a * rng.uniform(0.1, 1, a.shape)
     zb = zb if zb is not None else b * rng.uniform(0.1, 1, b.shape)
@@ -146,6 +153,8 @@ def edit_cmd(image, output, model, towards, strength, steps, scale, decoder, dev
     if z is None:
         raise InputError("edit needs an image, not a .lbae file")
     direction = generate.direction(m, towards)
+    import numpy as np
+
     strengths = np.linspace(0, strength, steps) if steps > 1 else [strength]
     codes = np.stack([generate.edit_latent(z, direction, s) for s in strengths])
     write_output(output, _png(generate.mosaic(generate.decode(m, codes, decoder), len(codes)), scale), force)

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .cli import clean_errors
-from .data import DATASETS
+from .architecture import DATASETS, PRESETS, STAGES
 from .errors import InputError
-from .network import PRESETS
-from .train import STAGES
-from .zoo import check_name
+
+if TYPE_CHECKING:
+    import numpy as np
+from .registry import check_name
 
 
 def _load_data(dataset: str, data_dir: str | None, preset: str, limit: int | None):

@@ -3,7 +3,6 @@ Decode walks the same steps backwards."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,25 +11,10 @@ from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
 from .errors import InputError, LbaeFormatError, ModelError
+from .fileinfo import PILLOW_LIMIT, FileInfo, check_header, check_pixels, info, pixel_limit  # noqa: F401
 from .zoo import FIDELITY, Model, load_model, load_named
 
 TILE_BATCH = 256  # tiles per network call: bounds memory on large images
-
-
-PILLOW_LIMIT = -1  # max_pixels: Pillow's refusal threshold as this process set it
-
-
-def pixel_limit(max_pixels: int | None) -> int | None:
-    """``max_pixels`` with PILLOW_LIMIT resolved (twice ``Image.MAX_IMAGE_PIXELS``); None: none."""
-    if max_pixels != PILLOW_LIMIT:
-        return max_pixels
-    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
-
-
-def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} "
-                         f"(--max-pixels)")
 
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
@@ -179,58 +163,3 @@ def decode(
     codes = unpack_codes(h, payload, m)
     canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile), decoder)
     return canvas.image(tiling.MODES[h.mode])
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    model: str
-    width: int
-    height: int
-    mode: str
-    coding: str
-    tile: int
-    grid: tuple[int, int]
-    tiles: int
-    bits_per_tile: int
-    code_bits: int
-    header_bytes: int
-    payload_bytes: int
-    raw_payload_bytes: int
-    file_bytes: int
-
-    @property
-    def bits_per_pixel(self) -> float:
-        return 8 * self.file_bytes / (self.width * self.height)
-
-    @property
-    def compression_ratio(self) -> float:
-        """Image bits (8 per channel sample) over file bits."""
-        channels = len(self.mode)
-        return self.width * self.height * channels * 8 / (8 * self.file_bytes)
-
-
-def check_header(h: container.Header, payload: bytes, max_pixels: int | None) -> None:
-    """What can be checked of a file without its model: its size against ``max_pixels`` and a
-    raw payload's length against the tile grid. (A coded payload's length is checked against
-    the model's prior before decoding: ``entropy.decode``.)"""
-    check_pixels(h.width, h.height, max_pixels)
-    needed = bits.packed_size(tiling.Grid(h.width, h.height, h.tile).count * h.bits)
-    if h.coding == container.CODING_RAW and len(payload) != needed:
-        raise LbaeFormatError(f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid "
-                              f"needs {needed}")
-
-
-def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
-    """What a .lbae file holds, read from its header, with every check ``decode`` makes before
-    decoding the payload (the CRC, the size limit, a raw payload's length)."""
-    h, payload = container.read(data)
-    check_header(h, payload, pixel_limit(max_pixels))
-    grid = tiling.Grid(h.width, h.height, h.tile)
-    return FileInfo(
-        model=f"{h.model_name}@{h.model_hash.hex()}", width=h.width, height=h.height,
-        mode=tiling.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,
-        grid=(grid.cols, grid.rows), tiles=grid.count, bits_per_tile=h.bits,
-        code_bits=grid.count * h.bits, header_bytes=len(data) - len(payload),
-        payload_bytes=len(payload), raw_payload_bytes=bits.packed_size(grid.count * h.bits),
-        file_bytes=len(data),
-    )

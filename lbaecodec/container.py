@@ -5,6 +5,7 @@ nothing about torch or images: it moves numbers and bytes.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -31,6 +32,33 @@ class Header:
     coding: int  # CODING_* value
     tile: int  # tile side in pixels
     bits: int  # latent bits per tile
+
+
+MODES = ("L", "RGB")  # index = the mode code stored in the header
+
+
+@dataclass(frozen=True)
+class Grid:
+    width: int
+    height: int
+    tile: int
+
+    @property
+    def cols(self) -> int:
+        return math.ceil(self.width / self.tile)
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.height / self.tile)
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+
+def packed_size(n_bits: int) -> int:
+    """Bytes of a raw payload of ``n_bits`` code bits (method 0)."""
+    return (n_bits + 7) // 8
 
 
 def _varint(n: int) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .architecture import DATASETS  # noqa: F401  (re-exported: the loaders below serve these)
 from .errors import DataError
 from .tiling import square_thumbnail
 
@@ -70,7 +71,6 @@ REMOTES: dict[str, dict[str, Remote]] = {
     },
 }
 SYSTEM_COPIES = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 LABEL_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",

@@ -8,69 +8,13 @@ sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to ten
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from .architecture import BOTTOM, LIMITS, MAX_WIDTH_FACTOR, PRESETS, Architecture, _level_width, _levels  # noqa: F401
+
 LEAK = 0.02
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Everything needed to rebuild a network before its weights are loaded."""
-
-    channels: int  # image channels: 1 (gray) or 3 (RGB)
-    size: int  # tile side in pixels (a power of two, at least 8)
-    bits: int  # latent bits per tile
-    width: int = 64  # channels of the first layer; doubles at each down-sampling
-    loss: str = "mse"  # "mse" for RGB, "bce" for near-binary data such as MNIST
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Architecture":
-        """From a model file's metadata, checked before anything is allocated."""
-        if not isinstance(d, dict):
-            raise ValueError("architecture is not a JSON object")
-        arch = cls(**{k: d[k] for k in ("channels", "size", "bits", "width", "loss")})
-        arch.check()
-        return arch
-
-    def check(self) -> None:
-        """Types and ranges a file may claim (a width of 400 would allocate gigabytes)."""
-        for name, (low, high) in LIMITS.items():
-            value = getattr(self, name)
-            if type(value) is not int or not low <= value <= high:
-                raise ValueError(f"architecture {name}={value!r} outside {low}..{high}")
-        if self.channels not in (1, 3) or self.loss not in ("mse", "bce"):
-            raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}")
-        _levels(self.size)
-
-
-LIMITS = {"channels": (1, 3), "size": (8, 256), "bits": (1, 16384), "width": (1, 256)}
-
-PRESETS: dict[str, Architecture] = {
-    "mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),
-    "fashion-mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),
-    "cifar10": Architecture(channels=3, size=32, bits=600),
-    "celeba": Architecture(channels=3, size=64, bits=1500),
-}
-
-BOTTOM = 4  # spatial side of the innermost feature map
-MAX_WIDTH_FACTOR = 8
-
-
-def _levels(size: int) -> int:
-    levels = (size // BOTTOM).bit_length() - 1
-    if size < 2 * BOTTOM or BOTTOM << levels != size:
-        raise ValueError(f"tile size must be a power of two >= {2 * BOTTOM}, got {size}")
-    return levels
-
-
-def _level_width(width: int, level: int) -> int:
-    return width * min(2**level, MAX_WIDTH_FACTOR)
 
 
 class ResBlock(nn.Module):

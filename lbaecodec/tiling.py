@@ -6,34 +6,14 @@ false edges). Decode writes tiles back into the grid and crops to the original s
 """
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-MODES = ("L", "RGB")  # index = the mode code stored in the container
+from .container import MODES, Grid  # noqa: F401  (image modes and the tile grid are part of the file format)
 
-
-@dataclass(frozen=True)
-class Grid:
-    width: int
-    height: int
-    tile: int
-
-    @property
-    def cols(self) -> int:
-        return math.ceil(self.width / self.tile)
-
-    @property
-    def rows(self) -> int:
-        return math.ceil(self.height / self.tile)
-
-    @property
-    def count(self) -> int:
-        return self.rows * self.cols
 
 
 def normalise_mode(img: Image.Image) -> Image.Image:

@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from . import adversarial
 from .baselines import build
-from .network import LBAE, Architecture, SignSTE
+from .architecture import STAGES, Architecture
+from .network import LBAE, SignSTE
 
 CHECKPOINT = "last"
 BEST = "best"
-STAGES = ("fidelity", "realism")
 MODEL_PREFIX, DISC_PREFIX = "model.", "disc."
 OPTIM_PREFIX, DISC_OPTIM_PREFIX = "optim.", "optim_d."
 

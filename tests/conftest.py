@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lbaecodec import entropy, zoo
+from lbaecodec import entropy, registry, zoo
 from lbaecodec.export import encode_all
 from lbaecodec.network import LBAE, PRESETS, Decoder
 
@@ -42,7 +42,7 @@ def weights_dir(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def use_test_weights(weights_dir, monkeypatch):
     """Name lookups see only the random test models, never shipped weights."""
-    monkeypatch.setattr(zoo, "weights_dirs", lambda: [weights_dir])
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [weights_dir])
 
 
 @pytest.fixture

@@ -117,3 +117,18 @@ def test_help_teaches():
     out = run("encode", "--help").output
     for word in ("--model", "--device", "--force", "Example"):
         assert word in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["info", "FILE"], ["models"], ["encode", "--help"]])
+def test_quick_commands_do_not_load_torch(tmp_path, png, args):
+    """`--help`, `info` and `models` start fast: neither they nor `import lbaecodec` load torch."""
+    import subprocess
+    import sys
+
+    assert run("encode", png, tmp_path / "a.lbae").exit_code == 0
+    args = [str(tmp_path / "a.lbae") if a == "FILE" else a for a in args]
+    code = ("import sys, lbaecodec; from lbaecodec.cli import main; sys.argv = ['lbaecodec', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-500:]

@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import lbaecodec
-from lbaecodec import cli, codec, container, entropy, zoo
+from lbaecodec import cli, codec, container, entropy, registry, zoo
 from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError, printable
 
 from .conftest import make_model, save_image
@@ -171,7 +171,7 @@ def test_broken_cards_and_files_in_the_weights_folder_break_nothing(tmp_path, we
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "cifar10.json").write_bytes(b"\xff\xfe{not json")
     (folder / "empty.safetensors").write_bytes(b"")
-    monkeypatch.setattr(zoo, "weights_dirs", lambda: [folder])
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [folder])
     with pytest.warns(UserWarning):
         assert lbaecodec.load_model(device="cpu").card == {}
     r = CliRunner().invoke(cli.main, ["models"])
