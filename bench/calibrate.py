@@ -17,6 +17,7 @@ the FID cache already holds the test set's statistics (any 10,000-image cifar10 
 Each part updates its own entries and keeps the other part's.
 Writes bench/results/cifar10-calibration.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lbaecodec import data
-from lbaecodec.bench import lbae_reconstruct
-from lbaecodec.metrics import fid as fidlib
-from lbaecodec.metrics.quality import psnr
+from lbaecodec.lab import data
+from lbaecodec.lab.bench import lbae_reconstruct
+from lbaecodec.lab.metrics import fid as fidlib
+from lbaecodec.lab.metrics.quality import psnr
 from lbaecodec.zoo import load_model
 
 
-def match_copies(exact: np.ndarray, exact_labels: np.ndarray, copy: np.ndarray,
-                 copy_labels: np.ndarray) -> np.ndarray:
+def match_copies(exact: np.ndarray, exact_labels: np.ndarray, copy: np.ndarray, copy_labels: np.ndarray) -> np.ndarray:
     """Index into ``copy`` of the nearest (squared pixel distance) same-class image of each exact image."""
     out = np.empty(len(exact), int)
     for c in np.unique(exact_labels):
@@ -86,8 +86,10 @@ def exact_subset(root: Path, model: str, extract, cache: Path) -> dict:
     return {
         "model": m.id,
         "images": len(exact),
-        "match": {"unique_matches": int(len(set(pick.tolist()))),
-                  "psnr_exact_vs_jpeg_copy_db": round(psnr(exact, matched), 3)},
+        "match": {
+            "unique_matches": int(len(set(pick.tolist()))),
+            "psnr_exact_vs_jpeg_copy_db": round(psnr(exact, matched), 3),
+        },
         "fid_exact_vs_itself": fd(ref_exact, exact),
         "fid_jpeg_copy_vs_exact": round(fidlib.frechet_distance(*ref_exact, *ref_copy), 3),
         "lbae_fid_vs_exact": fd(ref_exact, rec_exact),
@@ -101,10 +103,10 @@ def train_vs_test(root: Path, extract, cache: Path) -> dict:
     """FID(all train, all test) of the JPEG copy; the test statistics are the bench's cached reference."""
     train = data.load_npz(root / "cifar10-jpeg75.npz", "train")[0]
     test = data.load_npz(root / "cifar10-jpeg75.npz", "test")[0]
-    fd = fidlib.frechet_distance(*fidlib.cached_statistics(train, extract, cache, "train"),
-                                 *fidlib.cached_statistics(test, extract, cache))
-    return {"fid_jpeg_copy_train_vs_test": {"fid": round(fd, 3), "train_images": len(train),
-                                            "test_images": len(test)}}
+    fd = fidlib.frechet_distance(
+        *fidlib.cached_statistics(train, extract, cache, "train"), *fidlib.cached_statistics(test, extract, cache)
+    )
+    return {"fid_jpeg_copy_train_vs_test": {"fid": round(fd, 3), "train_images": len(train), "test_images": len(test)}}
 
 
 def markdown(r: dict) -> str:
@@ -112,24 +114,40 @@ def markdown(r: dict) -> str:
     if "fid_exact_vs_itself" in r:
         rows = [
             ("exact test images vs a second extraction of themselves", r["fid_exact_vs_itself"], ""),
-            ("JPEG-75 copies vs the exact originals", r["fid_jpeg_copy_vs_exact"],
-             f"{r['match']['psnr_exact_vs_jpeg_copy_db']} dB apart"),
-            ("LBAE reconstructions of the exact images vs the exact images", r["lbae_fid_vs_exact"],
-             f"{r['lbae_psnr_vs_exact_db']} dB"),
-            ("LBAE reconstructions of the JPEG copies vs the JPEG copies", r["lbae_fid_on_jpeg_copy"],
-             f"{r['lbae_psnr_on_jpeg_copy_db']} dB"),
+            (
+                "JPEG-75 copies vs the exact originals",
+                r["fid_jpeg_copy_vs_exact"],
+                f"{r['match']['psnr_exact_vs_jpeg_copy_db']} dB apart",
+            ),
+            (
+                "LBAE reconstructions of the exact images vs the exact images",
+                r["lbae_fid_vs_exact"],
+                f"{r['lbae_psnr_vs_exact_db']} dB",
+            ),
+            (
+                "LBAE reconstructions of the JPEG copies vs the JPEG copies",
+                r["lbae_fid_on_jpeg_copy"],
+                f"{r['lbae_psnr_on_jpeg_copy_db']} dB",
+            ),
         ]
-        lines += [f"CIFAR-10 FID calibration, model {r['model']}, {r['images']} test images (official "
-                  f"0–999; each matched to its JPEG-75 copy, {r['match']['unique_matches']} distinct matches).",
-                  "Command: `python bench/calibrate.py --data-dir ../shared/datasets`", "",
-                  "| comparison | FID | PSNR |", "|---|---|---|"]
+        lines += [
+            f"CIFAR-10 FID calibration, model {r['model']}, {r['images']} test images (official "
+            f"0–999; each matched to its JPEG-75 copy, {r['match']['unique_matches']} distinct matches).",
+            "Command: `python bench/calibrate.py --data-dir ../shared/datasets`",
+            "",
+            "| comparison | FID | PSNR |",
+            "|---|---|---|",
+        ]
         lines += [f"| {name} | {value} | {note} |" for name, value, note in rows]
     if "fid_jpeg_copy_train_vs_test" in r:
         t = r["fid_jpeg_copy_train_vs_test"]
-        lines += ["", f"Train against test, the whole JPEG-75 copy ({t['train_images']:,} train, "
-                      f"{t['test_images']:,} test images): FID **{t['fid']}** (published for the exact "
-                      "CIFAR-10: ≈3.15).",
-                  "Command: `python bench/calibrate.py --data-dir ../shared/datasets --part train-vs-test`"]
+        lines += [
+            "",
+            f"Train against test, the whole JPEG-75 copy ({t['train_images']:,} train, "
+            f"{t['test_images']:,} test images): FID **{t['fid']}** (published for the exact "
+            "CIFAR-10: ≈3.15).",
+            "Command: `python bench/calibrate.py --data-dir ../shared/datasets --part train-vs-test`",
+        ]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -4,13 +4,14 @@ Usage: python bench/inception_speed.py [N] [--backend auto|openvino|torch]
 Times N random 32×32 images (default 400) after a one-batch warm-up, in one process using
 torch's default thread count; prints images per second and the backend used.
 """
+
 import argparse
 import time
 
 import numpy as np
 import torch
 
-from lbaecodec.metrics import fid as fidlib
+from lbaecodec.lab.metrics import fid as fidlib
 
 
 def main() -> None:
@@ -20,7 +21,7 @@ def main() -> None:
     a = p.parse_args()
     images = np.random.default_rng(0).integers(0, 256, (a.n, 32, 32, 3), dtype=np.uint8)
     extract = fidlib.InceptionFeatures(progress=False, backend=a.backend)
-    extract(images[:extract.batch])
+    extract(images[: extract.batch])
     t0 = time.perf_counter()
     extract(images)
     speed = a.n / (time.perf_counter() - t0)

@@ -9,6 +9,7 @@ a training copy, not a test copy.
     python bench/pack_dataset.py pack ../shared/datasets/cifar10-jpeg75.npz .gpu/cifar10
     python bench/pack_dataset.py unpack .gpu/cifar10 /tmp/cifar10.npz
 """
+
 from __future__ import annotations
 
 import io
@@ -44,7 +45,7 @@ def pack(source: Path, target: Path) -> None:
             x = x[..., None] if x.ndim == 3 else x
             se, chunks = 0.0, []
             for i in range(0, len(x), SIDE * SIDE):
-                part = x[i: i + SIDE * SIDE]
+                part = x[i : i + SIDE * SIDE]
                 buf = io.BytesIO()
                 m = mosaic(part)
                 Image.fromarray(m[..., 0] if m.shape[2] == 1 else m).save(buf, "JPEG", quality=QUALITY, subsampling=0)
@@ -56,8 +57,10 @@ def pack(source: Path, target: Path) -> None:
             if f"y_{split}" in z:
                 np.save(target / f"y_{split}.npy", z[f"y_{split}"].astype(np.int64))
             psnr = 10 * np.log10(255**2 / (se / x.size))
-            print(f"{split}: {len(x)} images, {sum(index[split]['sizes']) / len(x):.0f} B/image, "
-                  f"{psnr:.2f} dB from the source")
+            print(
+                f"{split}: {len(x)} images, {sum(index[split]['sizes']) / len(x):.0f} B/image, "
+                f"{psnr:.2f} dB from the source"
+            )
     (target / "index.json").write_text(json.dumps(index))
 
 
@@ -72,7 +75,7 @@ def unpack(source: Path, target: Path) -> None:
     for split, entry in index.items():
         blob, shape, offset, parts = (source / f"{split}.bin").read_bytes(), entry["shape"], 0, []
         for size in entry["sizes"]:
-            parts.append(tiles_of(_read(blob[offset: offset + size]), shape[1], shape[2], SIDE * SIDE))
+            parts.append(tiles_of(_read(blob[offset : offset + size]), shape[1], shape[2], SIDE * SIDE))
             offset += size
         arrays[f"x_{split}"] = np.concatenate(parts)[: shape[0]]
         if (source / f"y_{split}.npy").exists():

@@ -3,6 +3,7 @@
 Usage: python bench/train_throughput.py [--widths 16,24,32,64] [--batch 128] [--steps 5]
 One warm-up step, then the mean over --steps Adam steps of MSE training on random images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from dataclasses import replace
 
 import torch
 
-from lbaecodec.network import LBAE, PRESETS
-from lbaecodec.train import loss_fn
+from lbaecodec.architecture import PRESETS
+from lbaecodec.lab.train import loss_fn
+from lbaecodec.network import LBAE
 
 
 def throughput(width: int, batch: int, steps: int, channels_last: bool, preset: str) -> float:

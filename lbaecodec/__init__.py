@@ -2,6 +2,7 @@
 
 ``encode``, ``decode``, ``info`` and ``load_model`` are imported on first use, so that importing
 the package (and the command line's help, ``info`` and ``models``) does not load torch."""
+
 from importlib import import_module
 
 from .errors import DataError, InputError, LbaeError, LbaeFormatError, ModelError
@@ -9,8 +10,15 @@ from .errors import DataError, InputError, LbaeError, LbaeFormatError, ModelErro
 _LAZY = {"encode": "codec", "decode": "codec", "info": "fileinfo", "load_model": "zoo"}
 
 __all__ = [
-    "encode", "decode", "info", "load_model",
-    "LbaeError", "InputError", "LbaeFormatError", "ModelError", "DataError",
+    "encode",
+    "decode",
+    "info",
+    "load_model",
+    "LbaeError",
+    "InputError",
+    "LbaeFormatError",
+    "ModelError",
+    "DataError",
 ]
 __version__ = "0.1.0"
 

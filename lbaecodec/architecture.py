@@ -1,13 +1,33 @@
 """What a model is made of, without torch: the architecture record (checked before anything is
 built), the presets, and the names of its decoders. Light to import: the command line's help,
 `info` and `models` need it without loading torch."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 STAGES = DECODERS  # a training stage is named after the decoder it trains
+
+
+class ModelKind(str, Enum):
+    """What network a model file holds; the value is stored in its metadata."""
+
+    LBAE = "lbae"  # the codec
+    VAE = "vae"  # the paper's baselines, for the bench (built by lbaecodec.lab.baselines)
+    VQVAE = "vqvae"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return {"lbae": "LBAE", "vae": "VAE", "vqvae": "VQ-VAE"}[self.value]
+
+
+BASELINES = (ModelKind.VAE, ModelKind.VQVAE)
 
 
 @dataclass(frozen=True)
@@ -24,7 +44,7 @@ class Architecture:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Architecture":
+    def from_dict(cls, d: dict) -> Architecture:
         """From a model file's metadata, checked before anything is allocated."""
         if not isinstance(d, dict):
             raise ValueError("architecture is not a JSON object")
@@ -63,7 +83,8 @@ def _levels(size: int) -> int:
     return levels
 
 
-def _level_width(width: int, level: int) -> int:
+def level_width(width: int, level: int) -> int:
     return width * min(2**level, MAX_WIDTH_FACTOR)
+
 
 DATASETS = tuple(PRESETS)  # the datasets lbaecodec can load, each with its preset

@@ -1,4 +1,5 @@
 """±1 codes ↔ packed bytes. Bit k of the stream is +1 when set; most significant bit first."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The codec pipeline. Encode: image → tiles → network → bits → container.
 Decode walks the same steps backwards."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
+from .container import Coding
 from .errors import InputError, LbaeFormatError, ModelError
 from .fileinfo import PILLOW_LIMIT, FileInfo, check_header, check_pixels, info, pixel_limit  # noqa: F401
+from .images import to_float, to_uint8
 from .zoo import FIDELITY, Model, load_model, load_named
 
 TILE_BATCH = 256  # tiles per network call: bounds memory on large images
@@ -48,7 +51,7 @@ def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
     out = []
     for batch in tiling.iter_tile_batches(pixels, model.arch.size, TILE_BATCH):
-        x = torch.from_numpy(batch).to(model.device).permute(0, 3, 1, 2).float().div_(255)
+        x = to_float(batch).to(model.device)
         out.append(model.net.encode(x).cpu().numpy())
     return np.concatenate(out)
 
@@ -57,52 +60,51 @@ def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: st
     net = model.with_decoder(decoder)
     canvas = tiling.Canvas(grid, model.arch.channels)
     for start in range(0, len(codes), TILE_BATCH):
-        c = torch.from_numpy(np.ascontiguousarray(codes[start: start + TILE_BATCH])).to(model.device)
-        tiles = net.decode(c).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        canvas.add(tiles)
+        c = torch.from_numpy(np.ascontiguousarray(codes[start : start + TILE_BATCH])).to(model.device)
+        canvas.add(to_uint8(net.decode(c)))
     return canvas
 
 
-CODINGS = ("auto", "raw", "factorized", "context")
+AUTO_CODING = "auto"
+CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` accepts
 
 
-def _prior(m: Model, coding: int, required: bool = True) -> entropy.Prior | None:
-    prior = entropy.from_tensors(m.extras, container.CODING_NAMES[coding])
+def _prior(m: Model, coding: Coding, required: bool = True) -> entropy.Prior | None:
+    prior = entropy.from_tensors(m.extras, coding)
     if prior is None:
         if not required:
             return None
-        raise ModelError(f"model {m.id} ships no {container.CODING_NAMES[coding]} prior")
+        raise ModelError(f"model {m.id} ships no {coding.label} prior")
     if prior.bits != m.arch.bits:
         raise ModelError(f"model {m.id}: prior has {prior.bits} bits, network {m.arch.bits}")
     return prior
 
 
-def pack_codes(m: Model, codes: np.ndarray, coding: str = "auto") -> tuple[int, bytes]:
+def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[Coding, bytes]:
     """Codes → (coding method, payload). ``auto`` takes the model's best prior and falls
     back to raw bits when coding would not save space."""
-    raw = container.CODING_RAW, bits.pack(codes)
-    if coding == "raw":
+    if coding not in CODINGS:
+        raise InputError(f"unknown coding {coding!r}; choose from {', '.join(CODINGS)}")
+    raw = Coding.RAW, bits.pack(codes)
+    if coding == Coding.RAW.label:
         return raw
-    if coding == "auto":
-        best = ((c, p) for c in (container.CODING_CONTEXT, container.CODING_FACTORIZED)
-                if (p := _prior(m, c, required=False)) is not None)
+    if coding == AUTO_CODING:
+        best = ((c, p) for c in (Coding.CONTEXT, Coding.FACTORIZED) if (p := _prior(m, c, required=False)) is not None)
         method, prior = next(best, (None, None))
         if prior is None:
             return raw
-    elif coding in CODINGS:
-        method = {name: code for code, name in container.CODING_NAMES.items()}[coding]
-        prior = _prior(m, method)
     else:
-        raise InputError(f"unknown coding {coding!r}; choose from {', '.join(CODINGS)}")
+        method = Coding.from_label(coding)
+        prior = _prior(m, method)
     coded = entropy.encode(codes, prior)
-    return (method, coded) if coding != "auto" or len(coded) < len(raw[1]) else raw
+    return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
 
 
 def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
     """Payload → (tiles, bits) codes; coded payloads need the model's prior."""
     tiles = tiling.Grid(h.width, h.height, h.tile).count
     try:
-        if h.coding == container.CODING_RAW:
+        if h.coding == Coding.RAW:
             return bits.unpack(payload, tiles, h.bits)
         return entropy.decode(payload, tiles, _prior(m, h.coding))
     except (ValueError, RuntimeError) as e:
@@ -125,11 +127,21 @@ def encode(
     m = _as_model(model, device)
     codes = encode_codes(m, tiling.as_model_array(img, m.arch.channels))
     method, payload = pack_codes(m, codes, coding)
-    header = container.Header(
-        model_name=m.name, model_hash=m.hash, width=img.width, height=img.height,
-        mode=tiling.MODES.index(img.mode), coding=method, tile=m.arch.size, bits=m.arch.bits,
+    return container.write(file_header(m, img.width, img.height, img.mode, method), payload)
+
+
+def file_header(m: Model, width: int, height: int, mode: str, coding: Coding) -> container.Header:
+    """The header of a file this model writes for an image of this size and mode ("L", "RGB")."""
+    return container.Header(
+        model_name=m.name,
+        model_hash=m.hash,
+        width=width,
+        height=height,
+        mode=tiling.MODES.index(mode),
+        coding=coding,
+        tile=m.arch.size,
+        bits=m.arch.bits,
     )
-    return container.write(header, payload)
 
 
 def check_model(h: container.Header, m: Model) -> None:

@@ -3,19 +3,37 @@
 The layout is specified in docs/FORMAT.md; this module is its only implementation. It knows
 nothing about torch or images: it moves numbers and bytes.
 """
+
 from __future__ import annotations
 
 import math
 import zlib
 from dataclasses import dataclass
+from enum import IntEnum
 
 from .errors import LbaeFormatError
 
 MAGIC = b"LBA"
 VERSION = 1
 MAX_NAME = 64
-CODING_RAW, CODING_FACTORIZED, CODING_CONTEXT = 0, 1, 2
-CODING_NAMES = {CODING_RAW: "raw", CODING_FACTORIZED: "factorized", CODING_CONTEXT: "context"}
+
+
+class Coding(IntEnum):
+    """How the payload stores the code bits; the value is the header's 3-bit coding field."""
+
+    RAW = 0  # the bits packed, 8 to a byte
+    FACTORIZED = 1  # range-coded under an independent Bernoulli per bit position
+    CONTEXT = 2  # range-coded under a prior conditioned on the tile's earlier bits
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Coding:
+        return cls[label.upper()]
+
+
 CRC_BYTES = 4
 MODE_BITS = 0b11
 CODING_SHIFT = 2
@@ -29,7 +47,7 @@ class Header:
     width: int
     height: int
     mode: int  # 0 = L (gray), 1 = RGB
-    coding: int  # CODING_* value
+    coding: Coding
     tile: int  # tile side in pixels
     bits: int  # latent bits per tile
 
@@ -79,7 +97,7 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise LbaeFormatError("truncated .lbae file")
-        chunk = self.data[self.pos: self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -102,11 +120,20 @@ def header_bytes(h: Header, payload_len: int) -> bytes:
     if not 1 <= len(name) <= MAX_NAME or len(h.model_hash) != 4:
         raise ValueError("model name must be 1–64 ASCII characters and the hash 4 bytes")
     flags = (h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)
-    return b"".join([
-        MAGIC, bytes([VERSION, len(name)]), name, h.model_hash,
-        _varint(h.width), _varint(h.height), bytes([flags]),
-        _varint(h.tile), _varint(h.bits), _varint(payload_len),
-    ])
+    return b"".join(
+        [
+            MAGIC,
+            bytes([VERSION, len(name)]),
+            name,
+            h.model_hash,
+            _varint(h.width),
+            _varint(h.height),
+            bytes([flags]),
+            _varint(h.tile),
+            _varint(h.bits),
+            _varint(payload_len),
+        ]
+    )
 
 
 def write(h: Header, payload: bytes) -> bytes:
@@ -134,15 +161,15 @@ def read(data: bytes) -> tuple[Header, bytes]:
     crc = r.take(CRC_BYTES)
     if r.pos != len(data):
         raise LbaeFormatError(f"{len(data) - r.pos} unexpected bytes after the end of the .lbae data")
-    if zlib.crc32(data[: -CRC_BYTES]).to_bytes(CRC_BYTES, "big") != crc:
+    if zlib.crc32(data[:-CRC_BYTES]).to_bytes(CRC_BYTES, "big") != crc:
         raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
     # Past the CRC only a writer bug could trip these; they still get a clean error.
     coding = flags >> CODING_SHIFT & 0b111
     if not 1 <= name_len <= MAX_NAME or not name_raw.isascii():
         raise LbaeFormatError("corrupted .lbae header (model name)")
-    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in CODING_NAMES:
+    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in set(Coding):
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
     if min(width, height, tile, bits) < 1:
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")
-    h = Header(name_raw.decode("ascii"), model_hash, width, height, flags & MODE_BITS, coding, tile, bits)
+    h = Header(name_raw.decode("ascii"), model_hash, width, height, flags & MODE_BITS, Coding(coding), tile, bits)
     return h, payload

@@ -13,23 +13,23 @@ so encoder and decoder get bit-identical probabilities on any machine.
 Symbols are coded bit-major: bit 0 of every tile, then bit 1 of every tile, and so on, so
 decoding takes ``bits`` vectorised steps however many tiles an image has.
 """
+
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
+import constriction
 import numpy as np
 import torch
 
-import constriction
-
+from .container import Coding
 from .errors import ModelError
 
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
 P_STEPS = 1 << 16
 CODER_SLACK_BITS = 64  # a range coder's output may fall short of the ideal cost by its final state
-FACTORIZED, CONTEXT = "factorized", "context"
 # tensor names in the model file: int32 (bits,), int32 (bits,), int16 (bits, bits)
 FACTORIZED_BIAS, CONTEXT_BIAS, CONTEXT_WEIGHT = "prior.factorized_bias", "prior.context_bias", "prior.context_weight"
 
@@ -135,8 +135,7 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     return codes
 
 
-def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4,
-        seed: int = 0) -> Prior:
+def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4, seed: int = 0) -> Prior:
     """Fit a prior on training codes (tiles, bits) of ±1 by maximum likelihood (Adam)."""
     x = torch.from_numpy(np.asarray(codes, np.float32))
     mean = x.mean(0).clamp(-0.999, 0.999)
@@ -169,13 +168,13 @@ def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, tor
     return out
 
 
-def from_tensors(tensors: dict[str, torch.Tensor], kind: str) -> Prior | None:
-    """The model's prior of this kind (FACTORIZED or CONTEXT), or None if it ships none;
+def from_tensors(tensors: dict[str, torch.Tensor], coding: Coding) -> Prior | None:
+    """The model's prior for this coding (factorized or context), or None if it ships none;
     ModelError if its tensors are not the integers of the shapes FORMAT.md gives."""
-    if kind == CONTEXT and (CONTEXT_WEIGHT in tensors or CONTEXT_BIAS in tensors):
+    if coding == Coding.CONTEXT and (CONTEXT_WEIGHT in tensors or CONTEXT_BIAS in tensors):
         bias = _integers(tensors, CONTEXT_BIAS, torch.int32, None)
         return Prior(bias, _integers(tensors, CONTEXT_WEIGHT, torch.int16, (len(bias), len(bias))))
-    if kind == FACTORIZED and FACTORIZED_BIAS in tensors:
+    if coding == Coding.FACTORIZED and FACTORIZED_BIAS in tensors:
         return Prior(_integers(tensors, FACTORIZED_BIAS, torch.int32, None))
     return None
 

@@ -35,3 +35,25 @@ class DataError(LbaeError):
     """A dataset is missing, fails its checksum, or cannot be parsed."""
 
     exit_code = 5
+
+
+class MissingExtra(LbaeError):
+    """A command needs an optional dependency that is not installed."""
+
+    exit_code = 6
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        super().__init__(f"{purpose} needs the Python package {module!r}: pip install 'lbaecodec[{extra}]'")
+        self.module, self.extra = module, extra
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or raise MissingExtra naming the extra that brings it."""
+    from importlib import import_module
+
+    try:
+        return import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module.split(".")[0]:
+            raise
+        raise MissingExtra(module, extra, purpose) from None

@@ -1,5 +1,6 @@
 """What a .lbae file holds, and whether it may be decoded, read from its header alone: no model,
 no torch (the command line's `info` imports only this). ``decode`` makes the same checks first."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,7 @@ def pixel_limit(max_pixels: int | None) -> int | None:
 
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} "
-                         f"(--max-pixels)")
+        raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} (--max-pixels)")
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,10 @@ def check_header(h: container.Header, payload: bytes, max_pixels: int | None) ->
     the model's prior before decoding: ``entropy.decode``.)"""
     check_pixels(h.width, h.height, max_pixels)
     needed = container.packed_size(container.Grid(h.width, h.height, h.tile).count * h.bits)
-    if h.coding == container.CODING_RAW and len(payload) != needed:
-        raise LbaeFormatError(f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid "
-                              f"needs {needed}")
+    if h.coding == container.Coding.RAW and len(payload) != needed:
+        raise LbaeFormatError(
+            f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid needs {needed}"
+        )
 
 
 def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
@@ -71,10 +72,18 @@ def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
     check_header(h, payload, pixel_limit(max_pixels))
     grid = container.Grid(h.width, h.height, h.tile)
     return FileInfo(
-        model=f"{h.model_name}@{h.model_hash.hex()}", width=h.width, height=h.height,
-        mode=container.MODES[h.mode], coding=container.CODING_NAMES[h.coding], tile=h.tile,
-        grid=(grid.cols, grid.rows), tiles=grid.count, bits_per_tile=h.bits,
-        code_bits=grid.count * h.bits, header_bytes=len(data) - len(payload),
-        payload_bytes=len(payload), raw_payload_bytes=container.packed_size(grid.count * h.bits),
+        model=f"{h.model_name}@{h.model_hash.hex()}",
+        width=h.width,
+        height=h.height,
+        mode=container.MODES[h.mode],
+        coding=h.coding.label,
+        tile=h.tile,
+        grid=(grid.cols, grid.rows),
+        tiles=grid.count,
+        bits_per_tile=h.bits,
+        code_bits=grid.count * h.bits,
+        header_bytes=len(data) - len(payload),
+        payload_bytes=len(payload),
+        raw_payload_bytes=container.packed_size(grid.count * h.bits),
         file_bytes=len(data),
     )

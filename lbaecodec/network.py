@@ -5,14 +5,17 @@ BatchNorm and LeakyReLU(0.02); a linear layer to the latent, tanh, then sign() w
 straight-through gradient. The decoder mirrors it with transposed convolutions and ends in a
 sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to tensors of ±1.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .architecture import BOTTOM, LIMITS, MAX_WIDTH_FACTOR, PRESETS, Architecture, _level_width, _levels  # noqa: F401
+from .architecture import BOTTOM, Architecture, ModelKind, _levels, level_width
+from .errors import ModelError
 
 LEAK = 0.02
 
@@ -33,16 +36,16 @@ class ResBlock(nn.Module):
         return self.act(x + self.body(x))
 
 
-def _conv_bn_act(conv: nn.Module, ch: int) -> list[nn.Module]:
+def conv_bn_act(conv: nn.Module, ch: int) -> list[nn.Module]:
     return [conv, nn.BatchNorm2d(ch), nn.LeakyReLU(LEAK)]
 
 
 def down_path(arch: Architecture, levels: int) -> list[nn.Module]:
     """Image → features: a 3×3 stem, then per level a 4×4 stride-2 conv and a residual block."""
-    layers = _conv_bn_act(nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width)
+    layers = conv_bn_act(nn.Conv2d(arch.channels, arch.width, 3, padding=1, bias=False), arch.width)
     for level in range(levels):
-        cin, cout = _level_width(arch.width, level), _level_width(arch.width, level + 1)
-        layers += [*_conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout), ResBlock(cout)]
+        cin, cout = level_width(arch.width, level), level_width(arch.width, level + 1)
+        layers += [*conv_bn_act(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), cout), ResBlock(cout)]
     return layers
 
 
@@ -50,8 +53,8 @@ def up_path(arch: Architecture, levels: int) -> list[nn.Module]:
     """Features → pixel logits: ``down_path`` mirrored with transposed convolutions."""
     layers: list[nn.Module] = []
     for level in range(levels, 0, -1):
-        cin, cout = _level_width(arch.width, level), _level_width(arch.width, level - 1)
-        layers += [ResBlock(cin), *_conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
+        cin, cout = level_width(arch.width, level), level_width(arch.width, level - 1)
+        layers += [ResBlock(cin), *conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
     return [*layers, nn.Conv2d(arch.width, arch.channels, 3, padding=1)]
 
 
@@ -72,7 +75,7 @@ class Encoder(nn.Module):
         super().__init__()
         levels = _levels(arch.size)
         self.features = nn.Sequential(*down_path(arch, levels))
-        self.to_latent = nn.Linear(_level_width(arch.width, levels) * BOTTOM * BOTTOM, arch.bits)
+        self.to_latent = nn.Linear(level_width(arch.width, levels) * BOTTOM * BOTTOM, arch.bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] → pre-binarisation latents in (-1, 1)."""
@@ -83,7 +86,7 @@ class Decoder(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         levels = _levels(arch.size)
-        self.bottom_ch = _level_width(arch.width, levels)
+        self.bottom_ch = level_width(arch.width, levels)
         self.from_latent = nn.Sequential(
             nn.Linear(arch.bits, self.bottom_ch * BOTTOM * BOTTOM, bias=False),
             nn.BatchNorm1d(self.bottom_ch * BOTTOM * BOTTOM),
@@ -106,7 +109,7 @@ class LBAE(nn.Module):
         self.encoder = Encoder(arch)
         self.decoder = Decoder(arch)
 
-    kind = "lbae"
+    kind = ModelKind.LBAE
 
     @property
     def code_bits(self) -> int:
@@ -117,7 +120,7 @@ class LBAE(nn.Module):
         codes = SignSTE.apply(self.encoder(x))
         return self.decoder(codes), codes.new_zeros(())
 
-    def with_decoder(self, decoder: Decoder) -> "LBAE":
+    def with_decoder(self, decoder: Decoder) -> LBAE:
         """The same encoder with another decoder (modules shared, not copied)."""
         other = copy.copy(self)
         other._modules = {**self._modules, "decoder": decoder}
@@ -139,5 +142,16 @@ class LBAE(nn.Module):
         return torch.sigmoid(self.decoder(codes))
 
 
-def build(arch: Architecture) -> LBAE:
-    return LBAE(arch)
+NETWORKS: dict[ModelKind, Callable[[Architecture], nn.Module]] = {ModelKind.LBAE: LBAE}
+
+
+def register_network(kind: ModelKind, network: Callable[[Architecture], nn.Module]) -> None:
+    """Teach model loading another kind of network (the lab registers its baselines)."""
+    NETWORKS[kind] = network
+
+
+def build_network(kind: ModelKind, arch: Architecture) -> nn.Module:
+    """An untrained network of this kind; baselines need ``lbaecodec.lab`` imported first."""
+    if kind not in NETWORKS:
+        raise ModelError(f"{kind} models are built by the lab: import lbaecodec.lab first")
+    return NETWORKS[kind](arch)

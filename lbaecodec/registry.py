@@ -1,6 +1,7 @@
 """The model registry, without torch: where model files are looked up, what their headers and
 cards say, and which names are valid. Reading a header never loads tensors or runs code; the
 command line's `models` and `info` work from here alone."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import InputError, ModelError, printable
+from .files import write_atomic
 
 DEFAULT_MODEL = "cifar10"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
@@ -118,7 +120,4 @@ def write_card(weights: Path, card: dict, card_dir: Path | None = None) -> Path:
     full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
     full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
     path = card_path(weights, card_dir)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(full, indent=2) + "\n")
-    tmp.replace(path)  # a failed write leaves the old card, never half a new one
-    return path
+    return write_atomic(path, json.dumps(full, indent=2) + "\n")  # never half a card

@@ -4,16 +4,17 @@ An image is cut into a grid of size×size tiles, the right and bottom edges padd
 repeating the last row/column (edge padding keeps the padded area cheap to code and free of
 false edges). Decode writes tiles back into the grid and crops to the original size.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
 
 from .container import MODES, Grid  # noqa: F401  (image modes and the tile grid are part of the file format)
-
+from .images import to_pil
 
 
 def normalise_mode(img: Image.Image) -> Image.Image:
@@ -56,7 +57,7 @@ def iter_tile_batches(pixels: np.ndarray, tile: int, batch: int) -> Iterator[np.
 def _tile_at(pixels: np.ndarray, grid: Grid, index: int) -> np.ndarray:
     r, c = divmod(index, grid.cols)
     y, x = r * grid.tile, c * grid.tile
-    block = pixels[y: y + grid.tile, x: x + grid.tile]
+    block = pixels[y : y + grid.tile, x : x + grid.tile]
     pad_y, pad_x = grid.tile - block.shape[0], grid.tile - block.shape[1]
     if pad_y or pad_x:
         block = np.pad(block, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
@@ -75,12 +76,11 @@ class Canvas:
         t = self.grid.tile
         for tile_pixels in tiles:
             r, c = divmod(self.filled, self.grid.cols)
-            self.pixels[r * t: (r + 1) * t, c * t: (c + 1) * t] = tile_pixels
+            self.pixels[r * t : (r + 1) * t, c * t : (c + 1) * t] = tile_pixels
             self.filled += 1
 
     def image(self, mode: str) -> Image.Image:
         if self.filled != self.grid.count:
             raise ValueError(f"{self.filled} of {self.grid.count} tiles decoded")
         crop = self.pixels[: self.grid.height, : self.grid.width]
-        img = Image.fromarray(crop[..., 0] if crop.shape[2] == 1 else crop)
-        return img.convert(mode)
+        return to_pil(crop).convert(mode)

@@ -6,6 +6,7 @@ safetensors metadata, so one file is enough to run it. The model identifier stor
 .lbae file is the name plus the first 4 bytes of the SHA-256 of this file: any change of
 weights, statistics or priors changes it. Loading never executes code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,23 +17,42 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
+from torch import nn
 
+from .architecture import AUTO, DECODERS, FIDELITY, REALISM, Architecture, ModelKind
 from .errors import InputError, LbaeFormatError, ModelError, printable
-from .baselines import build
-from .architecture import AUTO, DECODERS, FIDELITY, REALISM, Architecture
-from .network import LBAE, Decoder
-from .registry import (DEFAULT_MODEL, META_ARCH, META_KIND, META_NAME, NAME, available, card_path,  # noqa: F401
-                       check_name, read_card, read_header, read_metadata, resolve, weights_dirs, write_card)
+from .files import write_atomic
+from .network import LBAE, Decoder, build_network
+from .registry import (  # noqa: F401
+    DEFAULT_MODEL,
+    META_ARCH,
+    META_KIND,
+    META_NAME,
+    NAME,
+    available,
+    card_path,
+    check_name,
+    read_card,
+    read_header,
+    read_metadata,
+    resolve,
+    weights_dirs,
+    write_card,
+)
 
-MODEL_PREFIX = "model."
-REALISM_PREFIX = REALISM + "."  # the realism decoder's tensors (the fidelity one is model.decoder)
+# Tensor names in a model file (docs/FORMAT.md, "Model files")
+MODEL_PREFIX = "model."  # the network: encoder and fidelity decoder
+REALISM_PREFIX = REALISM + "."  # the realism decoder, when the model has one
+STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
+LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
+ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
 
 
 @dataclass
 class Model:
     name: str
     hash: bytes
-    net: LBAE
+    net: nn.Module  # an LBAE; a VAE or VQ-VAE for the bench's baselines
     path: Path
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
@@ -65,18 +85,19 @@ class Model:
         return f"{self.name}@{self.hash.hex()}"
 
 
-def _check_table(path: Path, table: dict[str, dict], kind: str, arch: Architecture) -> None:
+def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Architecture) -> None:
     """Every network tensor the architecture implies is in the file with its shape: checked on
     a skeleton on the meta device, before any real allocation."""
     with torch.device("meta"):
-        expected = {MODEL_PREFIX + k: list(v.shape) for k, v in build(kind, arch).state_dict().items()}
+        expected = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
     for name, shape in expected.items():
         if name not in table or table[name]["shape"] != shape:
             found = table[name]["shape"] if name in table else "missing"
-            raise ModelError(f"{path}: not a valid lbaecodec model (tensor {name}: {found}, "
-                             f"the architecture needs {shape})")
+            raise ModelError(
+                f"{path}: not a valid lbaecodec model (tensor {name}: {found}, the architecture needs {shape})"
+            )
 
 
 def load_named(name: str, device: str = "auto") -> Model:
@@ -87,8 +108,10 @@ def load_named(name: str, device: str = "auto") -> Model:
     models = available()
     if name not in models:
         known = ", ".join(sorted(models)) or "none installed"
-        raise ModelError(f"the file needs model {name!r}, which is not installed (available: {known}); "
-                         f"give its weights with --model PATH")
+        raise ModelError(
+            f"the file needs model {name!r}, which is not installed (available: {known}); "
+            f"give its weights with --model PATH"
+        )
     return load_model(models[name], device)
 
 
@@ -102,16 +125,21 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tuple[str, ...] = ("lbae",)) -> Model:
+def load_model(
+    spec: str | Path | None = None, device: str = "auto", kinds: tuple[ModelKind, ...] = (ModelKind.LBAE,)
+) -> Model:
     """Load a model by name (shipped/installed) or by path to its .safetensors file.
 
     ``kinds``: which networks the caller can use (codec work needs an LBAE; the bench also
     loads the VAE and VQ-VAE baselines)."""
     path = resolve(spec)
     meta, table = read_header(path)
-    kind = meta.get(META_KIND, "lbae")
+    try:
+        kind = ModelKind(meta.get(META_KIND, ModelKind.LBAE))
+    except ValueError:
+        raise ModelError(f"{path}: unknown model kind {printable(str(meta.get(META_KIND)))!r}") from None
     if kind not in kinds:
-        raise ModelError(f"{path}: a {kind} baseline, not an LBAE codec model")
+        raise ModelError(f"{path}: holds a {kind.label} network, not {' or '.join(k.label for k in kinds)}")
     try:
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
     except (KeyError, ValueError, TypeError) as e:
@@ -120,10 +148,10 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
     raw = path.read_bytes()
     try:
         tensors = load(raw)
-        net = build(kind, arch)
-        state = {k[len(MODEL_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+        net = build_network(kind, arch)
+        state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
-        realism = _realism_decoder(arch, tensors) if kind == "lbae" else None
+        realism = _realism_decoder(arch, tensors) if kind == ModelKind.LBAE else None
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
@@ -133,8 +161,11 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
         hash=hashlib.sha256(raw).digest()[:4],
         net=net.eval().to(pick_device(device)),
         path=path,
-        extras={k: v.float() if v.dtype == torch.float16 else v
-                for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))},
+        extras={
+            k: v.float() if v.dtype == torch.float16 else v
+            for k, v in tensors.items()
+            if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))
+        },
         card=read_card(card),
         realism=realism.eval().to(pick_device(device)) if realism is not None else None,
     )
@@ -142,7 +173,7 @@ def load_model(spec: str | Path | None = None, device: str = "auto", kinds: tupl
 
 
 def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> Decoder | None:
-    state = {k[len(REALISM_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(REALISM_PREFIX)}
+    state = {k[len(REALISM_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(REALISM_PREFIX)}
     if not state:
         return None
     decoder = Decoder(arch)
@@ -151,7 +182,7 @@ def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> De
 
 
 def export(
-    net: LBAE,
+    net: nn.Module,
     name: str,
     path: Path,
     card: dict | None = None,
@@ -166,27 +197,26 @@ def export(
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
-    meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: net.kind}
+    meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(save(tensors, metadata=meta))
-    tmp.replace(path)
+    write_atomic(path, save(tensors, metadata=meta))
     write_card(path, card or {})
     return path
 
 
 def _shipped_state(net: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
     dtype = torch.float16 if half else torch.float32
-    return {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-            for k, v in net.state_dict().items()}
+    return {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in net.state_dict().items()
+    }
 
 
 def as_shipped(net: torch.nn.Module, half: bool = True) -> torch.nn.Module:
     """A CPU copy of ``net`` whose weights went through the shipping dtype, as loading the
     exported file would give (for measuring what users get before the file exists)."""
-    copy = build(net.kind, net.arch)
-    copy.load_state_dict({k: v.float() if v.is_floating_point() else v
-                          for k, v in _shipped_state(net, half).items()})
+    copy = build_network(net.kind, net.arch)
+    copy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in _shipped_state(net, half).items()})
     return copy.eval()
 
 

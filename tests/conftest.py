@@ -7,15 +7,17 @@ import torch
 from PIL import Image
 
 from lbaecodec import entropy, registry, zoo
-from lbaecodec.export import encode_all
-from lbaecodec.network import LBAE, PRESETS, Decoder
+from lbaecodec.architecture import PRESETS
+from lbaecodec.lab.export import encode_all
+from lbaecodec.network import LBAE, Decoder
 
 TEST_WIDTH = 4  # tiny random networks: same code path as shipped models, fast on CPU
 torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
 
 
-def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False,
-               realism: bool = False) -> Path:
+def make_model(
+    folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False, realism: bool = False
+) -> Path:
     torch.manual_seed(seed)
     arch = replace(PRESETS[preset], width=TEST_WIDTH)
     net = LBAE(arch).eval()
@@ -25,8 +27,9 @@ def make_model(folder: Path, name: str, preset: str, seed: int = 0, priors: bool
         images = np.random.default_rng(seed).integers(0, 256, (256, arch.size, arch.size, arch.channels), np.uint8)
         codes = encode_all(net, images)
         extras = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
-    return zoo.export(net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"},
-                      extras=extras, realism=second)
+    return zoo.export(
+        net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"}, extras=extras, realism=second
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,12 @@ import pytest
 from click.testing import CliRunner
 
 import lbaecodec
-from lbaecodec import bench, cli, cli_bench
+from lbaecodec import cli
+from lbaecodec.cli import bench as cli_bench
 from lbaecodec.errors import InputError
-from lbaecodec.metrics import fid as fidlib
-from lbaecodec.metrics.quality import psnr, ssim
+from lbaecodec.lab import bench
+from lbaecodec.lab.metrics import fid as fidlib
+from lbaecodec.lab.metrics.quality import psnr, ssim
 
 
 def test_frechet_distance_of_gaussians_closed_form():
@@ -75,8 +77,9 @@ def test_cached_statistics_are_reused(tmp_path):
 def test_bench_tiny_run_writes_table(tmp_path):
     images = np.random.default_rng(5).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     m = lbaecodec.load_model("cifar10", device="cpu")
-    rows = bench.run(m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache",
-                     {"WEBP": [0], "JPEG": [5]}, "synthetic")
+    rows = bench.run(
+        m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache", {"WEBP": [0], "JPEG": [5]}, "synthetic"
+    )
     by = {r.method: r for r in rows}
     lbae = rows[0]
     assert lbae.method == f"LBAE ({m.id})"
@@ -98,8 +101,9 @@ def test_bench_tiny_run_writes_table(tmp_path):
 def test_bench_rows_for_each_decoder_and_the_paper_protocol(tmp_path):
     images = np.random.default_rng(6).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     m = lbaecodec.load_model("dual", device="cpu")
-    rows = bench.run(m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache", {}, "synthetic",
-                     paper_protocol=True)
+    rows = bench.run(
+        m, "cifar10", images, tmp_path, StubFeatures(), tmp_path / "cache", {}, "synthetic", paper_protocol=True
+    )
     by = {r.method: r for r in rows}
     fidelity, realism = by[f"LBAE ({m.id})"], by[f"LBAE ({m.id}), realism decoder"]
     assert fidelity.file_bytes == realism.file_bytes and fidelity.psnr != realism.psnr  # same bits
@@ -171,26 +175,37 @@ def test_update_card_records_the_lbae_row(tmp_path):
     from lbaecodec import zoo
     from lbaecodec.errors import ModelError
 
-    m = zoo.load_model(zoo.export(lbaecodec.load_model("cifar10", device="cpu").net, "mine",
-                                  tmp_path / "mine.safetensors", card={"epochs": 3}), device="cpu")
+    m = zoo.load_model(
+        zoo.export(
+            lbaecodec.load_model("cifar10", device="cpu").net, "mine", tmp_path / "mine.safetensors", card={"epochs": 3}
+        ),
+        device="cpu",
+    )
     row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
-    card = json.loads(cli_bench.record_in_card(m, row, "synthetic", 12).read_text())
+    card = json.loads(bench.record_in_card(m, row, "synthetic", 12).read_text())
     assert card["epochs"] == 3 and card["model_id"] == m.id
     assert card["test_fid"]["fid"] == 50.5 and card["test_fid"]["images"] == 12
     zoo.card_path(m.path).write_text(json.dumps({"model_id": "mine@00000000"}))
     with pytest.raises(ModelError, match="describes mine@00000000"):
-        cli_bench.record_in_card(m, row, "synthetic", 12)
+        bench.record_in_card(m, row, "synthetic", 12)
 
 
 def test_card_dir_receives_the_updated_card_and_leaves_the_installed_one(tmp_path):
     from lbaecodec import zoo
 
     installed, checkout = tmp_path / "site", tmp_path / "checkout"
-    m = zoo.load_model(zoo.export(lbaecodec.load_model("cifar10", device="cpu").net, "mine",
-                                  installed / "mine.safetensors", card={"epochs": 3}), device="cpu")
+    m = zoo.load_model(
+        zoo.export(
+            lbaecodec.load_model("cifar10", device="cpu").net,
+            "mine",
+            installed / "mine.safetensors",
+            card={"epochs": 3},
+        ),
+        device="cpu",
+    )
     checkout.mkdir()
     row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
-    written = cli_bench.record_in_card(m, row, "synthetic", 12, str(checkout))
+    written = bench.record_in_card(m, row, "synthetic", 12, checkout)
     assert written == checkout / "mine.json"
     card = json.loads(written.read_text())
     assert card["epochs"] == 3 and card["test_fid"]["fid"] == 50.5 and card["model_id"] == m.id

@@ -1,4 +1,5 @@
 """bench/calibrate.py: matching the JPEG copy to the exact images, and the train-vs-test part."""
+
 import importlib.util
 import json
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lbaecodec.metrics import fid as fidlib
+from lbaecodec.lab.metrics import fid as fidlib
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "calibrate.py"
 
@@ -52,17 +53,37 @@ def test_train_vs_test_part_keeps_the_exact_part_and_reuses_cached_test_statisti
     np.savez(tmp_path / "cifar10-jpeg75.npz", x_train=train, x_test=test)
     out, cache = tmp_path / "results", tmp_path / "cache"
     out.mkdir()
-    earlier = {"model": "cifar10@00000000", "images": 1000, "fid_exact_vs_itself": 0.0,
-               "match": {"unique_matches": 1000, "psnr_exact_vs_jpeg_copy_db": 30.5},
-               "fid_jpeg_copy_vs_exact": 50.0, "lbae_fid_vs_exact": 118.6, "lbae_psnr_vs_exact_db": 22.8,
-               "lbae_fid_on_jpeg_copy": 95.4, "lbae_psnr_on_jpeg_copy_db": 23.1}
+    earlier = {
+        "model": "cifar10@00000000",
+        "images": 1000,
+        "fid_exact_vs_itself": 0.0,
+        "match": {"unique_matches": 1000, "psnr_exact_vs_jpeg_copy_db": 30.5},
+        "fid_jpeg_copy_vs_exact": 50.0,
+        "lbae_fid_vs_exact": 118.6,
+        "lbae_psnr_vs_exact_db": 22.8,
+        "lbae_fid_on_jpeg_copy": 95.4,
+        "lbae_psnr_on_jpeg_copy_db": 23.1,
+    }
     (out / "cifar10-calibration.json").write_text(json.dumps(earlier))
     fidlib.cached_statistics(test, CountingFeatures(), cache)  # what a 10,000-image bench leaves behind
 
     stub = CountingFeatures()
     monkeypatch.setattr(calibrate.fidlib, "InceptionFeatures", lambda *a, **k: stub)
-    monkeypatch.setattr(sys, "argv", ["calibrate.py", "--data-dir", str(tmp_path), "--out", str(out),
-                                      "--cache", str(cache), "--part", "train-vs-test"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "calibrate.py",
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--part",
+            "train-vs-test",
+        ],
+    )
     calibrate.main()
 
     result = json.loads((out / "cifar10-calibration.json").read_text())

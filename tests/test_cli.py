@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lbaecodec import cli
+from lbaecodec import cli, files
 
 from .conftest import save_image
 
@@ -99,8 +99,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, png, monkeypatch):
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli.os, "replace", broken)
-    monkeypatch.setattr(cli.os, "link", broken)
+    monkeypatch.setattr(files.os, "replace", broken)
+    monkeypatch.setattr(files.os, "link", broken)
     r = run("encode", png, tmp_path / "a.lbae")
     assert r.exit_code == 1 and "No space left" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
@@ -127,8 +127,10 @@ def test_quick_commands_do_not_load_torch(tmp_path, png, args):
 
     assert run("encode", png, tmp_path / "a.lbae").exit_code == 0
     args = [str(tmp_path / "a.lbae") if a == "FILE" else a for a in args]
-    code = ("import sys, lbaecodec; from lbaecodec.cli import main; sys.argv = ['lbaecodec', *sys.argv[1:]]\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, lbaecodec; from lbaecodec.cli import main; sys.argv = ['lbaecodec', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-500:]

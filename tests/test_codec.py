@@ -22,8 +22,11 @@ def test_round_trip_keeps_size_and_mode(tmp_path, shape):
     assert out.size == (shape[1], shape[0]) and out.mode == ("RGB" if len(shape) == 3 else "L")
     i = lbaecodec.info(data)
     payload = bits.packed_size(i.tiles * 600)
-    assert len(data) == i.header_bytes + payload == len(container.header_bytes(
-        container.read(data)[0], payload)) + payload + container.CRC_BYTES
+    assert (
+        len(data)
+        == i.header_bytes + payload
+        == len(container.header_bytes(container.read(data)[0], payload)) + payload + container.CRC_BYTES
+    )
 
 
 def test_encoding_is_deterministic(rgb_image):

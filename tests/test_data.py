@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lbaecodec import data
 from lbaecodec.errors import DataError
+from lbaecodec.lab import data
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -24,7 +24,7 @@ def mnist_dir(tmp_path):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
         names = data.MNIST_FILES[(split, "images")], data.MNIST_FILES[(split, "labels")]
-        for name, arr in zip(names, (images, labels)):
+        for name, arr in zip(names, (images, labels), strict=True):
             (tmp_path / name).write_bytes(gzip.compress(idx_bytes(arr)))
     return tmp_path
 
@@ -67,8 +67,9 @@ def test_missing_files_are_a_clean_error(tmp_path):
 
 def cifar_batch(n: int, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"labels": list(rng.integers(0, 10, n).tolist())})
+    return pickle.dumps(
+        {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n).tolist())}
+    )
 
 
 def write_cifar(folder, batches):

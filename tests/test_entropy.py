@@ -3,6 +3,7 @@ import pytest
 
 import lbaecodec
 from lbaecodec import container, entropy
+from lbaecodec.container import Coding
 from lbaecodec.errors import LbaeFormatError
 
 
@@ -22,9 +23,12 @@ def priors():
 @pytest.mark.parametrize("tiles", [1, 2, 37])
 def test_bit_exact_round_trip(priors, tiles):
     rng = np.random.default_rng(tiles)
-    for codes in (correlated_codes(tiles, seed=tiles + 1),
-                  rng.choice([-1.0, 1.0], size=(tiles, 120)).astype(np.float32),
-                  np.ones((tiles, 120), np.float32), -np.ones((tiles, 120), np.float32)):
+    for codes in (
+        correlated_codes(tiles, seed=tiles + 1),
+        rng.choice([-1.0, 1.0], size=(tiles, 120)).astype(np.float32),
+        np.ones((tiles, 120), np.float32),
+        -np.ones((tiles, 120), np.float32),
+    ):
         for prior in priors:
             np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
 
@@ -39,12 +43,12 @@ def test_context_model_beats_factorized_on_correlated_bits(priors):
 
 def test_prior_tensors_round_trip(priors):
     t = entropy.to_tensors(*priors)
-    f, c = entropy.from_tensors(t, entropy.FACTORIZED), entropy.from_tensors(t, entropy.CONTEXT)
+    f, c = entropy.from_tensors(t, Coding.FACTORIZED), entropy.from_tensors(t, Coding.CONTEXT)
     np.testing.assert_array_equal(f.bias, priors[0].bias)
     np.testing.assert_array_equal(c.bias, priors[1].bias)  # the context prior's own bias, not the factorized one
     np.testing.assert_array_equal(c.weight, priors[1].weight)
     assert not np.array_equal(priors[0].bias, priors[1].bias)  # else the line above could not tell them apart
-    assert entropy.from_tensors({}, entropy.CONTEXT) is None
+    assert entropy.from_tensors({}, Coding.CONTEXT) is None
 
 
 def test_codec_uses_context_coding_by_default(rgb_image):
@@ -84,13 +88,21 @@ def test_probability_table_is_exact_and_pinned():
     from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
     table = entropy.probability_table()
-    assert hashlib.sha256(table.astype("<u4").tobytes()).hexdigest() == \
-        "7338fc71b85324b07735132b19f0f8afeb130d2a26607a52cbc560b38eee1e14"
+    assert (
+        hashlib.sha256(table.astype("<u4").tobytes()).hexdigest()
+        == "7338fc71b85324b07735132b19f0f8afeb130d2a26607a52cbc560b38eee1e14"
+    )
     logits = range(-entropy.MAX_LOGIT, entropy.MAX_LOGIT + 1)
     with localcontext() as ctx:
         ctx.prec = 40
-        exact = [int((Decimal(entropy.P_STEPS) / (1 + (Decimal(-l) / entropy.SCALE).exp()))
-                     .quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) for l in logits[::64]]
+        exact = [
+            int(
+                (Decimal(entropy.P_STEPS) / (1 + (Decimal(-logit) / entropy.SCALE).exp())).quantize(
+                    Decimal(1), rounding=ROUND_HALF_EVEN
+                )
+            )
+            for logit in logits[::64]
+        ]
     assert table[::64].tolist() == exact
     z = np.arange(-entropy.MAX_LOGIT, entropy.MAX_LOGIT + 1) / entropy.SCALE
     assert np.array_equal(table, np.round(entropy.P_STEPS / (1.0 + np.exp(-z))))

@@ -3,8 +3,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lbaecodec import cli, export, generate, zoo
-from lbaecodec.export import LABEL_MEAN, STATS_MEAN, STATS_MOMENT, code_statistics
+from lbaecodec import cli, zoo
+from lbaecodec.lab import export, generate
+from lbaecodec.lab.export import code_statistics
+from lbaecodec.zoo import LABEL_MEAN, STATS_MEAN, STATS_MOMENT
 
 from .conftest import save_image
 
@@ -13,10 +15,14 @@ def correlated_bits(n, seed):
     """Signs of a correlated Gaussian, oriented by a last coordinate: biased, correlated bits
     of the family the copula describes exactly."""
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 4)) @ np.array([[1.0, 0.8, -0.5, 0.0, 0.3, 0.5],
-                                                 [0.0, 0.6, 0.5, 0.2, 0.0, -0.3],
-                                                 [0.0, 0.0, 0.7, 0.9, -0.4, 0.0],
-                                                 [0.2, 0.0, 0.0, 0.3, 0.5, 1.0]])
+    z = rng.standard_normal((n, 4)) @ np.array(
+        [
+            [1.0, 0.8, -0.5, 0.0, 0.3, 0.5],
+            [0.0, 0.6, 0.5, 0.2, 0.0, -0.3],
+            [0.0, 0.0, 0.7, 0.9, -0.4, 0.0],
+            [0.2, 0.0, 0.0, 0.3, 0.5, 1.0],
+        ]
+    )
     return np.where(z[:, :-1] * np.sign(z[:, -1:]) >= 0, 1.0, -1.0)
 
 
@@ -58,7 +64,7 @@ def test_interpolation_endpoints_decode_to_endpoint_codes():
 def test_attribute_directions():
     codes = np.array([[1, 1], [-1, 1], [1, -1]], np.int8)
     attributes = np.array([[1, -1], [-1, -1], [1, 1]])
-    d = export.attribute_directions(codes, attributes)[export.ATTRIBUTE_DIRECTION].numpy()
+    d = export.attribute_directions(codes, attributes)[zoo.ATTRIBUTE_DIRECTION].numpy()
     np.testing.assert_allclose(d[0], [2.0, -1.0])  # first attribute: mean of rows 0, 2 minus row 1
     np.testing.assert_allclose(d[1], [1.0, -2.0])
 
@@ -75,9 +81,14 @@ def labelled_model(tmp_path):
     extras[STATS_MEAN] = torch.zeros(600)
     extras[STATS_MOMENT] = torch.eye(600)
     extras[LABEL_MEAN] = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 600))).float()
-    extras[export.ATTRIBUTE_DIRECTION] = torch.ones(1, 600)
-    path = zoo.export(m.net, "labelled", tmp_path / "labelled.safetensors", extras=extras,
-                      card={"labels": ["cat", "dog", "ship"], "attributes": ["Bright"]})
+    extras[zoo.ATTRIBUTE_DIRECTION] = torch.ones(1, 600)
+    path = zoo.export(
+        m.net,
+        "labelled",
+        tmp_path / "labelled.safetensors",
+        extras=extras,
+        card={"labels": ["cat", "dog", "ship"], "attributes": ["Bright"]},
+    )
     return str(path)
 
 
@@ -88,8 +99,7 @@ def run(*args):
 def test_generation_commands(tmp_path, labelled_model):
     from PIL import Image
 
-    r = run("sample", tmp_path / "s.png", "-m", labelled_model, "-n", 9, "--scale", 1,
-            "--out-dir", tmp_path / "each")
+    r = run("sample", tmp_path / "s.png", "-m", labelled_model, "-n", 9, "--scale", 1, "--out-dir", tmp_path / "each")
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "s.png").size == (3 * 34 - 2, 3 * 34 - 2)
     assert len(list((tmp_path / "each").glob("sample_*.png"))) == 9

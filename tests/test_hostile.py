@@ -2,6 +2,7 @@
 reach the terminal raw; importing lbaecodec leaves Pillow's decompression-bomb guard alone;
 outputs keep their mode, refuse folders and race safely; one number, one encoding; model
 files, cards and priors are checked (items 3 and 4) before anything is allocated."""
+
 import json
 import random
 import subprocess
@@ -11,13 +12,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 import torch
+from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import lbaecodec
-from lbaecodec import cli, codec, container, entropy, registry, zoo
+from lbaecodec import cli, codec, container, entropy, files, registry, zoo
 from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError, printable
 
 from .conftest import make_model, save_image
@@ -69,7 +70,8 @@ def test_control_characters_never_reach_the_terminal(data, tmp_path):
 
 
 def test_model_names_are_checked_when_exporting(tmp_path):
-    from lbaecodec.network import LBAE, PRESETS
+    from lbaecodec.architecture import PRESETS
+    from lbaecodec.network import LBAE
 
     with pytest.raises(InputError, match="model name"):
         zoo.export(LBAE(PRESETS["mnist"]), "../evil", tmp_path / "m.safetensors")
@@ -78,7 +80,10 @@ def test_model_names_are_checked_when_exporting(tmp_path):
 
 
 def test_importing_leaves_pillows_bomb_guard_alone():
-    code = "import PIL.Image as I; before = I.MAX_IMAGE_PIXELS; import lbaecodec.codec, lbaecodec.cli; print(I.MAX_IMAGE_PIXELS == before)"
+    code = (
+        "import PIL.Image as I; before = I.MAX_IMAGE_PIXELS; import lbaecodec.codec, lbaecodec.cli; "
+        "print(I.MAX_IMAGE_PIXELS == before)"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
 
 
@@ -101,7 +106,7 @@ def test_outputs_keep_their_mode_refuse_folders_and_race_safely(tmp_path, png_fi
     tmp.write_bytes(b"mine")
     (tmp_path / "won.lbae").write_bytes(b"theirs")  # another writer got there between check and rename
     with pytest.raises(InputError, match="exists"):
-        cli._publish_new(tmp, tmp_path / "won.lbae")
+        files._publish_new(tmp, tmp_path / "won.lbae")
     assert (tmp_path / "won.lbae").read_bytes() == b"theirs"
 
 
@@ -110,7 +115,7 @@ def test_header_numbers_must_be_minimal(data):
     body = bytearray(container.header_bytes(h, len(payload)))
     at = len(container.MAGIC) + 2 + len(h.model_name) + 4  # the width varint
     assert body[at] == h.width < 128
-    body[at: at + 1] = bytes([h.width | 0x80, 0x00])  # the same width in two bytes
+    body[at : at + 1] = bytes([h.width | 0x80, 0x00])  # the same width in two bytes
     forged = bytes(body) + payload
     forged += zlib.crc32(forged).to_bytes(4, "big")
     with pytest.raises(LbaeFormatError, match="non-minimal"):
@@ -128,16 +133,31 @@ def _raw_safetensors(path, header) -> None:
     path.write_bytes(len(body).to_bytes(8, "little") + body)
 
 
-@pytest.mark.parametrize("header, message", [
-    ([1, 2], "not a JSON object"),
-    ({"__metadata__": ["a"]}, "__metadata__"),
-    ({"__metadata__": "text"}, "__metadata__"),
-    ({"__metadata__": {zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 400,
-                                                  "loss": "mse"})}}, "width=400 outside"),
-    ({"__metadata__": {zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 200,
-                                                  "loss": "mse"})}}, "missing"),
-    ({"__metadata__": {zoo.META_ARCH: "[]"}}, "architecture"),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ([1, 2], "not a JSON object"),
+        ({"__metadata__": ["a"]}, "__metadata__"),
+        ({"__metadata__": "text"}, "__metadata__"),
+        (
+            {
+                "__metadata__": {
+                    zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 400, "loss": "mse"})
+                }
+            },
+            "width=400 outside",
+        ),
+        (
+            {
+                "__metadata__": {
+                    zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 200, "loss": "mse"})
+                }
+            },
+            "missing",
+        ),
+        ({"__metadata__": {zoo.META_ARCH: "[]"}}, "architecture"),
+    ],
+)
 def test_model_files_are_checked_before_anything_is_allocated(tmp_path, header, message):
     path = tmp_path / "m.safetensors"
     _raw_safetensors(path, header)
@@ -185,6 +205,7 @@ def _claiming(data: bytes, width: int, height: int, payload: bytes | None = None
 
 def _no_work(monkeypatch):
     """Decoding work or a canvas would fail the test: refusals must come before them."""
+
     def forbidden(*a, **k):
         raise AssertionError("work started before the file was trusted")
 
@@ -255,10 +276,12 @@ def test_a_forged_giant_stays_within_a_memory_and_cpu_limit(rgb_image, weights_d
     model = weights_dir / "cifar10.safetensors"
     forged = tmp_path / "giant.lbae"
     forged.write_bytes(_claiming(lbaecodec.encode(rgb_image, model=model, coding="context"), 65535, 65535))
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000,) * 2); "
-            "resource.setrlimit(resource.RLIMIT_CPU, (60, 60)); from lbaecodec.cli import main; "
-            f"sys.argv = ['lbaecodec', 'decode', {str(forged)!r}, {str(tmp_path / 'o.png')!r}, "
-            f"'--max-pixels', '0', '--model', {str(model)!r}, '--device', 'cpu']; main()")
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000,) * 2); "
+        "resource.setrlimit(resource.RLIMIT_CPU, (60, 60)); from lbaecodec.cli import main; "
+        f"sys.argv = ['lbaecodec', 'decode', {str(forged)!r}, {str(tmp_path / 'o.png')!r}, "
+        f"'--max-pixels', '0', '--model', {str(model)!r}, '--device', 'cpu']; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 3 and "cannot hold" in r.stderr, r.stderr[-500:]
 
@@ -267,7 +290,7 @@ def test_the_range_decoder_stops_when_it_runs_past_its_words(weights_dir):
     """A payload long enough for the length check but cut short stops where its words run out,
     not after all bits of all tiles."""
     m = zoo.load_model(weights_dir / "cifar10.safetensors", "cpu")
-    prior = codec._prior(m, container.CODING_CONTEXT)
+    prior = codec._prior(m, container.Coding.CONTEXT)
     codes = np.where(np.random.default_rng(3).random((40, prior.bits)) < 0.5, 1.0, -1.0)
     payload = entropy.encode(codes, prior)
     cut = payload[: 4 * int(40 * prior.min_tile_bits / 32 + 8)]  # just over the length bound

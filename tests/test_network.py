@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lbaecodec.network import LBAE, PRESETS, Architecture, SignSTE
+from lbaecodec.architecture import PRESETS, Architecture
+from lbaecodec.network import LBAE, SignSTE
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

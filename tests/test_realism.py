@@ -1,4 +1,5 @@
 """Two decoders for one code: the realism stage, its files, and the decoders' choice everywhere."""
+
 import json
 import os
 import subprocess
@@ -14,11 +15,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import lbaecodec
-from lbaecodec import cli, export, zoo
-from lbaecodec.cli_train import split_validation
+from lbaecodec import cli, zoo
+from lbaecodec.architecture import PRESETS
 from lbaecodec.errors import InputError, ModelError
-from lbaecodec.network import PRESETS
-from lbaecodec.train import Recipe, load_checkpoint, train
+from lbaecodec.lab import export
+from lbaecodec.lab.train import Recipe, load_checkpoint, train
+from lbaecodec.lab.trainset import split_validation
 
 from .conftest import save_image
 
@@ -66,8 +68,16 @@ def test_realism_stage_trains_the_decoder_only_and_resumes(runs):
 
 def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
     root, _ = runs
-    path = export.export_run(root / "fidelity", "dual2", tmp_path / "d.safetensors", images, images[:16],
-                             "synthetic", "pytest", realism_run=root / "realism")
+    path = export.export_run(
+        root / "fidelity",
+        "dual2",
+        tmp_path / "d.safetensors",
+        images,
+        images[:16],
+        "synthetic",
+        "pytest",
+        realism_run=root / "realism",
+    )
     m = zoo.load_model(path, "cpu")
     assert m.decoders == ("fidelity", "realism")
     card = json.loads(path.with_suffix(".json").read_text())
@@ -79,11 +89,18 @@ def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
 def test_export_refuses_a_realism_run_of_another_encoder(runs, images, tmp_path):
     root, _ = runs
     other = tmp_path / "other"
-    train(replace(PRESETS["cifar10"], width=4, bits=32), images, images[:16], other, Recipe(epochs=1, batch=32, seed=5),
-          show_progress=False)
+    train(
+        replace(PRESETS["cifar10"], width=4, bits=32),
+        images,
+        images[:16],
+        other,
+        Recipe(epochs=1, batch=32, seed=5),
+        show_progress=False,
+    )
     with pytest.raises(ValueError, match="encoder differs"):
-        export.export_run(other, "x", tmp_path / "x.safetensors", images, images[:16], "s", "pytest",
-                          realism_run=root / "realism")
+        export.export_run(
+            other, "x", tmp_path / "x.safetensors", images, images[:16], "s", "pytest", realism_run=root / "realism"
+        )
 
 
 def test_one_file_decodes_with_both_decoders(tmp_path):
@@ -125,12 +142,21 @@ def test_decoder_errors_are_one_line(tmp_path, rgb_image):
 
 
 def test_generation_takes_the_decoder(tmp_path):
-    a, b = (run("sample", tmp_path / f"{d}.png", "-m", "dual", "-n", "4", "--method", "random", "--decoder", d) for d in ("fidelity", "realism"))
+    a, b = (
+        run("sample", tmp_path / f"{d}.png", "-m", "dual", "-n", "4", "--method", "random", "--decoder", d)
+        for d in ("fidelity", "realism")
+    )
     assert a.exit_code == b.exit_code == 0
-    assert not np.array_equal(np.asarray(Image.open(tmp_path / "fidelity.png")), np.asarray(Image.open(tmp_path / "realism.png")))
-    auto = run("sample", tmp_path / "auto.png", "-m", "dual", "-n", "4", "--method", "random")  # auto: realism where present
+    assert not np.array_equal(
+        np.asarray(Image.open(tmp_path / "fidelity.png")), np.asarray(Image.open(tmp_path / "realism.png"))
+    )
+    auto = run(
+        "sample", tmp_path / "auto.png", "-m", "dual", "-n", "4", "--method", "random"
+    )  # auto: realism where present
     assert auto.exit_code == 0
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "auto.png")), np.asarray(Image.open(tmp_path / "realism.png")))
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "auto.png")), np.asarray(Image.open(tmp_path / "realism.png"))
+    )
     r = run("sample", tmp_path / "x.png", "-m", "cifar10", "--decoder", "realism")
     assert r.exit_code == 4 and "no realism decoder" in r.output
 
@@ -148,12 +174,31 @@ def test_validation_is_a_seeded_random_part_of_train():
 def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
     """bench/gpu_train.sh with DEVICE=cpu: each call runs one chunk; calls go on until done."""
     np.savez(tmp_path / "d.npz", x_train=images, x_test=images[:8])
-    env = {**os.environ, "DEVICE": "cpu", "CHUNK_MINUTES": "0", "LBAECODEC": f"{sys.executable} -m lbaecodec",
-           "EXTRA": "--val-size 16 --threads 1", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "CHUNK_MINUTES": "0",
+        "LBAECODEC": f"{sys.executable} -m lbaecodec",
+        "EXTRA": "--val-size 16 --threads 1",
+        "PYTHONPATH": str(REPO),
+    }
     epochs, outputs = [], []
     for _ in range(5):
-        r = subprocess.run(["bash", str(REPO / "bench" / "gpu_train.sh"), "cifar10", str(tmp_path / "d.npz"),
-                            str(tmp_path / "run"), "0.001", "0.001", "4"], env=env, capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "bash",
+                str(REPO / "bench" / "gpu_train.sh"),
+                "cifar10",
+                str(tmp_path / "d.npz"),
+                str(tmp_path / "run"),
+                "0.001",
+                "0.001",
+                "4",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         outputs.append(r.stdout)
         stage = "realism" if (tmp_path / "run" / "realism" / "last.json").exists() else "fidelity"
@@ -164,8 +209,9 @@ def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
 
 def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):
     root, _ = runs
-    base_path = export.export_run(root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16],
-                                  "synthetic", "pytest")
+    base_path = export.export_run(
+        root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16], "synthetic", "pytest"
+    )
     base = zoo.load_model(base_path, "cpu")
     realism = Recipe(epochs=1, batch=32, stage="realism", disc_width=8, disc_warmup_steps=0)
     train(base.arch, images, images[:16], tmp_path / "realism", realism, init_from=base.net, show_progress=False)

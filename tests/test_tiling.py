@@ -47,7 +47,7 @@ def test_modes_are_normalised():
     assert tiling.normalise_mode(Image.new("P", (3, 2))).mode == "RGB"
     assert tiling.normalise_mode(Image.new("1", (3, 2))).mode == "L"
     ramp = np.array([[0, 257, 32896], [65535, 514, 1000]], np.uint16)  # a constant image could not
-    out = tiling.normalise_mode(Image.fromarray(ramp))                  # tell scaling from clipping
+    out = tiling.normalise_mode(Image.fromarray(ramp))  # tell scaling from clipping
     assert out.mode == "L" and np.asarray(out).tolist() == [[0, 1, 128], [255, 2, 4]]
     assert tiling.normalise_mode(Image.new("CMYK", (3, 2))).mode == "RGB"
 

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from lbaecodec import entropy, export, zoo
-from lbaecodec.network import LBAE, PRESETS
-from lbaecodec.train import Recipe, load_checkpoint, train
+from lbaecodec import entropy, zoo
+from lbaecodec.architecture import PRESETS
+from lbaecodec.container import Coding
+from lbaecodec.lab import export
+from lbaecodec.lab.train import Recipe, load_checkpoint, train
+from lbaecodec.network import LBAE
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +25,7 @@ def images():
 def run(tmp_path_factory, images):
     out = tmp_path_factory.mktemp("run")
     arch = replace(PRESETS["cifar10"], width=4, bits=64)
-    model, progress = train(arch, images, images[:32], out, Recipe(epochs=3, batch=16, lr=3e-3),
-                            show_progress=False)
+    model, progress = train(arch, images, images[:32], out, Recipe(epochs=3, batch=16, lr=3e-3), show_progress=False)
     return out, model, progress
 
 
@@ -47,16 +49,25 @@ def test_resume_continues_to_more_epochs(tmp_path, images):
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
     recipe = Recipe(epochs=1, batch=32)
     train(arch, images, images[:16], tmp_path, recipe, show_progress=False)
-    _, progress = train(arch, images, images[:16], tmp_path, Recipe(epochs=2, batch=32), resume=True,
-                        show_progress=False)
+    _, progress = train(
+        arch, images, images[:16], tmp_path, Recipe(epochs=2, batch=32), resume=True, show_progress=False
+    )
     assert [h["epoch"] for h in progress.history] == [1, 2] and progress.step == 6
 
 
 def test_export_and_load_round_trip(run, images, tmp_path):
     out, model, _ = run
     attributes = np.where(np.arange(len(images))[:, None] % 2 == 0, 1, -1) * np.array([1, -1])
-    path = export.export_run(out, "tiny", tmp_path / "tiny.safetensors", images, images[:32],
-                             "synthetic", "pytest", attributes=(["Even", "Odd"], attributes))
+    path = export.export_run(
+        out,
+        "tiny",
+        tmp_path / "tiny.safetensors",
+        images,
+        images[:32],
+        "synthetic",
+        "pytest",
+        attributes=(["Even", "Odd"], attributes),
+    )
     loaded = zoo.load_model(path, device="cpu")
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["epochs"] == 3 and card["model_id"] == loaded.id and card["command"] == "pytest"
@@ -64,20 +75,20 @@ def test_export_and_load_round_trip(run, images, tmp_path):
     ref = load_checkpoint(out, "best").model.eval()
     assert (loaded.net.encode(x) == ref.encode(x)).float().mean() > 0.99  # fp16 weights
     assert torch.allclose(loaded.net.decode(ref.encode(x)), ref.decode(ref.encode(x)), atol=2e-3)
-    assert loaded.extras[export.STATS_MOMENT].shape == (64, 64)
+    assert loaded.extras[zoo.STATS_MOMENT].shape == (64, 64)
     assert card["attributes"] == ["Even", "Odd"]
     shipped = zoo.as_shipped(ref).state_dict()  # what export measures = what loading gives
     assert all(torch.equal(shipped[k], v.cpu()) for k, v in loaded.net.state_dict().items())
-    directions = loaded.extras[export.ATTRIBUTE_DIRECTION]
+    directions = loaded.extras[zoo.ATTRIBUTE_DIRECTION]
     assert directions.shape == (2, 64) and torch.allclose(directions[0], -directions[1])
-    assert entropy.from_tensors(loaded.extras, entropy.CONTEXT) is not None
+    assert entropy.from_tensors(loaded.extras, Coding.CONTEXT) is not None
 
 
 def test_code_statistics():
     codes = np.array([[1, 1], [1, -1], [-1, -1], [1, 1]], np.int8)
     s = export.code_statistics(codes)
-    assert s[export.STATS_MEAN].tolist() == [0.5, 0.0]
-    assert s[export.STATS_MOMENT].tolist() == [[1.0, 0.5], [0.5, 1.0]]
+    assert s[zoo.STATS_MEAN].tolist() == [0.5, 0.0]
+    assert s[zoo.STATS_MOMENT].tolist() == [[1.0, 0.5], [0.5, 1.0]]
 
 
 def test_model_files_never_unpickle(tmp_path):
@@ -96,12 +107,28 @@ def test_continuing_from_shipped_weights_counts_their_epochs(run, images, tmp_pa
     from lbaecodec import cli
 
     out, _, _ = run
-    shipped = export.export_run(out, "cifar10", tmp_path / "w" / "c.safetensors", images, images[:32],
-                                "synthetic", "pytest")
+    shipped = export.export_run(
+        out, "cifar10", tmp_path / "w" / "c.safetensors", images, images[:32], "synthetic", "pytest"
+    )
     np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    r = CliRunner().invoke(cli.main, [
-        "train", "--data-dir", str(tmp_path / "c.npz"), "--init-from", str(shipped), "--epochs", "1",
-        "--batch", "32", "--out", str(tmp_path / "more"), "--export", str(tmp_path / "w2" / "c.safetensors")])
+    r = CliRunner().invoke(
+        cli.main,
+        [
+            "train",
+            "--data-dir",
+            str(tmp_path / "c.npz"),
+            "--init-from",
+            str(shipped),
+            "--epochs",
+            "1",
+            "--batch",
+            "32",
+            "--out",
+            str(tmp_path / "more"),
+            "--export",
+            str(tmp_path / "w2" / "c.safetensors"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     card = json.loads((tmp_path / "w2" / "c.json").read_text())
     assert card["epochs"] == 4 and card["continued_from"] == zoo.load_model(shipped, "cpu").id

@@ -4,32 +4,42 @@ Every measured row reconstructs the same test images and reports bits per image,
 ratio, FID (Inception-v3, see metrics/fid.py), PSNR and SSIM. Rows from the paper are marked
 "reported". Outputs: results.json, results.md, rate_fid.png, grid.png.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import codec, container, data, tiling
+from .. import codec, container, tiling
+from ..architecture import BASELINES
+from ..container import Coding
+from ..errors import ModelError
+from ..files import write_atomic
+from ..images import to_float, to_pil, to_uint8
+from ..zoo import FIDELITY, Model, available, load_model, update_card
+from . import data
+from .export import command_line
 from .metrics import fid as fidlib
 from .metrics.quality import psnr, ssim
-from .errors import ModelError
-from .zoo import FIDELITY, Model
 
 # (dataset) → (image bits as the paper counts them, reported rows)
-PAPER_IMAGE_BITS = {"mnist": 32 * 32 * 1, "fashion-mnist": 32 * 32 * 1,
-                    "cifar10": 32 * 32 * 3 * 8, "celeba": 64 * 64 * 3 * 8}
+PAPER_IMAGE_BITS = {
+    "mnist": 32 * 32 * 1,
+    "fashion-mnist": 32 * 32 * 1,
+    "cifar10": 32 * 32 * 3 * 8,
+    "celeba": 64 * 64 * 3 * 8,
+}
 REPORTED = {  # Fajtl et al. 2020, supplementary Table 1: (method, latent bits, FID)
     "mnist": [("LBAE (paper)", 200, 8.11), ("VAE (paper)", 512, 8.77)],
-    "cifar10": [("LBAE (paper)", 600, 19.37), ("VAE (paper)", 4096, 37.9),
-                ("VQ-VAE (paper)", 5760, None)],
+    "cifar10": [("LBAE (paper)", 600, 19.37), ("VAE (paper)", 4096, 37.9), ("VQ-VAE (paper)", 5760, None)],
     "celeba": [("LBAE (paper)", 1500, 7.71), ("VAE (paper)", 2048, 34.96)],
 }
 CLASSIC = {"WEBP": [0], "JPEG": [1], "AVIF": [0]}  # Pillow format → qualities (lowest ≈ LBAE bytes)
@@ -52,27 +62,31 @@ class Row:
     note: str = ""
 
 
-def lbae_reconstruct(m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY
-                     ) -> tuple[np.ndarray, dict]:
+def lbae_reconstruct(
+    m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY
+) -> tuple[np.ndarray, dict]:
     """Each image as its own .lbae file: reconstructions (through ``decoder``) and size/speed figures."""
     n, size, _, channels = images.shape
     column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
     t0 = time.perf_counter()
     codes = codec.encode_codes(m, column)
-    payloads = [codec.pack_codes(m, codes[i: i + 1], coding) for i in range(n)]
+    payloads = [codec.pack_codes(m, codes[i : i + 1], coding) for i in range(n)]
     t1 = time.perf_counter()
-    header = container.Header(m.name, m.hash, size, size, int(channels == 3), 0, m.arch.size, m.arch.bits)
-    files = [container.write(replace(header, coding=method), p) for method, p in payloads]
+    mode = tiling.MODES[int(channels == 3)]
+    files = [container.write(codec.file_header(m, size, size, mode, method), p) for method, p in payloads]
     t2 = time.perf_counter()
     unpacked = np.concatenate([codec.unpack_codes(*container.read(f), m) for f in files])
     recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size), decoder).pixels.reshape(images.shape)
     t3 = time.perf_counter()
     if not np.array_equal(unpacked, codes):
         raise RuntimeError("entropy coding changed the bits")
-    return recs, {"file_bytes": float(np.mean([len(f) for f in files])),
-                  "payload_bits": float(np.mean([8 * len(p) for _, p in payloads])), "encode_img_s": n / (t1 - t0),
-                  "decode_img_s": n / (t3 - t2),
-                  "codings": sorted({container.CODING_NAMES[k] for k, _ in payloads})}
+    return recs, {
+        "file_bytes": float(np.mean([len(f) for f in files])),
+        "payload_bits": float(np.mean([8 * len(p) for _, p in payloads])),
+        "encode_img_s": n / (t1 - t0),
+        "decode_img_s": n / (t3 - t2),
+        "codings": sorted({k.label for k, _ in payloads}),
+    }
 
 
 def evaluate_codings(m: Model, images: np.ndarray, image_bits: int) -> dict:
@@ -80,25 +94,31 @@ def evaluate_codings(m: Model, images: np.ndarray, image_bits: int) -> dict:
     (image_bits over file bits) and encode/decode speed, each image as its own file."""
     table = {}
     recs = None
-    for coding in ("raw", "factorized", "context"):
+    for method in Coding:
+        coding = method.label
         try:
             recs, figures = lbae_reconstruct(m, images, coding)
         except ModelError:
             continue  # the model ships no such prior
         table[coding] = {k: round(v, 2) for k, v in figures.items() if k != "codings"}
         table[coding]["ratio_file"] = round(image_bits / (8 * figures["file_bytes"]), 2)
-    return {"model": m.id, "images": len(images), "psnr_db": round(psnr(images, recs), 3),
-            "ssim": round(ssim(images, recs), 4), "codings": table}
+    return {
+        "model": m.id,
+        "images": len(images),
+        "psnr_db": round(psnr(images, recs), 3),
+        "ssim": round(ssim(images, recs), 4),
+        "codings": table,
+    }
 
 
 @torch.inference_mode()
 def baseline_reconstruct(m: Model, images: np.ndarray, batch: int = 250) -> np.ndarray:
     """A VAE / VQ-VAE baseline's reconstructions (uint8), decoded from its latent code."""
-    from .train import to_float
-
-    out = [torch.sigmoid(m.net.reconstruct(to_float(images[i: i + batch]).to(m.device)))
-           for i in range(0, len(images), batch)]
-    return torch.cat(out).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    out = [
+        torch.sigmoid(m.net.reconstruct(to_float(images[i : i + batch]).to(m.device)))
+        for i in range(0, len(images), batch)
+    ]
+    return to_uint8(torch.cat(out))
 
 
 def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -106,7 +126,7 @@ def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.
     t0 = time.perf_counter()
     for img in images:
         buf = io.BytesIO()
-        Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, fmt, quality=quality)
+        to_pil(img).save(buf, fmt, quality=quality)
         sizes.append(buf.tell())
         rec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L" if img.shape[2] == 1 else "RGB"))
         recs.append(rec.reshape(img.shape))
@@ -114,12 +134,9 @@ def classic_reconstruct(fmt: str, quality: int, images: np.ndarray) -> tuple[np.
     return np.stack(recs), {"file_bytes": float(np.mean(sizes)), "roundtrip_img_s": len(images) / elapsed}
 
 
-KIND_LABELS = {"lbae": "LBAE", "vae": "VAE", "vqvae": "VQ-VAE"}
-
-
 def row_name(m: Model) -> str:
     """The table's method name for a measured model, e.g. 'VQ-VAE (vqvae-cifar10@1a2b3c4d)'."""
-    return f"{KIND_LABELS[m.net.kind]} ({m.id})"
+    return f"{m.net.kind.label} ({m.id})"
 
 
 def run(
@@ -146,43 +163,81 @@ def run(
 
     def measured(name, recs, code_bits, figures, note=""):
         fbytes = figures["file_bytes"]
-        rows.append(Row(
-            method=name, source="measured", code_bits=code_bits, file_bytes=round(fbytes, 2),
-            ratio_code=round(image_bits / code_bits, 2) if code_bits else None,
-            ratio_file=round(image_bits / (8 * fbytes), 2),
-            fid=round(fidlib.frechet_distance(*ref, *fidlib.cached_statistics(recs, extractor, cache, "set")), 3),
-            psnr=round(psnr(images, recs), 3), ssim=round(ssim(images, recs), 4),
-            encode_img_s=_round(figures.get("encode_img_s")), decode_img_s=_round(figures.get("decode_img_s")),
-            note=note))
+        rows.append(
+            Row(
+                method=name,
+                source="measured",
+                code_bits=code_bits,
+                file_bytes=round(fbytes, 2),
+                ratio_code=round(image_bits / code_bits, 2) if code_bits else None,
+                ratio_file=round(image_bits / (8 * fbytes), 2),
+                fid=round(fidlib.frechet_distance(*ref, *fidlib.cached_statistics(recs, extractor, cache, "set")), 3),
+                psnr=round(psnr(images, recs), 3),
+                ssim=round(ssim(images, recs), 4),
+                encode_img_s=_round(figures.get("encode_img_s")),
+                decode_img_s=_round(figures.get("decode_img_s")),
+                note=note,
+            )
+        )
         grids[name] = recs[:GRID_IMAGES]
 
     for decoder in model.decoders:
         recs, figures = lbae_reconstruct(model, images, decoder=decoder)
         name = row_name(model) + ("" if decoder == FIDELITY else f", {decoder} decoder")
-        measured(name, recs, model.arch.bits, figures,
-                 note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC")
+        measured(
+            name,
+            recs,
+            model.arch.bits,
+            figures,
+            note=f"coding: {', '.join(figures['codings'])}; file = header + payload + CRC",
+        )
         if paper_protocol:
             rows.append(_paper_protocol_row(name, images, recs, extractor, cache))
     for b in baselines:
         bits = b.net.code_bits
-        measured(row_name(b), baseline_reconstruct(b, images), bits, {"file_bytes": bits / 8},
-                 note=f"trained here ({b.card.get('epochs', '?')} epochs, {b.card.get('cpu_hours', '?')} "
-                      "CPU-h); bytes = latent bits / 8, no container")
+        measured(
+            row_name(b),
+            baseline_reconstruct(b, images),
+            bits,
+            {"file_bytes": bits / 8},
+            note=f"trained here ({b.card.get('epochs', '?')} epochs, {b.card.get('cpu_hours', '?')} "
+            "CPU-h); bytes = latent bits / 8, no container",
+        )
     for fmt, qualities in (CLASSIC if classic is None else classic).items():
         for q in qualities:
             recs, figures = classic_reconstruct(fmt, q, images)
-            measured(f"{fmt} q={q}", recs, None, figures,
-                     note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode")
+            measured(
+                f"{fmt} q={q}",
+                recs,
+                None,
+                figures,
+                note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode",
+            )
     if samples:
         _sample_rows(model, len(images), ref, extractor, cache, rows, grids)
     for name, bits, fid in REPORTED.get(dataset, []):
-        rows.append(Row(name, "reported, not measured", bits, None, round(image_bits / bits, 2), None, fid,
-                        note="Fajtl et al. 2020, supplementary Table 1"))
-    meta = {"dataset": dataset, "data": data_note, "images": len(images),
-            "fid_features": " via ".join(filter(None, (getattr(extractor, "name", type(extractor).__name__),
-                                                       getattr(extractor, "backend", None)))),
-            "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}",
-            "image_bits": image_bits}
+        rows.append(
+            Row(
+                name,
+                "reported, not measured",
+                bits,
+                None,
+                round(image_bits / bits, 2),
+                None,
+                fid,
+                note="Fajtl et al. 2020, supplementary Table 1",
+            )
+        )
+    meta = {
+        "dataset": dataset,
+        "data": data_note,
+        "images": len(images),
+        "fid_features": " via ".join(
+            filter(None, (getattr(extractor, "name", type(extractor).__name__), getattr(extractor, "backend", None)))
+        ),
+        "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}",
+        "image_bits": image_bits,
+    }
     write_outputs(out, rows, meta, grids)
     return rows
 
@@ -195,8 +250,16 @@ def jpeg_roundtrip(images: np.ndarray, quality: int = 75) -> np.ndarray:
 def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extractor, cache: Path | None) -> Row:
     ref = fidlib.cached_statistics(jpeg_roundtrip(images), extractor, cache, "set")
     fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(jpeg_roundtrip(recs), extractor, cache, "set"))
-    return Row(f"{name}, paper-like protocol", "measured", None, None, None, None, round(fid, 3),
-               note="both sides saved as JPEG q75 before Inception (the paper's code); same bits as above")
+    return Row(
+        f"{name}, paper-like protocol",
+        "measured",
+        None,
+        None,
+        None,
+        None,
+        round(fid, 3),
+        note="both sides saved as JPEG q75 before Inception (the paper's code); same bits as above",
+    )
 
 
 def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict) -> None:
@@ -210,8 +273,18 @@ def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows:
             continue  # a model without code statistics cannot sample with the copula
         fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
         decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
-        rows.append(Row(f"LBAE samples ({method}{decoder})", "measured", None, None, None, None, round(fid, 3),
-                        note=f"generation FID, {n} samples vs the test images"))
+        rows.append(
+            Row(
+                f"LBAE samples ({method}{decoder})",
+                "measured",
+                None,
+                None,
+                None,
+                None,
+                round(fid, 3),
+                note=f"generation FID, {n} samples vs the test images",
+            )
+        )
         grids[f"samples ({method})"] = images[:GRID_IMAGES]
 
 
@@ -220,21 +293,44 @@ def _round(x: float | None) -> float | None:
 
 
 def markdown(rows: list[Row], meta: dict) -> str:
-    head = ("| method | source | code bits/img | file bytes/img | ratio (code) | ratio (file) "
-            "| FID | PSNR dB | SSIM | enc img/s | dec img/s | note |")
-    lines = [f"Dataset: {meta['dataset']} — {meta['data']}; {meta['images']} test images; "
-             f"FID features: {meta['fid_features']}; {meta['machine']}.",
-             "Compression ratio = image bits "
-             f"({meta['image_bits']}) / code or file bits.",
-             "", head, "|" + "---|" * 12]
+    head = (
+        "| method | source | code bits/img | file bytes/img | ratio (code) | ratio (file) "
+        "| FID | PSNR dB | SSIM | enc img/s | dec img/s | note |"
+    )
+    lines = [
+        f"Dataset: {meta['dataset']} — {meta['data']}; {meta['images']} test images; "
+        f"FID features: {meta['fid_features']}; {meta['machine']}.",
+        f"Compression ratio = image bits ({meta['image_bits']}) / code or file bits.",
+        "",
+        head,
+        "|" + "---|" * 12,
+    ]
 
     def cell(v):
         return "" if v is None else str(v)
 
     for r in rows:
-        lines.append("| " + " | ".join(cell(v) for v in (
-            r.method, r.source, r.code_bits, r.file_bytes, r.ratio_code, r.ratio_file, r.fid, r.psnr,
-            r.ssim, r.encode_img_s, r.decode_img_s, r.note)) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                cell(v)
+                for v in (
+                    r.method,
+                    r.source,
+                    r.code_bits,
+                    r.file_bytes,
+                    r.ratio_code,
+                    r.ratio_file,
+                    r.fid,
+                    r.psnr,
+                    r.ssim,
+                    r.encode_img_s,
+                    r.decode_img_s,
+                    r.note,
+                )
+            )
+            + " |"
+        )
     if meta["images"] < 10000:
         lines += ["", f"FID on {meta['images']} images is biased upward against the usual 10,000-image FID."]
     return "\n".join(lines) + "\n"
@@ -242,8 +338,8 @@ def markdown(rows: list[Row], meta: dict) -> str:
 
 def write_outputs(out: Path, rows: list[Row], meta: dict, grids: dict[str, np.ndarray]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-    (out / "results.md").write_text(markdown(rows, meta))
+    write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    write_atomic(out / "results.md", markdown(rows, meta))
     save_grid(out / "grid.png", grids)
     plot_rate_fid(out / "rate_fid.png", rows, meta)
 
@@ -252,7 +348,7 @@ def save_grid(path: Path, grids: dict[str, np.ndarray], scale: int = 3) -> None:
     """Originals in the top row, each method's reconstructions below, upscaled (nearest)."""
     strip = [np.concatenate(list(g), axis=1) for g in grids.values()]
     grid = np.concatenate(strip, axis=0)
-    img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+    img = to_pil(grid)
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
 
 
@@ -289,3 +385,29 @@ def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[
         pick = np.linspace(0, len(images) - 1, limit).round().astype(int)
         return images[pick], f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"
     return images, f"{dataset} test split ({source}), all {len(images)}"
+
+
+def load_baselines(spec: str, dataset: str, device: str) -> list[Model]:
+    """``auto``: the installed vae-DATASET and vqvae-DATASET; ``none``; or names/paths, comma-separated."""
+    if spec.strip().lower() == "none":
+        return []
+    if spec.strip().lower() == "auto":
+        names = [f"{k}-{dataset}" for k in BASELINES if f"{k}-{dataset}" in available()]
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    return [load_model(n, device, kinds=BASELINES) for n in names]
+
+
+def record_in_card(
+    m: Model, row: Row, note: str, count: int, card_dir: Path | None = None, key: str = "test_fid"
+) -> Path:
+    """Write a bench row's FID, PSNR and SSIM, with the data and this command, into ``m``'s card."""
+    figures = {
+        "fid": row.fid,
+        "psnr_db": row.psnr,
+        "ssim": row.ssim,
+        "images": count,
+        "data": note,
+        "command": command_line(),
+    }
+    return update_card(m, {key: figures}, card_dir)

@@ -5,6 +5,7 @@ the published checksum; offline, ``data_dir`` points at a local copy (the offici
 ``.npz`` with ``x_train``/``x_test`` arrays). Nothing here unpickles untrusted data: the CIFAR-10
 python archive is read with an unpickler that only builds numpy arrays, lists, dicts and bytes.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .architecture import DATASETS  # noqa: F401  (re-exported: the loaders below serve these)
-from .errors import DataError
-from .tiling import square_thumbnail
+from ..architecture import DATASETS  # noqa: F401  (re-exported: the loaders below serve these)
+from ..errors import DataError
+from ..files import atomic_path
+from ..tiling import square_thumbnail
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -44,16 +46,28 @@ MNIST_FILES = {
 
 
 def _idx_remotes(base_url: str, md5s: tuple[str, ...]) -> dict[str, Remote]:
-    return {f: Remote(base_url + f, md5) for f, md5 in zip(MNIST_FILES.values(), md5s)}
+    return {f: Remote(base_url + f, md5) for f, md5 in zip(MNIST_FILES.values(), md5s, strict=True)}
 
 
 REMOTES: dict[str, dict[str, Remote]] = {
-    "mnist": _idx_remotes("https://ossci-datasets.s3.amazonaws.com/mnist/", (
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
-    "fashion-mnist": _idx_remotes("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", (
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
+    "mnist": _idx_remotes(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+    ),
+    "fashion-mnist": _idx_remotes(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+    ),
     "cifar10": {
         "cifar-10-python.tar.gz": Remote(
             "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -73,8 +87,18 @@ REMOTES: dict[str, dict[str, Remote]] = {
 SYSTEM_COPIES = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 LABEL_NAMES = {
     "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                      "sneaker", "bag", "ankle-boot"],
+    "fashion-mnist": [
+        "t-shirt",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle-boot",
+    ],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 CELEBA_CROP = 140 / 178  # the usual 140-px centre crop of the 178×218 aligned faces
@@ -101,14 +125,12 @@ def fetch(dataset: str, filename: str, cache: Path | None = None) -> Path:
     target = (cache or default_cache()) / dataset / filename
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".part")
         try:
             print(f"downloading {remote.url}", flush=True)
-            urllib.request.urlretrieve(remote.url, tmp)
+            with atomic_path(target) as tmp:
+                urllib.request.urlretrieve(remote.url, tmp)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise DataError(f"cannot download {remote.url}: {e}; pass --data-dir with a local copy") from e
-        tmp.replace(target)
     if md5_of(target) != remote.md5:
         raise DataError(f"{target} fails its checksum (expected md5 {remote.md5}); delete it and retry")
     return target
@@ -140,6 +162,7 @@ def describe_source(dataset: str, data_dir: str | Path | None) -> str:
 
 # --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------------
 
+
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file (optionally gzipped) of unsigned bytes."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -154,7 +177,7 @@ def read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) != header + int(np.prod(shape)):
         raise DataError(f"{path}: IDX size does not match its header {shape}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
@@ -171,13 +194,17 @@ def _load_idx_pair(dataset: str, split: str, data_dir: Path | None) -> tuple[np.
 
 # --- CIFAR-10 -------------------------------------------------------------------------------
 
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Builds numpy arrays and plain containers; refuses every other global."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"),
     }
 
@@ -239,13 +266,16 @@ def load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 # --- CelebA ---------------------------------------------------------------------------------
 
+
 def crop_face(img: Image.Image, size: int = CELEBA_SIZE) -> Image.Image:
     """The proportional centre crop of an aligned CelebA face, resized to size×size."""
     w, h = img.size
     side = round(w * CELEBA_CROP)
     left, top = (w - side) // 2, (h - side) // 2
-    return img.convert("RGB").crop((left, top, left + side, top + side)).resize(
-        (size, size), Image.BICUBIC, reducing_gap=None
+    return (
+        img.convert("RGB")
+        .crop((left, top, left + side, top + side))
+        .resize((size, size), Image.BICUBIC, reducing_gap=None)
     )
 
 
@@ -309,8 +339,9 @@ def read_celeba_attributes(text: str) -> tuple[list[str], dict[str, np.ndarray]]
     return names, rows
 
 
-def celeba_attributes(attr_file: str | Path, split: str, data_dir: str | Path | None = None
-                      ) -> tuple[list[str], np.ndarray]:
+def celeba_attributes(
+    attr_file: str | Path, split: str, data_dir: str | Path | None = None
+) -> tuple[list[str], np.ndarray]:
     """Attribute names and a (N, attributes) ±1 matrix in the order ``load("celeba", split)`` returns."""
     attr_file = Path(attr_file)
     try:
@@ -321,12 +352,12 @@ def celeba_attributes(attr_file: str | Path, split: str, data_dir: str | Path | 
     files = _celeba_names(_celeba_listing(source), split)
     missing = [f for f in files if f not in rows]
     if missing:
-        raise DataError(f"{attr_file}: no attributes for {len(missing)} of {len(files)} images "
-                        f"(first: {missing[0]})")
+        raise DataError(f"{attr_file}: no attributes for {len(missing)} of {len(files)} images (first: {missing[0]})")
     return names, np.stack([rows[f] for f in files])
 
 
 # --- Folders of images ----------------------------------------------------------------------
+
 
 def load_folder(folder: Path, size: int, channels: int) -> np.ndarray:
     """Every image below a folder, centre-cropped to a square and resized to size×size."""
@@ -346,15 +377,15 @@ def load_folder(folder: Path, size: int, channels: int) -> np.ndarray:
 
 # --- Entry point ----------------------------------------------------------------------------
 
+
 def _cached(key: str, build) -> tuple[np.ndarray, np.ndarray | None]:
     path = default_cache() / "arrays" / f"{key}.npz"
     if path.exists():
         return load_npz(path, "data")
     x, y = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, x_data=x, **({"y_data": y} if y is not None else {}))
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, x_data=x, **({"y_data": y} if y is not None else {}))
     return x, y
 
 
@@ -376,8 +407,9 @@ def load(dataset: str, split: str, data_dir: str | Path | None = None) -> tuple[
         if archive is not None and not archive.exists():
             npz = sorted(data_dir.glob("cifar10*.npz"))
             if len(npz) > 1:
-                raise DataError(f"{data_dir} holds several CIFAR-10 copies "
-                                f"({', '.join(p.name for p in npz)}); pass the .npz itself")
+                raise DataError(
+                    f"{data_dir} holds several CIFAR-10 copies ({', '.join(p.name for p in npz)}); pass the .npz itself"
+                )
             if npz:
                 return load_npz(npz[0], split)
         return _load_cifar_archive(_locate("cifar10", "cifar-10-python.tar.gz", data_dir), split)

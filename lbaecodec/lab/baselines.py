@@ -8,6 +8,7 @@
 Both train with the same loop, data and reconstruction loss as LBAE (``train.py``); their
 forward pass returns (pixel logits, auxiliary loss): the KL term or the commitment loss.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from .network import LBAE, Architecture, Decoder, Encoder, _conv_bn_act, _level_width, down_path, up_path
+from ..architecture import Architecture, ModelKind, level_width
+from ..network import Decoder, Encoder, conv_bn_act, down_path, register_network, up_path
 
 VAE_LATENTS = 128
 VAE_NOISE_STD = 0.1  # Gaussian decoder σ on [0, 1] pixels: sets the weight of KL against MSE
@@ -25,7 +27,7 @@ VQ_COMMITMENT = 0.25
 
 
 class VAE(nn.Module):
-    kind = "vae"
+    kind = ModelKind.VAE
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
@@ -56,7 +58,7 @@ class VAE(nn.Module):
 
 
 class VQVAE(nn.Module):
-    kind = "vqvae"
+    kind = ModelKind.VQVAE
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
@@ -67,13 +69,21 @@ class VQVAE(nn.Module):
         if VQ_SIDE << levels != arch.size:
             raise ValueError(f"VQ-VAE needs a tile side of {VQ_SIDE}·2^k, got {arch.size}")
         dim = VQ_HEADS * VQ_HEAD_DIM
-        top = _level_width(arch.width, levels)
+        top = level_width(arch.width, levels)
         self.encoder = nn.Sequential(*down_path(arch, levels), nn.Conv2d(top, dim, 1))
-        self.quantizer = VectorQuantize(dim=dim, codebook_size=VQ_CODES, codebook_dim=VQ_HEAD_DIM, heads=VQ_HEADS,
-                                        separate_codebook_per_head=True, decay=0.8,
-                                        commitment_weight=VQ_COMMITMENT, accept_image_fmap=True)
-        self.decoder = nn.Sequential(*_conv_bn_act(nn.Conv2d(dim, top, 3, padding=1, bias=False), top),
-                                     *up_path(arch, levels))
+        self.quantizer = VectorQuantize(
+            dim=dim,
+            codebook_size=VQ_CODES,
+            codebook_dim=VQ_HEAD_DIM,
+            heads=VQ_HEADS,
+            separate_codebook_per_head=True,
+            decay=0.8,
+            commitment_weight=VQ_COMMITMENT,
+            accept_image_fmap=True,
+        )
+        self.decoder = nn.Sequential(
+            *conv_bn_act(nn.Conv2d(dim, top, 3, padding=1, bias=False), top), *up_path(arch, levels)
+        )
 
     @property
     def code_bits(self) -> int:
@@ -92,10 +102,5 @@ class VQVAE(nn.Module):
         return self.decoder(self.quantizer(self.encoder(x))[0])
 
 
-KINDS: dict[str, type[nn.Module]] = {"lbae": LBAE, "vae": VAE, "vqvae": VQVAE}
-
-
-def build(kind: str, arch: Architecture) -> nn.Module:
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
-    return KINDS[kind](arch)
+register_network(ModelKind.VAE, VAE)
+register_network(ModelKind.VQVAE, VQVAE)

@@ -1,9 +1,11 @@
 """Per-image PSNR and SSIM on uint8 images, averaged over a set."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_msssim import ssim as _ssim
+
+from ...errors import require
 
 
 def _float(images: np.ndarray) -> torch.Tensor:
@@ -19,4 +21,5 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM (Gaussian window 11, σ 1.5; window 3 for tiles smaller than 11 px)."""
     win = 11 if min(a.shape[1:3]) >= 11 else 3
-    return float(_ssim(_float(a), _float(b), data_range=255, size_average=True, win_size=win))
+    msssim = require("pytorch_msssim", "bench", "SSIM")
+    return float(msssim.ssim(_float(a), _float(b), data_range=255, size_average=True, win_size=win))

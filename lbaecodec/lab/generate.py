@@ -7,14 +7,15 @@ matrix of the codes extended by a constant +1 bit (its row/column holds the mean
 takes the signs of z and multiplies them by the sign of the extra coordinate, which orients
 it so that E[b_i] equals the code mean.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .errors import InputError, ModelError
-from .export import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT
-from .zoo import AUTO, Model
+from ..errors import InputError, ModelError
+from ..images import to_float, to_uint8
+from ..zoo import ATTRIBUTE_DIRECTION, AUTO, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
 
 EIG_FLOOR = 1e-4
 
@@ -62,12 +63,12 @@ def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = 
 def decode(m: Model, codes: np.ndarray, decoder: str = AUTO) -> np.ndarray:
     """Codes (n, bits) → uint8 images (n, S, S, C) through the named decoder."""
     x = m.with_decoder(decoder).decode(torch.from_numpy(np.ascontiguousarray(codes, np.float32)).to(m.device))
-    return x.mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(x)
 
 
 def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
     """Pre-binarisation latents in (-1, 1) of uint8 tiles (n, S, S, C); signs are the codes."""
-    x = torch.from_numpy(np.array(tiles)).to(m.device).permute(0, 3, 1, 2).float() / 255
+    x = to_float(tiles).to(m.device)
     with torch.inference_mode():
         return m.net.encoder(x).cpu().double().numpy()
 
@@ -127,5 +128,5 @@ def mosaic(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
     out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), 255, np.uint8)
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
-        out[r * (h + gap): r * (h + gap) + h, k * (w + gap): k * (w + gap) + w] = img
+        out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = img
     return out

@@ -1,7 +1,9 @@
 """Turn a training run into a shipped model: weights, code statistics, bit priors, and a card
 with figures measured on the exported file."""
+
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from dataclasses import asdict
@@ -12,21 +14,25 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from . import entropy, zoo
-from .network import LBAE
-from .train import Checkpoint, evaluate, load_checkpoint, to_float
-
-STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
-LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
-ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
+from .. import entropy, zoo
+from ..architecture import PRESETS, ModelKind
+from ..errors import InputError
+from ..images import to_float
+from ..network import LBAE
+from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_COUNT, STATS_MEAN, STATS_MOMENT
+from .checkpoint import Checkpoint, load_checkpoint
+from .data import LABEL_NAMES
+from .train import evaluate
+from .trainset import TrainingData
 
 
 @torch.inference_mode()
 def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1."""
     net.eval()
-    return np.concatenate([net.encode(to_float(images[i: i + batch])).numpy().astype(np.int8)
-                           for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [net.encode(to_float(images[i : i + batch])).numpy().astype(np.int8) for i in range(0, len(images), batch)]
+    )
 
 
 def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
@@ -34,14 +40,16 @@ def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
     stored in fp16 (bits² entries: 4.5 MB at 1500 bits): its rounding, under 5e-4, is far below
     the sampling error of a mean over the training set."""
     b = torch.from_numpy(codes.astype(np.float64))
-    return {STATS_MEAN: (b.mean(0)).float(), STATS_MOMENT: (b.T @ b / len(b)).half(),
-            STATS_COUNT: torch.tensor([float(len(b))])}
+    return {
+        STATS_MEAN: (b.mean(0)).float(),
+        STATS_MOMENT: (b.T @ b / len(b)).half(),
+        STATS_COUNT: torch.tensor([float(len(b))]),
+    }
 
 
 def label_means(codes: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[str, torch.Tensor]:
     c = codes.astype(np.float64)
-    means = np.stack([c[labels == k].mean(0) if (labels == k).any() else np.zeros(c.shape[1])
-                      for k in range(n_labels)])
+    means = np.stack([c[labels == k].mean(0) if (labels == k).any() else np.zeros(c.shape[1]) for k in range(n_labels)])
     return {LABEL_MEAN: torch.from_numpy(means).float()}
 
 
@@ -61,17 +69,72 @@ def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
     return float(np.mean([8 * len(entropy.encode(c[None], prior)) for c in sample]))
 
 
+def default_weights(preset: str, kind: ModelKind = ModelKind.LBAE) -> Path:
+    """Where a checkout ships a model of this preset: weights/lbae-PRESET-BITS.safetensors, or
+    weights/baseline-KIND-PRESET.safetensors."""
+    if kind != ModelKind.LBAE:
+        return Path("weights") / f"baseline-{kind}-{preset}.safetensors"
+    return Path("weights") / f"lbae-{preset}-{PRESETS[preset].bits}.safetensors"
+
+
+def export_from_run(
+    run: Path,
+    preset: str,
+    dataset: str,
+    data: TrainingData,
+    name: str | None = None,
+    target: Path | None = None,
+    which: str = "best",
+    attributes: tuple[list[str], np.ndarray] | None = None,
+    realism: Path | None = None,
+) -> Path:
+    """Export a run's ``which`` checkpoint (an LBAE, or a baseline) measured on ``data``'s test
+    split, with the default name and file of its preset and kind unless given."""
+    kind = ModelKind(json.loads((run / f"{which}.json").read_text()).get("kind", ModelKind.LBAE))
+    target = target or default_weights(preset, kind)
+    if kind != ModelKind.LBAE:
+        if realism is not None or attributes is not None:
+            raise InputError("--realism and --attributes are for LBAE models, not baselines")
+        return export_baseline(
+            run, name or f"{kind}-{preset}", target, len(data.train), data.test, data.note, command_line(), which
+        )
+    if attributes is not None:
+        attributes = attributes[0], attributes[1][: len(data.train)]
+    return export_run(
+        run,
+        name or preset,
+        target,
+        data.train,
+        data.test,
+        data.note,
+        command_line(),
+        which,
+        train_labels=data.labels,
+        label_names=LABEL_NAMES.get(dataset),
+        attributes=attributes,
+        realism_run=realism,
+    )
+
+
 def export_run(
-    run: Path, name: str, path: Path, train_images: np.ndarray, test_images: np.ndarray,
-    data_note: str, command: str, which: str = "best",
-    train_labels: np.ndarray | None = None, label_names: list[str] | None = None,
-    attributes: tuple[list[str], np.ndarray] | None = None, realism_run: Path | None = None,
+    run: Path,
+    name: str,
+    path: Path,
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    data_note: str,
+    command: str,
+    which: str = "best",
+    train_labels: np.ndarray | None = None,
+    label_names: list[str] | None = None,
+    attributes: tuple[list[str], np.ndarray] | None = None,
+    realism_run: Path | None = None,
 ) -> Path:
     """Export a run's checkpoint with statistics and priors, measured on the test images;
     with ``realism_run``, its decoder ships beside the fidelity one in the same file."""
     ckpt = load_checkpoint(run, which)
     arch, net = ckpt.arch, ckpt.model
-    if net.kind != "lbae":
+    if net.kind != ModelKind.LBAE:
         raise ValueError(f"{run} holds a {net.kind} baseline: use export_baseline")
     realism = realism_decoder(net, realism_run) if realism_run is not None else None
     shipped_net = zoo.as_shipped(net)
@@ -103,13 +166,21 @@ def export_run(
     return exported
 
 
-def export_baseline(run: Path, name: str, path: Path, train_count: int, test_images: np.ndarray,
-                    data_note: str, command: str, which: str = "best") -> Path:
+def export_baseline(
+    run: Path,
+    name: str,
+    path: Path,
+    train_count: int,
+    test_images: np.ndarray,
+    data_note: str,
+    command: str,
+    which: str = "best",
+) -> Path:
     """Export a VAE/VQ-VAE run (weights and card; no priors or statistics: not a codec)."""
     ckpt = load_checkpoint(run, which)
     exported = zoo.export(ckpt.model, name, path)
     card = {
-        "kind": ckpt.model.kind,
+        "kind": str(ckpt.model.kind),
         **_training_card(data_note, train_count, test_images, zoo.as_shipped(ckpt.model), ckpt),
         "code_bits_per_tile": ckpt.model.code_bits,
         "weights_dtype": "float16",
@@ -120,8 +191,9 @@ def export_baseline(run: Path, name: str, path: Path, train_count: int, test_ima
     return exported
 
 
-def _training_card(data_note: str, train_count: int, test_images: np.ndarray, shipped_net: torch.nn.Module,
-                   ckpt: Checkpoint) -> dict:
+def _training_card(
+    data_note: str, train_count: int, test_images: np.ndarray, shipped_net: torch.nn.Module, ckpt: Checkpoint
+) -> dict:
     """Data, training effort, the epoch chosen on validation, and the test figures of the
     shipped (fp16) weights."""
     progress = ckpt.progress
@@ -149,7 +221,7 @@ def _training_card(data_note: str, train_count: int, test_images: np.ndarray, sh
 def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
     """The realism decoder of a run trained on ``net``'s frozen encoder (checked tensor by tensor)."""
     ckpt = load_checkpoint(realism_run, "best")
-    if ckpt.model.kind != "lbae" or ckpt.arch != net.arch:
+    if ckpt.model.kind != ModelKind.LBAE or ckpt.arch != net.arch:
         raise ValueError(f"{realism_run}: not a realism run of this network")
     mine, theirs = net.encoder.state_dict(), ckpt.model.encoder.state_dict()
     if any(not torch.equal(mine[k], theirs[k]) for k in mine):
@@ -157,8 +229,9 @@ def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
     return ckpt.model.decoder
 
 
-def add_realism(base: zoo.Model, realism_run: Path, name: str, path: Path, test_images: np.ndarray,
-                command: str) -> Path:
+def add_realism(
+    base: zoo.Model, realism_run: Path, name: str, path: Path, test_images: np.ndarray, command: str
+) -> Path:
     """A new model file: ``base`` (a shipped model: its weights, statistics and priors unchanged)
     plus the realism decoder of a run trained on its frozen encoder. A new name, since the id
     of the old one names its files."""
@@ -168,8 +241,14 @@ def add_realism(base: zoo.Model, realism_run: Path, name: str, path: Path, test_
     extras = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(zoo.MODEL_PREFIX)}
     exported = zoo.export(base.net, name, path, extras=extras, realism=realism)  # stored as they were
     card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
-    card.update({"base_model": base.id, **_realism_card(realism_run, exported, test_images),
-                 "measured_on": measured_on(), "realism_command": command})
+    card.update(
+        {
+            "base_model": base.id,
+            **_realism_card(realism_run, exported, test_images),
+            "measured_on": measured_on(),
+            "realism_command": command,
+        }
+    )
     zoo.write_card(exported, card)
     return exported
 
@@ -179,13 +258,18 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
     progress = ckpt.progress
     model = zoo.load_model(exported, "cpu")
     figures = evaluate(model.with_decoder(zoo.REALISM), test_images)
-    return {"realism": {
-        "epochs": progress.epoch, "best_epoch": progress.best_epoch,
-        "selected_on": f"validation split ({progress.best_metric})",
-        "cpu_hours": round(progress.cpu_seconds / 3600, 2), "gpu_hours": round(progress.gpu_seconds / 3600, 3),
-        "trained_on": progress.device, "recipe": asdict(ckpt.recipe),
-        "test_psnr_db": round(figures["psnr"], 3),
-    }}
+    return {
+        "realism": {
+            "epochs": progress.epoch,
+            "best_epoch": progress.best_epoch,
+            "selected_on": f"validation split ({progress.best_metric})",
+            "cpu_hours": round(progress.cpu_seconds / 3600, 2),
+            "gpu_hours": round(progress.gpu_seconds / 3600, 3),
+            "trained_on": progress.device,
+            "recipe": asdict(ckpt.recipe),
+            "test_psnr_db": round(figures["psnr"], 3),
+        }
+    }
 
 
 def measured_on() -> str:

@@ -7,6 +7,7 @@ losses, and an adaptive weight that scales the adversarial gradient to the size 
 reconstruction gradient at the decoder's last layer. No pretrained network is involved: the FID
 that judges the result never enters a loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,12 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, channels: int, width: int = 64) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            spectral_norm(nn.Conv2d(channels, width, 4, stride=2, padding=1)), nn.LeakyReLU(LEAK),
-            spectral_norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), nn.LeakyReLU(LEAK),
-            spectral_norm(nn.Conv2d(2 * width, 4 * width, 3, padding=1)), nn.LeakyReLU(LEAK),
+            spectral_norm(nn.Conv2d(channels, width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(LEAK),
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(LEAK),
+            spectral_norm(nn.Conv2d(2 * width, 4 * width, 3, padding=1)),
+            nn.LeakyReLU(LEAK),
             spectral_norm(nn.Conv2d(4 * width, 1, 3, padding=1)),
         )
 

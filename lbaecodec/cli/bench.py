@@ -1,0 +1,187 @@
+"""`lbaecodec bench`: the measured comparison table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from .common import DATA_DIR, DATASET, DEVICE, clean_errors, model_option
+
+
+def parse_classic(spec: str) -> dict[str, list[int]]:
+    """'WEBP:0,10;JPEG:1' → {'WEBP': [0, 10], 'JPEG': [1]}; '' or 'none' → {}."""
+    if spec.strip().lower() in ("", "none"):
+        return {}
+    out: dict[str, list[int]] = {}
+    try:
+        for part in spec.split(";"):
+            fmt, qualities = part.split(":")
+            out[fmt.strip().upper()] = [int(q) for q in qualities.split(",")]
+    except ValueError:
+        raise InputError(f"--classic {spec!r}: expected FORMAT:Q[,Q...][;FORMAT:Q...]") from None
+    return out
+
+
+@click.command("bench")
+@DATASET
+@DATA_DIR
+@model_option(default_help="[default: the dataset's shipped model]")
+@click.option(
+    "--limit",
+    default=None,
+    type=int,
+    help="Use N evenly spaced test images (quick runs; FID with few images is biased upward).",
+)
+@click.option(
+    "--classic",
+    default="WEBP:0;JPEG:1;AVIF:0",
+    show_default=True,
+    help="Pillow codecs and qualities to compare, or 'none'.",
+)
+@click.option("--out", default=None, metavar="DIR", help="[default: bench/results/DATASET]")
+@click.option(
+    "--cache",
+    default=None,
+    metavar="DIR",
+    help="Where FID statistics are cached, keyed by image content (the test set and every "
+    "measured set: a rerun only extracts what changed). [default: ~/.cache/lbaecodec/fid]",
+)
+@click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
+@click.option(
+    "--baselines",
+    default="auto",
+    show_default=True,
+    metavar="auto|none|NAME,...",
+    help="VAE / VQ-VAE baselines to measure: auto = the shipped ones for the dataset "
+    "(vae-DATASET, vqvae-DATASET), none, or model names/paths.",
+)
+@click.option(
+    "--paper-protocol",
+    is_flag=True,
+    help="Add rows measured as the paper's code did: both sides saved as JPEG q75 before "
+    "Inception (its FIDs are not comparable with ours otherwise).",
+)
+@click.option(
+    "--update-card", is_flag=True, help="Write each measured model's FID, PSNR and this command into its JSON card."
+)
+@click.option(
+    "--card-dir",
+    default=None,
+    metavar="DIR",
+    help="Where --update-card writes the cards, e.g. weights/ of a source checkout "
+    "(the models may have been loaded from an installed copy). "
+    "[default: beside each model file]",
+)
+@DEVICE
+@clean_errors
+def bench_cmd(
+    dataset,
+    data_dir,
+    model,
+    limit,
+    classic,
+    out,
+    cache,
+    no_samples,
+    baselines,
+    paper_protocol,
+    update_card,
+    card_dir,
+    device,
+) -> None:
+    """Measure LBAE against classic codecs and the paper's numbers on the same test images.
+
+    Writes results.json, results.md, rate_fid.png and grid.png, and prints the table.
+    FID uses Inception-v3 from the optional extra: pip install 'lbaecodec[bench]'.
+
+    \b
+    Example:  lbaecodec bench --dataset cifar10 --data-dir cifar10.npz --limit 1000
+    """
+    from ..lab import bench
+    from ..lab.data import default_cache
+    from ..lab.metrics.fid import InceptionFeatures
+    from ..zoo import load_model, pick_device
+
+    if limit is not None and limit < 2:
+        raise InputError("--limit must be at least 2 (FID needs a covariance)")
+    if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
+        raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
+    m = load_model(model or dataset, device)
+    images, note = bench.load_images(dataset, data_dir, limit)
+    if images.shape[1:] != (m.arch.size, m.arch.size, m.arch.channels):
+        raise InputError(
+            f"{dataset} images are {images.shape[1:]}, model {m.id} takes "
+            f"{m.arch.size}x{m.arch.size}x{m.arch.channels} tiles"
+        )
+    others = bench.load_baselines(baselines, dataset, device)
+    target = Path(out or f"bench/results/{dataset}")
+    extractor = InceptionFeatures(pick_device(device))
+    rows = bench.run(
+        m,
+        dataset,
+        images,
+        target,
+        extractor,
+        Path(cache) if cache else default_cache() / "fid",
+        parse_classic(classic),
+        note,
+        samples=not no_samples,
+        baselines=others,
+        paper_protocol=paper_protocol,
+    )
+    click.echo((target / "results.md").read_text())
+    click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
+    if update_card:
+        by_name = {r.method: r for r in rows}
+        cards = Path(card_dir) if card_dir else None
+        for measured in (m, *others):
+            card = bench.record_in_card(measured, by_name[bench.row_name(measured)], note, len(images), cards)
+            click.echo(f"updated {card}")
+        if "realism" in m.decoders:
+            row = by_name[f"{bench.row_name(m)}, realism decoder"]
+            click.echo(f"updated {bench.record_in_card(m, row, note, len(images), cards, 'test_fid_realism')}")
+
+
+@click.command("evaluate")
+@model_option(default_help="[default: the dataset's shipped model]")
+@DATASET
+@DATA_DIR
+@click.option("--limit", default=None, type=int, help="Use N evenly spaced test images.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@DEVICE
+@clean_errors
+def evaluate_cmd(model, dataset, data_dir, limit, as_json, device) -> None:
+    """Test-set PSNR/SSIM of a model and its bits per image under each coding (no FID).
+
+    Each test image is coded as its own .lbae file; sizes include header and CRC. This is
+    the command behind the test PSNR and coded bits in the model cards and bench/ tables.
+
+    \b
+    Example:  lbaecodec evaluate --model cifar10 --data-dir cifar10.npz
+    """
+    import json
+
+    from ..lab import bench
+    from ..zoo import load_model
+
+    m = load_model(model or dataset, device)
+    images, note = bench.load_images(dataset, data_dir, limit)
+    result = {
+        "data": note,
+        **bench.evaluate_codings(m, images, bench.PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)),
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(
+        f"{result['model']} on {result['images']} images of {note}: PSNR {result['psnr_db']} dB, SSIM {result['ssim']}"
+    )
+    click.echo("| coding | payload bits/img | file bytes/img | ratio (file) | encode img/s | decode img/s |")
+    click.echo("|---|---|---|---|---|---|")
+    for coding, f in result["codings"].items():
+        click.echo(
+            f"| {coding} | {f['payload_bits']} | {f['file_bytes']} | {f['ratio_file']} | "
+            f"{f['encode_img_s']} | {f['decode_img_s']} |"
+        )

@@ -1,0 +1,197 @@
+"""`lbaecodec encode`, `decode`, `info` and `models`: the codec itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import InputError, printable
+from .common import (
+    DEVICE,
+    FORCE,
+    MAX_PIXELS,
+    clean_errors,
+    decoder_option,
+    model_option,
+    pixel_limit,
+    read_input,
+    refuse_existing,
+    write_output,
+)
+
+EXTENSIONS = {
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".gif": "GIF",
+}
+
+
+@click.command()
+@click.argument("image")
+@click.argument("output")
+@model_option(default_help="[default: cifar10]")
+@DEVICE
+@FORCE
+@click.option(
+    "--coding",
+    type=click.Choice(["auto", "raw", "factorized", "context"]),
+    default="auto",
+    show_default=True,
+    help="How the bits are stored: auto = the model's best prior (entropy-coded, "
+    "lossless on the bits), raw when that would not save space.",
+)
+@click.option("--raw", is_flag=True, help="Store the raw bits (same as --coding raw).")
+@MAX_PIXELS
+@clean_errors
+def encode(
+    image: str, output: str, model: str | None, device: str, force: bool, coding: str, raw: bool, max_pixels: int | None
+) -> None:
+    """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
+
+    The image is cut into tiles of the model's size (32×32 for cifar10); each tile becomes
+    the model's number of bits (600 for cifar10), which are then entropy-coded with the
+    model's learned prior (decoded pixels are identical either way). Alpha is dropped with a
+    warning.
+
+    \b
+    Example:  lbaecodec encode photo.png photo.lbae --model cifar10
+    """
+    from .. import codec
+
+    refuse_existing(output, force)
+    source = read_input(image) if image == "-" else image
+    write_output(
+        output,
+        codec.encode(
+            source, model=model, device=device, coding="raw" if raw else coding, max_pixels=pixel_limit(max_pixels)
+        ),
+        force,
+    )
+
+
+@click.command()
+@click.argument("lbae_file")
+@click.argument("output")
+@model_option(default_help="[default: the model the file names]")
+@decoder_option("fidelity")
+@DEVICE
+@FORCE
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    metavar="FMT",
+    help="Image format (PNG, BMP, TIFF, WEBP, JPEG...). [default: from OUTPUT's extension; PNG for stdout]",
+)
+@MAX_PIXELS
+@clean_errors
+def decode(
+    lbae_file: str,
+    output: str,
+    model: str | None,
+    decoder: str,
+    device: str,
+    force: bool,
+    fmt: str | None,
+    max_pixels: int | None,
+) -> None:
+    """Restore LBAE_FILE to the image OUTPUT, at the original size and mode.
+
+    The model named in the file is used unless --model says otherwise; a file made with
+    other weights is refused.
+
+    \b
+    Example:  lbaecodec decode photo.lbae photo.rec.png
+    """
+    import io
+
+    from .. import codec
+
+    fmt = fmt or ("PNG" if output == "-" else EXTENSIONS.get(Path(output).suffix.lower()))
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the image format from {output!r}; use an extension "
+            f"({', '.join(sorted(EXTENSIONS))}) or --format"
+        )
+    refuse_existing(output, force)
+    img = codec.decode(
+        read_input(lbae_file), model=model, device=device, decoder=decoder, max_pixels=pixel_limit(max_pixels)
+    )
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt.upper())
+    except (KeyError, ValueError, OSError) as e:
+        raise InputError(f"cannot write {fmt} images: {e}") from None
+    write_output(output, buf.getvalue(), force)
+
+
+@click.command()
+@click.argument("lbae_file")
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
+@MAX_PIXELS
+@clean_errors
+def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
+    """Show what LBAE_FILE holds: model, image size, tiles, bits, bytes, compression ratio."""
+    from .. import fileinfo  # header only: no model, no torch
+
+    i = fileinfo.info(read_input(lbae_file), pixel_limit(max_pixels))
+    fields = {
+        **i.__dict__,
+        "bits_per_pixel": round(i.bits_per_pixel, 4),
+        "compression_ratio": round(i.compression_ratio, 2),
+    }
+    if as_json:
+        click.echo(json.dumps(fields))
+        return
+    click.echo(
+        f"model:        {printable(i.model)}\n"
+        f"image:        {i.width}x{i.height} {i.mode}\n"
+        f"tiles:        {i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px, "
+        f"{i.bits_per_tile} bits each ({i.code_bits} code bits)\n"
+        f"coding:       {i.coding}\n"
+        f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload "
+        f"(raw bits: {i.raw_payload_bytes})\n"
+        f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
+        f"compression:  {i.compression_ratio:.2f}x (8-bit {i.mode} pixels over file bits)"
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON.")
+@clean_errors
+def models(as_json: bool) -> None:
+    """List the installed models and their measured figures."""
+    from .. import registry  # headers and cards only: no torch
+
+    cards = []
+    for name, path in sorted(registry.available().items()):
+        card = {"name": name, **registry.read_card(registry.card_path(path))}
+        cards.append({**card, "path": str(path)})
+    if as_json:
+        click.echo(json.dumps(cards, indent=2))
+        return
+    if not cards:
+        click.echo("no models installed")
+    for c in cards:
+        a = c.get("architecture", {})
+        bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
+        kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
+        fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if "test_fid" in c else ""
+        if "realism" in c:
+            measured = c.get("test_fid_realism", {}).get("fid")
+            realism_fid = f", FID {measured}" if measured else ""
+            fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
+        click.echo(
+            f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
+            f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
+            f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}"
+        )

@@ -1,0 +1,125 @@
+"""What the commands share: options, the error handler, reading inputs and writing outputs."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ..architecture import DATASETS
+from ..errors import InputError, LbaeError, printable
+from ..files import write_atomic
+
+DEVICE = click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N."
+)
+
+
+def decoder_option(default: str) -> Callable:
+    """--decoder: which of the model's decoders turns codes into pixels."""
+    return click.option(
+        "--decoder",
+        default=default,
+        show_default=True,
+        metavar="fidelity|realism|auto",
+        help="fidelity: closest to the original (trained on pixel error alone). realism: the same "
+        "bits through an adversarially trained decoder, sharper textures, lower PSNR. auto: "
+        "realism where the model has one.",
+    )
+
+
+MAX_PIXELS = click.option(
+    "--max-pixels",
+    default=None,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Refuse images (and .lbae headers) of more pixels, before any work. 0: no limit. "
+    "[default: Pillow's decompression-bomb limit, 178956970]",
+)
+
+
+def pixel_limit(max_pixels: int | None) -> int | None:
+    """--max-pixels → the limit the library takes (None: no limit)."""
+    from ..fileinfo import PILLOW_LIMIT
+
+    return PILLOW_LIMIT if max_pixels is None else (max_pixels or None)
+
+
+FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
+
+
+def model_option(default: str | None = None, default_help: str = "") -> Callable:
+    """--model NAME|PATH: an installed model's name or a .safetensors file."""
+    return click.option(
+        "--model",
+        "-m",
+        default=default,
+        show_default=default is not None,
+        metavar="NAME|PATH",
+        help=f"Installed model name (see `lbaecodec models`) or a .safetensors file. {default_help}".rstrip(),
+    )
+
+
+DATASET = click.option("--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True)
+DATA_DIR = click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
+
+
+def clean_errors(fn):
+    """Bad input → one line on stderr and the error's exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda msg, *a, **k: click.echo(f"warning: {msg}", err=True)
+            try:
+                return fn(*args, **kwargs)
+            except LbaeError as e:
+                click.echo(f"error: {printable(str(e))}", err=True)
+                sys.exit(e.exit_code)
+            except OSError as e:
+                click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+                sys.exit(1)
+            except MemoryError:
+                click.echo("error: out of memory (image too large for this machine?)", err=True)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+
+    return wrapper
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+
+
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` atomically (never a partial file), or to stdout for '-'."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if path.endswith(("/", os.sep)) or target.is_dir():
+        raise InputError(f"{path}: is a directory, not a file name")
+    refuse_existing(path, force)
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent}: no such directory")
+    write_atomic(target, data, overwrite=force)
+
+
+def refuse_existing(path: str, force: bool) -> None:
+    if path != "-" and Path(path).exists() and not force:
+        raise InputError(f"{path} exists; use --force to overwrite")

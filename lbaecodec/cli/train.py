@@ -1,0 +1,330 @@
+"""`lbaecodec train` and `lbaecodec export`: the training side of the command line."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from ..architecture import DATASETS, PRESETS, STAGES, ModelKind
+from ..errors import InputError
+from ..registry import check_name
+from .common import DATA_DIR, clean_errors
+
+ATTRIBUTES = click.option(
+    "--attributes",
+    default=None,
+    metavar="FILE",
+    help="CelebA list_attr_celeba.txt: store attribute directions so that `lbaecodec edit --towards Smiling` works.",
+)
+
+
+@click.command("train")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="cifar10",
+    show_default=True,
+    help="Architecture preset: tile size, channels, bits, loss.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice([*DATASETS, "folder"]),
+    default=None,
+    help="Training data. [default: the preset's dataset]",
+)
+@click.option(
+    "--data-dir",
+    default=None,
+    metavar="PATH",
+    help="Local copy: folder with the official files, an .npz, or your image folder. "
+    "Without it the official files are downloaded and checksummed.",
+)
+@click.option("--out", default=None, metavar="DIR", help="Run folder. [default: runs/PRESET]")
+@click.option(
+    "--stage",
+    type=click.Choice(STAGES),
+    default="fidelity",
+    show_default=True,
+    help="fidelity: train the network on its reconstruction loss. realism: train a second "
+    "decoder with an adversarial loss on a trained model's frozen encoder (give "
+    "--init-from the model or run).",
+)
+@click.option(
+    "--epochs",
+    default=30,
+    show_default=True,
+    help="Total epochs (a resumed run continues to this). 0: fit --budget-minutes.",
+)
+@click.option(
+    "--budget-minutes",
+    default=0.0,
+    show_default=True,
+    help="With --epochs 0: the second epoch's time sets how many epochs fit this budget.",
+)
+@click.option(
+    "--max-minutes",
+    default=None,
+    type=float,
+    help="Stop (checkpointed) after the epoch that passes this much time; --resume continues.",
+)
+@click.option("--width", default=24, show_default=True, help="Channels of the first layer (64 = paper size).")
+@click.option("--batch", default=128, show_default=True)
+@click.option(
+    "--lr", default=None, type=float, help="Peak learning rate (cosine decay to 1%). [default: 1e-3; realism: 1e-4]"
+)
+@click.option(
+    "--adv-weight",
+    default=0.5,
+    show_default=True,
+    help="realism: λ on the adversarial loss, times VQGAN's adaptive balance (the ratio of "
+    "the reconstruction and adversarial gradients at the last layer; ~0.002 with MSE).",
+)
+@click.option(
+    "--fixed-weight",
+    is_flag=True,
+    help="realism: use --adv-weight as a fixed λ (e.g. 0.1), no adaptive balance: one backward pass fewer per step.",
+)
+@click.option("--disc-width", default=64, show_default=True, help="realism: discriminator channels.")
+@click.option(
+    "--val-size",
+    default=5000,
+    show_default=True,
+    help="Validation images carved (seeded, at random) from the training split; the best "
+    "epoch is chosen on them, never on the test split.",
+)
+@click.option(
+    "--val-fid",
+    default=0,
+    show_default=True,
+    help="Also measure FID on this many validation images each epoch (bench extra; "
+    "realism selects its best epoch by it).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option(
+    "--init-from",
+    default=None,
+    metavar="NAME|PATH",
+    help="Start from shipped weights (e.g. on a fresh machine) instead of random; a run "
+    "folder's best checkpoint also works.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (fidelity stage).")
+@click.option("--threads", default=None, type=int, help="CPU threads. [default: all cores]")
+@click.option("--limit", default=None, type=int, help="Use only the first N training images (smoke runs).")
+@click.option(
+    "--export",
+    "export_to",
+    default=None,
+    metavar="PATH",
+    help="Export the best model here when done. [default: weights/lbae-PRESET-BITS.safetensors]",
+)
+@click.option("--no-export", is_flag=True, help="Do not export when done.")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in ModelKind]),
+    default=ModelKind.LBAE.value,
+    show_default=True,
+    help="lbae: the codec. vae / vqvae: the paper's baselines for the bench (128 float "
+    "latents; 8x8x10 indexes into 512 codes), on the same body, data and loss.",
+)
+@ATTRIBUTES
+@clean_errors
+def train_cmd(
+    preset,
+    dataset,
+    data_dir,
+    out,
+    stage,
+    epochs,
+    budget_minutes,
+    max_minutes,
+    width,
+    batch,
+    lr,
+    adv_weight,
+    fixed_weight,
+    disc_width,
+    val_size,
+    val_fid,
+    resume,
+    init_from,
+    device,
+    bf16,
+    compile_,
+    threads,
+    limit,
+    export_to,
+    no_export,
+    kind,
+    attributes,
+) -> None:
+    """Train an LBAE model (or a baseline, or a realism decoder); checkpoints every epoch,
+    resumable, keeps the best epoch on a validation split, exports it.
+
+    \b
+    Example (the shipped CIFAR-10 model, on a local copy):
+      lbaecodec train --preset cifar10 --data-dir ../shared/datasets/cifar10-jpeg75.npz
+    Resume after an interruption:   add --resume
+    Continue from shipped weights:  add --init-from cifar10 --out runs/cifar10-more
+    The VAE baseline:               add --kind vae --out runs/vae-cifar10
+    A realism decoder:              add --stage realism --init-from cifar10 --out runs/cifar10-realism --val-fid 1000
+    """
+    import torch
+
+    from ..lab import train as training
+    from ..lab.checkpoint import initial_weights
+    from ..lab.trainset import celeba_attributes, load_training_data, split_validation
+
+    kind = ModelKind(kind)
+    if threads:
+        torch.set_num_threads(threads)
+    if attributes is not None and kind != ModelKind.LBAE:
+        raise InputError("--attributes is for LBAE models, not baselines")
+    if stage == "realism" and (kind != ModelKind.LBAE or not (init_from or resume)):
+        raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
+    if epochs == 0 and budget_minutes <= 0:
+        raise InputError("--epochs 0 needs --budget-minutes")
+    found = celeba_attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
+    arch = replace(PRESETS[preset], width=width)
+    data = load_training_data(dataset or preset, data_dir, arch, limit)
+    fit_images, _, val_images = split_validation(data.train, data.labels, min(val_size, len(data.train) // 5 or 1))
+    start, init_progress = None, None
+    if init_from and not (resume and (Path(out or "") / "last.json").is_file()):
+        start, arch, init_progress = initial_weights(init_from, kind, stage)
+    run = Path(out or (f"runs/{preset}" if kind == ModelKind.LBAE else f"runs/{kind}-{preset}"))
+    recipe = training.Recipe(
+        epochs=epochs,
+        batch=batch,
+        lr=lr or (1e-4 if stage == "realism" else 1e-3),
+        stage=stage,
+        budget_minutes=budget_minutes,
+        bf16=bf16,
+        compile=compile_,
+        adv_weight=adv_weight,
+        adaptive=not fixed_weight,
+        disc_width=disc_width,
+        hflip=preset not in ("mnist", "fashion-mnist"),
+    )
+    probe = training.validation_fid_probe(val_images, val_fid) if val_fid else None
+    _, progress = training.train(
+        arch,
+        fit_images,
+        val_images,
+        run,
+        recipe,
+        resume=resume,
+        init_from=start,
+        init_progress=init_progress,
+        kind=kind,
+        device=device,
+        max_minutes=max_minutes,
+        fid_probe=probe,
+    )
+    click.echo(f"best {progress.best_metric} {progress.best_score:.6g} at epoch {progress.best_epoch}; run in {run}")
+    if recipe.epochs and progress.epoch < recipe.epochs:
+        click.echo(f"stopped after epoch {progress.epoch} of {recipe.epochs} (--max-minutes); add --resume to go on")
+    elif not no_export and stage == "fidelity":
+        from ..lab.export import export_from_run
+
+        target = export_from_run(
+            run, preset, dataset or preset, data, target=Path(export_to) if export_to else None, attributes=found
+        )
+        click.echo(f"exported {target}")
+    elif stage == "realism":
+        click.echo(
+            f"ship it with its base: lbaecodec add-decoder MODEL {run} --name NEW ... "
+            f"(or lbaecodec export BASE_RUN --realism {run} ...)"
+        )
+
+
+@click.command("export")
+@click.argument("run")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), required=True)
+@click.option("--dataset", type=click.Choice([*DATASETS, "folder"]), default=None)
+@DATA_DIR
+@click.option(
+    "--out",
+    "export_to",
+    default=None,
+    metavar="PATH",
+    help="[default: weights/lbae-PRESET-BITS.safetensors; baselines: weights/baseline-KIND-PRESET.safetensors]",
+)
+@click.option("--name", default=None, help="Model name stored in the file. [default: PRESET, or KIND-PRESET]")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option(
+    "--realism",
+    default=None,
+    metavar="RUN",
+    help="A realism run trained on RUN's encoder: its best decoder ships in the same file.",
+)
+@ATTRIBUTES
+@clean_errors
+def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, realism, attributes) -> None:
+    """Export a training RUN folder as a shipped model: fp16 weights, code statistics, and a
+    card with the test PSNR measured on the exported weights."""
+    if name is not None:
+        check_name(name)  # before the minutes of work an export takes
+    for folder, which in ((run, checkpoint), (realism, "best")):
+        if folder is not None and not (Path(folder) / f"{which}.json").is_file():
+            raise InputError(f"{folder}: no {which} checkpoint found")
+    from ..lab.export import export_from_run
+    from ..lab.trainset import celeba_attributes, load_training_data
+
+    found = celeba_attributes(attributes, dataset or preset, data_dir)
+    data = load_training_data(dataset or preset, data_dir, PRESETS[preset])
+    target = export_from_run(
+        Path(run),
+        preset,
+        dataset or preset,
+        data,
+        name,
+        Path(export_to) if export_to else None,
+        checkpoint,
+        found,
+        Path(realism) if realism else None,
+    )
+    click.echo(f"exported {target}")
+
+
+@click.command("add-decoder")
+@click.argument("model")
+@click.argument("realism_run")
+@click.option("--name", required=True, help="Name of the new model (a new name: files name models by id).")
+@click.option("--out", "target", required=True, metavar="PATH", help="The new .safetensors file.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    required=True,
+    help="The model's dataset: its test split gives the card's realism PSNR.",
+)
+@DATA_DIR
+@clean_errors
+def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None:
+    """Ship MODEL with the realism decoder of REALISM_RUN as a new model.
+
+    Weights, statistics and priors of MODEL are copied unchanged, so the new model writes
+    the same bits; its files name the new model.
+
+    \b
+    Example:
+      lbaecodec train --stage realism --init-from cifar10 --out runs/cifar10-realism ...
+      lbaecodec add-decoder cifar10 runs/cifar10-realism --name cifar10-r --dataset cifar10 \\
+        --data-dir cifar10.npz --out weights/lbae-cifar10-r-600.safetensors
+    """
+    from ..lab import data
+    from ..lab.export import add_realism, command_line
+    from ..zoo import load_model
+
+    check_name(name)
+    if not (Path(realism_run) / "best.json").is_file():
+        raise InputError(f"{realism_run}: no best checkpoint found")
+    base = load_model(model, "cpu")
+    test = data.load(dataset, "test", data_dir)[0]
+    try:
+        path = add_realism(base, Path(realism_run), name, Path(target), test, command_line())
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    click.echo(f"wrote {path}")

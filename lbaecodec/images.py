@@ -1,0 +1,24 @@
+"""Pixel conversions, one place for each: uint8 arrays (N, H, W, C) ↔ network tensors
+(N, C, H, W) in [0, 1], and (H, W, 1|3) arrays → gray or RGB PIL images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_float(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, C) → float (N, C, H, W) in [0, 1], channels_last memory."""
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    return t.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [0, 1] → uint8 (N, H, W, C), rounded to nearest."""
+    return x.mul(255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_pil(array: np.ndarray) -> Image.Image:
+    """uint8 (H, W, 1) → an "L" image, (H, W, 3) → an "RGB" image."""
+    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)

@@ -1,0 +1,183 @@
+"""Training checkpoints: the run's recipe and progress, and the saved state a run resumes from.
+
+A checkpoint is a safetensors file (network, discriminator and Adam states under their prefixes)
+plus a JSON file (architecture, recipe, progress): nothing is pickled, as in shipped models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from ..architecture import FIDELITY, Architecture, ModelKind
+from ..files import write_atomic
+from ..network import build_network
+from ..zoo import MODEL_PREFIX, load_model
+from . import adversarial
+
+CHECKPOINT = "last"
+BEST = "best"
+DISC_PREFIX = "disc."
+OPTIM_PREFIX, DISC_OPTIM_PREFIX = "optim.", "optim_d."
+
+
+@dataclass
+class Recipe:
+    epochs: int = 30  # 0: chosen after the second epoch so that the run fits budget_minutes
+    batch: int = 128
+    lr: float = 1e-3
+    final_lr_fraction: float = 0.01  # cosine decay from lr to lr * this
+    hflip: bool = True
+    seed: int = 0
+    stage: str = "fidelity"
+    budget_minutes: float = 0.0
+    bf16: bool = False  # autocast on CUDA
+    compile: bool = False
+    # realism stage
+    adv_weight: float = 0.5  # λ on the adversarial loss: times VQGAN's adaptive balance, or alone
+    adaptive: bool = True  # False: a fixed λ (cheaper: no second pass through the decoder)
+    disc_width: int = 64
+    disc_lr: float = 2e-4
+    disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0  # wall time of epochs run on a CUDA device
+    device: str = "cpu"
+    best_score: float = math.inf  # validation loss (fidelity) or validation FID (realism)
+    best_metric: str = "val_loss"
+    best_epoch: int = 0
+    train_images: int = 0  # trained on (the validation images excluded)
+    val_images: int = 0
+    history: list[dict] = field(default_factory=list)
+    # when started from shipped weights: that model's id, epochs and CPU time
+    init_from: str = ""
+    init_epochs: int = 0
+    init_cpu_seconds: float = 0.0
+
+    @property
+    def total_epochs(self) -> int:
+        return self.init_epochs + self.epoch
+
+    @property
+    def total_cpu_hours(self) -> float:
+        return (self.init_cpu_seconds + self.cpu_seconds) / 3600
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Progress:
+        d = dict(d)
+        if "best_test_loss" in d:  # runs before validation splits selected on the test loss
+            d["best_score"] = d.pop("best_test_loss")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Checkpoint:
+    arch: Architecture
+    model: torch.nn.Module
+    optim: dict[str, torch.Tensor]
+    recipe: Recipe
+    progress: Progress
+    disc: adversarial.PatchDiscriminator | None = None
+    disc_optim: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            out[f"{prefix}{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    return out
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def prefixed(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def save_checkpoint(
+    out: Path,
+    name: str,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    recipe: Recipe,
+    progress: Progress,
+    disc: torch.nn.Module | None = None,
+    opt_d: torch.optim.Optimizer | None = None,
+) -> None:
+    tensors = {**prefixed(model, MODEL_PREFIX), **optimizer_tensors(opt, OPTIM_PREFIX)}
+    if disc is not None:
+        tensors.update({**prefixed(disc, DISC_PREFIX), **optimizer_tensors(opt_d, DISC_OPTIM_PREFIX)})
+    meta = {
+        "kind": str(model.kind),
+        "arch": model.arch.to_dict(),
+        "recipe": asdict(recipe),
+        "progress": asdict(progress),
+    }
+    write_atomic(out / f"{name}.safetensors", save(tensors))
+    write_atomic(out / f"{name}.json", json.dumps(meta, indent=1))
+
+
+def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
+    meta = json.loads((out / f"{name}.json").read_text())
+    tensors = load_file(str(out / f"{name}.safetensors"))
+    arch = Architecture.from_dict(meta["arch"])
+    model = build_network(ModelKind(meta.get("kind", ModelKind.LBAE)), arch)
+    model.load_state_dict(_strip(tensors, MODEL_PREFIX))
+    known = {f.name for f in fields(Recipe)}
+    recipe = Recipe(**{k: v for k, v in meta["recipe"].items() if k in known})
+    ckpt = Checkpoint(arch, model, _strip(tensors, OPTIM_PREFIX), recipe, Progress.from_dict(meta["progress"]))
+    disc_state = _strip(tensors, DISC_PREFIX)
+    if disc_state:
+        ckpt.disc = adversarial.PatchDiscriminator(arch.channels, recipe.disc_width)
+        ckpt.disc.load_state_dict(disc_state)
+        ckpt.disc_optim = _strip(tensors, DISC_OPTIM_PREFIX)
+    return ckpt
+
+
+def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Module, Architecture, Progress]:
+    """(network, architecture, progress) a run starts from: a run folder's best checkpoint or a
+    shipped model; a fidelity run counts their epochs and CPU time as its own history."""
+    if Path(spec).is_dir():
+        ckpt = load_checkpoint(Path(spec), BEST)
+        prior = ckpt.progress
+        if stage != FIDELITY:
+            return ckpt.model, ckpt.arch, Progress(init_from=str(spec))
+        progress = Progress(
+            init_from=str(spec),
+            init_epochs=prior.total_epochs,
+            init_cpu_seconds=prior.cpu_seconds + prior.init_cpu_seconds,
+        )
+        return ckpt.model, ckpt.arch, progress
+    shipped = load_model(spec, "cpu", kinds=(kind,))
+    if stage != FIDELITY:
+        return shipped.net, shipped.arch, Progress(init_from=shipped.id)
+    progress = Progress(
+        init_from=shipped.id,
+        init_epochs=int(shipped.card.get("epochs", 0)),
+        init_cpu_seconds=float(shipped.card.get("cpu_hours", 0.0)) * 3600,
+    )
+    return shipped.net, shipped.arch, progress
