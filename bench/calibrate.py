@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lbaecodec.lab import data
+from lbaecodec.lab import data, formats
 from lbaecodec.lab.bench import lbae_reconstruct
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.lab.metrics.quality import psnr
@@ -70,8 +70,8 @@ def main() -> None:
 
 
 def exact_subset(root: Path, model: str, extract, cache: Path) -> dict:
-    exact, exact_y = data.load_npz(root / "cifar10-exact-subset.npz", "test")
-    copy, copy_y = data.load_npz(root / "cifar10-jpeg75.npz", "test")
+    exact, exact_y = formats.load_npz(root / "cifar10-exact-subset.npz", "test")
+    copy, copy_y = formats.load_npz(root / "cifar10-jpeg75.npz", "test")
     pick = match_copies(exact, exact_y, copy, copy_y)
     matched = copy[pick]
     m = load_model(model, "cpu")
@@ -101,8 +101,8 @@ def exact_subset(root: Path, model: str, extract, cache: Path) -> dict:
 
 def train_vs_test(root: Path, extract, cache: Path) -> dict:
     """FID(all train, all test) of the JPEG copy; the test statistics are the bench's cached reference."""
-    train = data.load_npz(root / "cifar10-jpeg75.npz", "train")[0]
-    test = data.load_npz(root / "cifar10-jpeg75.npz", "test")[0]
+    train = formats.load_npz(root / "cifar10-jpeg75.npz", "train")[0]
+    test = formats.load_npz(root / "cifar10-jpeg75.npz", "test")[0]
     fd = fidlib.frechet_distance(
         *fidlib.cached_statistics(train, extract, cache, "train"), *fidlib.cached_statistics(test, extract, cache)
     )

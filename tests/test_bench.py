@@ -8,7 +8,7 @@ import lbaecodec
 from lbaecodec import cli
 from lbaecodec.cli import bench as cli_bench
 from lbaecodec.errors import InputError
-from lbaecodec.lab import bench
+from lbaecodec.lab import bench, report
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.lab.metrics.quality import psnr, ssim
 
@@ -181,7 +181,7 @@ def test_update_card_records_the_lbae_row(tmp_path):
         ),
         device="cpu",
     )
-    row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
+    row = report.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
     card = json.loads(bench.record_in_card(m, row, "synthetic", 12).read_text())
     assert card["epochs"] == 3 and card["model_id"] == m.id
     assert card["test_fid"]["fid"] == 50.5 and card["test_fid"]["images"] == 12
@@ -204,7 +204,7 @@ def test_card_dir_receives_the_updated_card_and_leaves_the_installed_one(tmp_pat
         device="cpu",
     )
     checkout.mkdir()
-    row = bench.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
+    row = report.Row("LBAE", "measured", 600, 80.0, 40.96, 38.4, fid=50.5, psnr=22.0, ssim=0.7)
     written = bench.record_in_card(m, row, "synthetic", 12, checkout)
     assert written == checkout / "mine.json"
     card = json.loads(written.read_text())
@@ -215,3 +215,19 @@ def test_card_dir_receives_the_updated_card_and_leaves_the_installed_one(tmp_pat
 def test_card_dir_without_update_card_is_an_error(tmp_path):
     r = CliRunner().invoke(cli.main, ["bench", "--card-dir", str(tmp_path)])
     assert r.exit_code == 2 and r.output.startswith("error: --card-dir") and "--update-card" in r.output
+
+
+def test_missing_extra_is_one_line_with_its_own_exit_code(monkeypatch, tmp_path):
+    """`evaluate` without pytorch-msssim (the bench extra): one error line naming the extra, exit 6."""
+    import sys
+
+    from lbaecodec.errors import MissingExtra
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", x_test=images, y_test=np.zeros(4, np.int64))
+    monkeypatch.setitem(sys.modules, "pytorch_msssim", None)  # as if it were not installed
+    r = CliRunner().invoke(cli.main, ["evaluate", "--data-dir", str(tmp_path / "tiny.npz"), "--device", "cpu"])
+    assert r.exit_code == MissingExtra.exit_code == 6
+    assert r.output.strip().splitlines() == [
+        "error: SSIM needs the Python package 'pytorch_msssim': pip install 'lbaecodec[bench]'"
+    ]

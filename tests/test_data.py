@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lbaecodec.errors import DataError
-from lbaecodec.lab import data
+from lbaecodec.lab import data, formats
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -32,7 +32,7 @@ def mnist_dir(tmp_path):
 def test_idx_mnist_is_padded_to_32(mnist_dir):
     x, y = data.load("mnist", "train", mnist_dir)
     assert x.shape == (7, 32, 32, 1) and y.shape == (7,)
-    raw = data.read_idx(mnist_dir / data.MNIST_FILES[("train", "images")])
+    raw = formats.read_idx(mnist_dir / data.MNIST_FILES[("train", "images")])
     np.testing.assert_array_equal(x[:, 2:30, 2:30, 0], raw)
     assert x[:, :2].max() == 0 and x[:, :, 30:].max() == 0
 

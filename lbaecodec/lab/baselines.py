@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..architecture import Architecture, ModelKind, level_width
+from ..errors import require
 from ..network import Decoder, Encoder, conv_bn_act, down_path, register_network, up_path
 
 VAE_LATENTS = 128
@@ -62,7 +63,7 @@ class VQVAE(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        from vector_quantize_pytorch import VectorQuantize
+        VectorQuantize = require("vector_quantize_pytorch", "bench", "The VQ-VAE baseline").VectorQuantize
 
         self.arch = arch
         levels = int(math.log2(arch.size // VQ_SIDE))
