@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lbaecodec.lab import data, formats
+from lbaecodec.lab import formats
 from lbaecodec.lab.bench import lbae_reconstruct
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.lab.metrics.quality import psnr
+from lbaecodec.registry import cache_dir
 from lbaecodec.zoo import load_model
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     p.add_argument("--part", choices=["exact1000", "train-vs-test"], default="exact1000")
     a = p.parse_args()
     root = Path(a.data_dir)
-    cache = Path(a.cache) if a.cache else data.default_cache() / "fid"
+    cache = Path(a.cache) if a.cache else cache_dir() / "fid"
     extract = fidlib.InceptionFeatures()
     out = Path(a.out)
     path = out / "cifar10-calibration.json"

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 
 from lbaecodec.architecture import PRESETS
-from lbaecodec.lab.train import loss_fn
+from lbaecodec.lab.steps import loss_fn
 from lbaecodec.network import LBAE
 
 

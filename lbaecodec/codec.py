@@ -12,8 +12,8 @@ from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
 from .container import Coding
-from .errors import InputError, LbaeFormatError, ModelError
-from .fileinfo import PILLOW_LIMIT, FileInfo, check_header, check_pixels, info, pixel_limit  # noqa: F401
+from .errors import InputError, ModelError
+from .fileinfo import PILLOW_LIMIT, check_header, check_model_fits, check_pixels, pixel_limit
 from .images import to_float, to_uint8
 from .zoo import FIDELITY, Model, load_model, load_named
 
@@ -102,13 +102,7 @@ def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[
 
 def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
     """Payload → (tiles, bits) codes; coded payloads need the model's prior."""
-    tiles = tiling.Grid(h.width, h.height, h.tile).count
-    try:
-        if h.coding == Coding.RAW:
-            return bits.unpack(payload, tiles, h.bits)
-        return entropy.decode(payload, tiles, _prior(m, h.coding))
-    except (ValueError, RuntimeError) as e:
-        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
+    return entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else _prior(m, h.coding))
 
 
 def encode(
@@ -145,13 +139,7 @@ def file_header(m: Model, width: int, height: int, mode: str, coding: Coding) ->
 
 
 def check_model(h: container.Header, m: Model) -> None:
-    if (h.model_name, h.model_hash) != (m.name, m.hash):
-        raise ModelError(
-            f"file was encoded with model {h.model_name}@{h.model_hash.hex()}, "
-            f"but the model given is {m.id}; decode with the same model"
-        )
-    if (h.tile, h.bits) != (m.arch.size, m.arch.bits):
-        raise ModelError(f"file has {h.bits}-bit {h.tile}px tiles, model {m.id} does not")
+    check_model_fits(h, m.name, m.hash, m.arch.size, m.arch.bits)
 
 
 def decode(

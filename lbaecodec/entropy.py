@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import constriction
 import numpy as np
-import torch
 
-from .container import Coding
-from .errors import ModelError
+from . import bits
+from .container import Coding, Grid, Header
+from .errors import LbaeFormatError, ModelError
+
+if TYPE_CHECKING:  # torch is imported where priors are fitted or read from model tensors
+    import torch
 
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
@@ -99,6 +103,17 @@ class Prior:
         return float(-np.log2(np.where(np.asarray(codes) > 0, p, 1 - p)).sum())
 
 
+def payload_codes(h: Header, payload: bytes, prior: Prior | None) -> np.ndarray:
+    """A file's payload → its (tiles, bits) codes of ±1: raw bits, or range-coded under ``prior``."""
+    tiles = Grid(h.width, h.height, h.tile).count
+    try:
+        if h.coding == Coding.RAW:
+            return bits.unpack(payload, tiles, h.bits)
+        return decode(payload, tiles, prior)
+    except (ValueError, RuntimeError) as e:
+        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
+
+
 def encode(codes: np.ndarray, prior: Prior) -> bytes:
     """(tiles, bits) ±1 → range-coded bytes (little-endian 32-bit words)."""
     codes = np.asarray(codes)
@@ -137,6 +152,8 @@ def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
 
 def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4, seed: int = 0) -> Prior:
     """Fit a prior on training codes (tiles, bits) of ±1 by maximum likelihood (Adam)."""
+    import torch
+
     x = torch.from_numpy(np.asarray(codes, np.float32))
     mean = x.mean(0).clamp(-0.999, 0.999)
     bias = torch.atanh(mean) * 2  # logit of (1 + mean) / 2
@@ -161,6 +178,8 @@ def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1
 
 
 def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, torch.Tensor]:
+    import torch
+
     out = {FACTORIZED_BIAS: torch.from_numpy(factorized.bias.astype(np.int32))}
     if context is not None:
         out[CONTEXT_BIAS] = torch.from_numpy(context.bias.astype(np.int32))
@@ -171,6 +190,8 @@ def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, tor
 def from_tensors(tensors: dict[str, torch.Tensor], coding: Coding) -> Prior | None:
     """The model's prior for this coding (factorized or context), or None if it ships none;
     ModelError if its tensors are not the integers of the shapes FORMAT.md gives."""
+    import torch
+
     if coding == Coding.CONTEXT and (CONTEXT_WEIGHT in tensors or CONTEXT_BIAS in tensors):
         bias = _integers(tensors, CONTEXT_BIAS, torch.int32, None)
         return Prior(bias, _integers(tensors, CONTEXT_WEIGHT, torch.int16, (len(bias), len(bias))))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from . import container
-from .errors import InputError, LbaeFormatError
+from .errors import InputError, LbaeFormatError, ModelError
 
 PILLOW_LIMIT = -1  # max_pixels: Pillow's refusal threshold as this process set it
 
@@ -23,6 +23,18 @@ def pixel_limit(max_pixels: int | None) -> int | None:
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} (--max-pixels)")
+
+
+def check_model_fits(h: container.Header, name: str, model_hash: bytes, tile: int, bits: int) -> None:
+    """ModelError unless the model (name, hash, tile side, bits) is the one the file names."""
+    model_id = f"{name}@{model_hash.hex()}"
+    if (h.model_name, h.model_hash) != (name, model_hash):
+        raise ModelError(
+            f"file was encoded with model {h.model_name}@{h.model_hash.hex()}, "
+            f"but the model given is {model_id}; decode with the same model"
+        )
+    if (h.tile, h.bits) != (tile, bits):
+        raise ModelError(f"file has {h.bits}-bit {h.tile}px tiles, model {model_id} does not")
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # imported by the conversions that need it: tiling stays torch-free
+    import torch
 
 
 def to_float(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, C) → float (N, C, H, W) in [0, 1], channels_last memory."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     return t.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
 

@@ -20,6 +20,11 @@ META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # model names: never a path, safe to print
 
 
+def cache_dir() -> Path:
+    """Where downloads, dataset arrays, FID statistics and ONNX exports are kept."""
+    return Path(os.environ.get("LBAECODEC_CACHE", Path.home() / ".cache" / "lbaecodec"))
+
+
 def weights_dirs() -> list[Path]:
     """Where shipped and user models are looked up, in order."""
     dirs = []

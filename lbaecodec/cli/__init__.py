@@ -29,6 +29,7 @@ for command in (
     train.train_cmd,
     train.export_cmd,
     train.add_decoder_cmd,
+    train.export_onnx_cmd,
     bench.evaluate_cmd,
     bench.bench_cmd,
     generate.sample_cmd,

@@ -100,8 +100,8 @@ def bench_cmd(
     Example:  lbaecodec bench --dataset cifar10 --data-dir cifar10.npz --limit 1000
     """
     from ..lab import bench
-    from ..lab.data import default_cache
     from ..lab.metrics.fid import InceptionFeatures
+    from ..registry import cache_dir
     from ..zoo import load_model, pick_device
 
     if limit is not None and limit < 2:
@@ -124,7 +124,7 @@ def bench_cmd(
         images,
         target,
         extractor,
-        Path(cache) if cache else default_cache() / "fid",
+        Path(cache) if cache else cache_dir() / "fid",
         parse_classic(classic),
         note,
         samples=not no_samples,

@@ -92,6 +92,21 @@ def encode(
     metavar="FMT",
     help="Image format (PNG, BMP, TIFF, WEBP, JPEG...). [default: from OUTPUT's extension; PNG for stdout]",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="onnx: decode with ONNX Runtime from an `lbaecodec export-onnx` folder, without loading torch "
+    "(pip install 'lbaecodec[onnx]').",
+)
+@click.option(
+    "--onnx-dir",
+    default=None,
+    metavar="DIR",
+    help="With --runtime onnx: the export of the file's model. [default: where export-onnx puts it, "
+    "~/.cache/lbaecodec/onnx/NAME@HASH]",
+)
 @MAX_PIXELS
 @clean_errors
 def decode(
@@ -102,6 +117,8 @@ def decode(
     device: str,
     force: bool,
     fmt: str | None,
+    runtime: str,
+    onnx_dir: str | None,
     max_pixels: int | None,
 ) -> None:
     """Restore LBAE_FILE to the image OUTPUT, at the original size and mode.
@@ -111,10 +128,9 @@ def decode(
 
     \b
     Example:  lbaecodec decode photo.lbae photo.rec.png
+    Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec decode photo.lbae out.png --runtime onnx
     """
     import io
-
-    from .. import codec
 
     fmt = fmt or ("PNG" if output == "-" else EXTENSIONS.get(Path(output).suffix.lower()))
     if fmt is None:
@@ -123,9 +139,19 @@ def decode(
             f"({', '.join(sorted(EXTENSIONS))}) or --format"
         )
     refuse_existing(output, force)
-    img = codec.decode(
-        read_input(lbae_file), model=model, device=device, decoder=decoder, max_pixels=pixel_limit(max_pixels)
-    )
+    if runtime == "onnx":
+        from .. import onnx_runtime
+
+        if model is not None:
+            raise InputError("--model is for the torch runtime; give an ONNX export with --onnx-dir")
+        folder = Path(onnx_dir) if onnx_dir else None
+        img = onnx_runtime.decode(read_input(lbae_file), folder, decoder, pixel_limit(max_pixels))
+    else:
+        from .. import codec
+
+        img = codec.decode(
+            read_input(lbae_file), model=model, device=device, decoder=decoder, max_pixels=pixel_limit(max_pixels)
+        )
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt.upper())

@@ -176,6 +176,7 @@ def train_cmd(
 
     from ..lab import train as training
     from ..lab.checkpoint import initial_weights
+    from ..lab.distributed import is_main
     from ..lab.trainset import celeba_attributes, load_training_data, split_validation
 
     kind = ModelKind(kind)
@@ -208,7 +209,7 @@ def train_cmd(
         disc_width=disc_width,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )
-    probe = training.validation_fid_probe(val_images, val_fid) if val_fid else None
+    probe = training.validation_fid_probe(val_images, val_fid) if val_fid and is_main() else None
     _, progress = training.train(
         arch,
         fit_images,
@@ -223,6 +224,8 @@ def train_cmd(
         max_minutes=max_minutes,
         fid_probe=probe,
     )
+    if not is_main():
+        return  # under torchrun rank 0 alone reports and exports
     click.echo(f"best {progress.best_metric} {progress.best_score:.6g} at epoch {progress.best_epoch}; run in {run}")
     if recipe.epochs and progress.epoch < recipe.epochs:
         click.echo(f"stopped after epoch {progress.epoch} of {recipe.epochs} (--max-minutes); add --resume to go on")
@@ -328,3 +331,23 @@ def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")
+
+
+@click.command("export-onnx")
+@click.argument("model")
+@click.argument("folder", required=False)
+@clean_errors
+def export_onnx_cmd(model: str, folder: str | None) -> None:
+    """Write MODEL as ONNX graphs (encoder, each decoder) with its priors and a model.json, for
+    decoders outside Python and for `lbaecodec decode --runtime onnx`.
+
+    FOLDER defaults to where `decode --runtime onnx` looks: ~/.cache/lbaecodec/onnx/NAME@HASH.
+
+    \b
+    Example:  lbaecodec export-onnx cifar10 cifar10-onnx/
+    """
+    from ..lab.onnx_export import export_onnx
+    from ..zoo import load_model
+
+    out = export_onnx(load_model(model, "cpu"), Path(folder) if folder else None)
+    click.echo(f"wrote {out}")

@@ -58,6 +58,7 @@ class Progress:
     best_epoch: int = 0
     train_images: int = 0  # trained on (the validation images excluded)
     val_images: int = 0
+    world_size: int = 1  # processes the last epochs ran on (torchrun)
     history: list[dict] = field(default_factory=list)
     # when started from shipped weights: that model's id, epochs and CPU time
     init_from: str = ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from PIL import Image
 from ..architecture import DATASETS  # noqa: F401  (re-exported: the loaders below serve these)
 from ..errors import DataError
 from ..files import atomic_path
+from ..registry import cache_dir
 from ..tiling import square_thumbnail
 from .formats import load_cifar_archive, load_npz, read_idx
 
@@ -105,10 +105,6 @@ CELEBA_LOCAL_TEST = 1000  # held-out tail of a local subset (the official test s
 CELEBA_OFFICIAL_TRAIN_END = 162770  # images 000001–162770 are the official train partition
 
 
-def default_cache() -> Path:
-    return Path(os.environ.get("LBAECODEC_CACHE", Path.home() / ".cache" / "lbaecodec"))
-
-
 def md5_of(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -120,7 +116,7 @@ def md5_of(path: Path) -> str:
 def fetch(dataset: str, filename: str, cache: Path | None = None) -> Path:
     """Download one official file into the cache (if absent) and verify its MD5."""
     remote = REMOTES[dataset][filename]
-    target = (cache or default_cache()) / dataset / filename
+    target = (cache or cache_dir()) / dataset / filename
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -285,7 +281,7 @@ def load_folder(folder: Path, size: int, channels: int) -> np.ndarray:
 
 
 def _cached(key: str, build) -> tuple[np.ndarray, np.ndarray | None]:
-    path = default_cache() / "arrays" / f"{key}.npz"
+    path = cache_dir() / "arrays" / f"{key}.npz"
     if path.exists():
         return load_npz(path, "data")
     x, y = build()

@@ -20,23 +20,21 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save
 from tqdm import tqdm
 
 from ..architecture import STAGES, Architecture, ModelKind
 from ..files import write_atomic
 from ..images import to_float, to_uint8
-from ..network import LBAE, SignSTE, build_network
+from ..network import build_network
 from ..zoo import MODEL_PREFIX
-from . import adversarial
+from . import distributed
 from .checkpoint import (
     BEST,
     CHECKPOINT,
@@ -47,6 +45,7 @@ from .checkpoint import (
     prefixed,
     save_checkpoint,
 )
+from .steps import FidelityStep, RealismStep, device_of, loss_fn
 
 
 @dataclass
@@ -57,22 +56,11 @@ class FidProbe:
     score: Callable[[np.ndarray], float]
 
 
-def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    logits = logits.float()
-    if arch.loss == "bce":
-        return F.binary_cross_entropy_with_logits(logits, target)
-    return F.mse_loss(torch.sigmoid(logits), target)
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.inference_mode()
 def reconstruct(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """uint8 images → uint8 reconstructions (8-bit rounded, as a decoder writes them)."""
     model.eval()
-    device = _device_of(model)
+    device = device_of(model)
     return np.concatenate(
         [
             to_uint8(torch.sigmoid(model.reconstruct(to_float(images[i : i + batch]).to(device))))
@@ -85,7 +73,7 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, batch: int = 500) ->
 def evaluate(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> dict:
     """Mean loss and mean per-image PSNR (on 8-bit rounded reconstructions) over uint8 images."""
     model.eval()
-    device = _device_of(model)
+    device = device_of(model)
     loss_sum, psnr_sum = 0.0, 0.0
     for i in range(0, len(images), batch):
         x = to_float(images[i : i + batch]).to(device)
@@ -102,113 +90,21 @@ def _lr_at(recipe: Recipe, step: int, total_steps: int) -> float:
     return recipe.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-class FidelityStep:
-    """One optimiser step of the whole network on its reconstruction (+ auxiliary) loss."""
-
-    def __init__(self, model: torch.nn.Module, recipe: Recipe) -> None:
-        self.model, self.recipe = model, recipe
-        self.opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-        self.forward = _compiled(model) if recipe.compile else model
-
-    def train_mode(self) -> None:
-        self.model.train()
-
-    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        with _autocast(x.device, self.recipe.bf16):
-            logits, aux_loss = self.forward(x)
-        loss = loss_fn(self.model.arch, logits, x) + aux_loss.float()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach()}
-
-
-class RealismStep:
-    """One step of the realism decoder (frozen encoder) and one of its discriminator."""
-
-    def __init__(self, model: LBAE, recipe: Recipe, disc: adversarial.PatchDiscriminator | None = None) -> None:
-        if model.kind != ModelKind.LBAE:
-            raise ValueError("the realism stage trains an LBAE decoder")
-        self.model, self.recipe = model, recipe
-        model.encoder.requires_grad_(False)
-        self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width)
-        self.disc = self.disc.to(_device_of(model)).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
-        # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
-        # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
-        self.decoder = model.decoder
-        self.last_layer = model.decoder.pixels[-1].weight
-
-    def train_mode(self) -> None:
-        self.model.decoder.train()
-        self.model.encoder.eval()
-        self.disc.train()
-
-    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), _autocast(x.device, self.recipe.bf16):
-            codes = SignSTE.apply(self.model.encoder(x)).float()
-        with _autocast(x.device, self.recipe.bf16):
-            logits = self.decoder(codes)
-        fake = torch.sigmoid(logits.float())
-        rec = loss_fn(self.model.arch, logits, x)
-        adversarial_on = step >= self.recipe.disc_warmup_steps
-        if adversarial_on:
-            with _autocast(x.device, self.recipe.bf16):
-                g_adv = adversarial.generator_loss(self.disc(fake).float())
-            weight = self.recipe.adv_weight * (
-                adversarial.adaptive_weight(rec, g_adv, self.last_layer)
-                if self.recipe.adaptive
-                else torch.ones((), device=x.device)
-            )
-            loss = rec + weight * g_adv
-        else:
-            weight, loss = torch.zeros((), device=x.device), rec
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with _autocast(x.device, self.recipe.bf16):
-            d_loss = adversarial.hinge_d_loss(self.disc(x).float(), self.disc(fake.detach()).float())
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        return {"loss": rec.detach(), "d_loss": d_loss.detach(), "adv_weight": weight}
-
-
-def _compiled(module: torch.nn.Module):
-    """``torch.compile(module)``, falling back to eager mode if compiling fails (no compiler)."""
-    compiled = torch.compile(module)
-
-    def run(*args):
-        nonlocal compiled
-        try:
-            return compiled(*args)
-        except Exception as e:  # compile errors surface on the first call, as any exception type
-            if compiled is module:
-                raise
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly")
-            compiled = module
-            return module(*args)
-
-    return run
-
-
-def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
-
-
-def _batches(images: torch.Tensor, batch: int, generator: torch.Generator, hflip: bool):
-    """Shuffled uint8 batches cut on the images' device → float, randomly mirrored."""
+def _batches(images: torch.Tensor, batch: int, generator: torch.Generator, hflip: bool, world: distributed.World):
+    """Shuffled uint8 batches cut on the images' device → float, randomly mirrored; under
+    torchrun, this rank's share of each global batch (every world.size-th image)."""
     order = torch.randperm(len(images), generator=generator).to(images.device)
     for i in range(0, len(images), batch):
-        x = to_float(images[order[i : i + batch]])
+        index = order[i : i + batch]
+        flip = torch.rand(len(index), generator=generator) < 0.5  # drawn for the global batch
+        index, flip = index[world.rank :: world.size], flip[world.rank :: world.size]
+        x = to_float(images[index])
         if hflip:
-            flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
         yield x
 
 
-def _start(arch, out, recipe, resume, init_from, init_progress, kind, device):
+def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, world):
     """The model, step and progress to start from: a checkpoint, given weights, or scratch."""
     if resume and (out / f"{CHECKPOINT}.json").exists():
         ckpt = load_checkpoint(out)  # its recipe, seed and schedule go on; --epochs may extend it
@@ -219,7 +115,9 @@ def _start(arch, out, recipe, resume, init_from, init_progress, kind, device):
         if init_from is not None:
             model.load_state_dict(init_from.state_dict())
     model = model.to(device).to(memory_format=torch.channels_last)
-    step = RealismStep(model, recipe, disc) if recipe.stage == "realism" else FidelityStep(model, recipe)
+    if world.size > 1:
+        model = distributed.sync_batchnorm(model, device)
+    step = RealismStep(model, recipe, world, disc) if recipe.stage == "realism" else FidelityStep(model, recipe, world)
     if ckpt is not None and ckpt.optim:
         load_optimizer(step.opt, ckpt.optim)
     if ckpt is not None and ckpt.disc_optim:
@@ -254,35 +152,51 @@ def train(
     every epoch's weights are kept as ``epoch-N`` for a later choice)."""
     if recipe.stage not in STAGES:
         raise ValueError(f"unknown stage {recipe.stage!r}; choose from {', '.join(STAGES)}")
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    device = distributed.rank_device(torch.device(device))
+    world = distributed.join(device)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     model, step_fn, recipe, progress = _start(
-        arch, out, recipe, resume, init_from, init_progress, ModelKind(kind), device
+        arch, out, recipe, resume, init_from, init_progress, ModelKind(kind), device, world
     )
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
-    progress.train_images, progress.val_images = len(train_images), len(val_images)
+    progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
     steps_per_epoch = math.ceil(len(images) / recipe.batch)
     started = time.time()
-    with open(out / "log.jsonl", "a") as log:
-        while recipe.epochs == 0 or progress.epoch < recipe.epochs:
-            record = _run_epoch(
-                model, step_fn, images, val_images, recipe, progress, steps_per_epoch, show_progress, fid_probe
-            )
+    while recipe.epochs == 0 or progress.epoch < recipe.epochs:
+        record = _run_epoch(
+            model,
+            step_fn,
+            images,
+            val_images,
+            recipe,
+            progress,
+            steps_per_epoch,
+            show_progress and world.main,
+            fid_probe,
+            world,
+        )
+        if world.main:
             if recipe.epochs == 0 and progress.epoch >= 2:
-                recipe = _with_epochs(
-                    recipe, _epochs_in_budget(recipe, progress.epoch, time.time() - started, record["wall_s"])
-                )
-                step_fn.recipe = recipe
+                epochs = _epochs_in_budget(recipe, progress.epoch, time.time() - started, record["wall_s"])
+                recipe = _with_epochs(recipe, epochs)
                 record["epochs_planned"] = recipe.epochs
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if show_progress:
-                print(json.dumps(record), flush=True)
+            _log(out, record, show_progress)
             _keep(out, model, step_fn, recipe, progress, record, fid_probe)
-            if max_minutes is not None and time.time() - started > max_minutes * 60:
-                break
-    return _best_model(out, model), progress
+        stop = max_minutes is not None and time.time() - started > max_minutes * 60
+        recipe, stop = distributed.from_main((recipe, stop), world)  # every rank ends the same epoch
+        step_fn.recipe = recipe
+        if stop:
+            break
+    return (_best_model(out, model) if world.main else model), progress
+
+
+def _log(out: Path, record: dict, show_progress: bool) -> None:
+    with open(out / "log.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    if show_progress:
+        print(json.dumps(record), flush=True)
 
 
 def _epochs_in_budget(recipe: Recipe, done: int, elapsed_s: float, epoch_s: float) -> int:
@@ -291,13 +205,15 @@ def _epochs_in_budget(recipe: Recipe, done: int, elapsed_s: float, epoch_s: floa
     return max(done, done + int((recipe.budget_minutes * 60 - elapsed_s) // max(epoch_s, 1e-3)))
 
 
-def _run_epoch(model, step_fn, images, val_images, recipe, progress, steps_per_epoch, show_progress, fid_probe) -> dict:
+def _run_epoch(
+    model, step_fn, images, val_images, recipe, progress, steps_per_epoch, show_progress, fid_probe, world
+) -> dict:
     step_fn.train_mode()
     cpu0, wall0 = time.process_time(), time.time()
     generator = torch.Generator().manual_seed(recipe.seed * 100_003 + progress.epoch)
     total_steps = steps_per_epoch * (recipe.epochs or 10**9)
     bar = tqdm(
-        _batches(images, recipe.batch, generator, recipe.hflip),
+        _batches(images, recipe.batch, generator, recipe.hflip, world),
         total=steps_per_epoch,
         desc=f"epoch {progress.epoch + 1}/{recipe.epochs or '?'}",
         disable=not show_progress,
@@ -312,13 +228,16 @@ def _run_epoch(model, step_fn, images, val_images, recipe, progress, steps_per_e
         progress.step += 1
     if images.device.type == "cuda":
         torch.cuda.synchronize()
-        progress.gpu_seconds += time.time() - wall0
+        progress.gpu_seconds += distributed.total(time.time() - wall0, world)  # GPU-seconds of all ranks
     progress.epoch += 1
-    progress.cpu_seconds += time.process_time() - cpu0
+    progress.cpu_seconds += distributed.total(time.process_time() - cpu0, world)  # all ranks' CPU time
+    if not world.main:
+        return {}  # rank 0 alone evaluates and logs
     figures = evaluate(model, val_images)
     record = {
         "epoch": progress.epoch,
         "stage": recipe.stage,
+        "world_size": world.size,
         **{f"train_{k}": round(float(v) / steps_per_epoch, 6) for k, v in sums.items()},
         "val_loss": figures["loss"],
         "val_psnr": figures["psnr"],
@@ -357,12 +276,12 @@ def _best_model(out: Path, model: torch.nn.Module) -> torch.nn.Module:
 
 def validation_fid_probe(val_images: np.ndarray, count: int) -> FidProbe:
     """Validation FID each epoch on the first ``count`` validation images (needs the bench extra)."""
-    from .data import default_cache
+    from ..registry import cache_dir
     from .metrics import fid as fidlib
 
     images = val_images[:count]
     extractor = fidlib.InceptionFeatures("cpu", progress=False)
-    reference = fidlib.cached_statistics(images, extractor, default_cache() / "fid")
+    reference = fidlib.cached_statistics(images, extractor, cache_dir() / "fid")
     return FidProbe(
         images, lambda recs: round(fidlib.frechet_distance(*reference, *fidlib.statistics(extractor(recs))), 3)
     )

@@ -1,0 +1,130 @@
+"""One optimisation step of each training stage: the whole network on its reconstruction loss
+(fidelity), or the realism decoder against a patch discriminator (realism)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from ..architecture import Architecture, ModelKind
+from ..network import LBAE, SignSTE
+from . import adversarial, distributed
+from .checkpoint import Recipe
+
+
+def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    if arch.loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.mse_loss(torch.sigmoid(logits), target)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class FidelityStep:
+    """One optimiser step of the whole network on its reconstruction (+ auxiliary) loss."""
+
+    def __init__(self, model: torch.nn.Module, recipe: Recipe, world: distributed.World) -> None:
+        self.model, self.recipe = model, recipe
+        self.opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        if world.size > 1:  # gradients averaged over the ranks during the backward pass
+            model = torch.nn.parallel.DistributedDataParallel(model)
+        self.forward = _compiled(model) if recipe.compile else model
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        with _autocast(x.device, self.recipe.bf16):
+            logits, aux_loss = self.forward(x)
+        loss = loss_fn(self.model.arch, logits, x) + aux_loss.float()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.detach()}
+
+
+class RealismStep:
+    """One step of the realism decoder (frozen encoder) and one of its discriminator."""
+
+    def __init__(
+        self,
+        model: LBAE,
+        recipe: Recipe,
+        world: distributed.World,
+        disc: adversarial.PatchDiscriminator | None = None,
+    ) -> None:
+        if model.kind != ModelKind.LBAE:
+            raise ValueError("the realism stage trains an LBAE decoder")
+        self.model, self.recipe, self.world = model, recipe, world
+        model.encoder.requires_grad_(False)
+        self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width)
+        self.disc = self.disc.to(device_of(model)).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+        # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
+        # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
+        self.decoder = model.decoder
+        self.last_layer = model.decoder.pixels[-1].weight
+
+    def train_mode(self) -> None:
+        self.model.decoder.train()
+        self.model.encoder.eval()
+        self.disc.train()
+
+    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), _autocast(x.device, self.recipe.bf16):
+            codes = SignSTE.apply(self.model.encoder(x)).float()
+        with _autocast(x.device, self.recipe.bf16):
+            logits = self.decoder(codes)
+        fake = torch.sigmoid(logits.float())
+        rec = loss_fn(self.model.arch, logits, x)
+        adversarial_on = step >= self.recipe.disc_warmup_steps
+        if adversarial_on:
+            with _autocast(x.device, self.recipe.bf16):
+                g_adv = adversarial.generator_loss(self.disc(fake).float())
+            weight = self.recipe.adv_weight * (
+                adversarial.adaptive_weight(rec, g_adv, self.last_layer)
+                if self.recipe.adaptive
+                else torch.ones((), device=x.device)
+            )
+            loss = rec + weight * g_adv
+        else:
+            weight, loss = torch.zeros((), device=x.device), rec
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.decoder.parameters(), self.world)
+        self.opt.step()
+        with _autocast(x.device, self.recipe.bf16):
+            d_loss = adversarial.hinge_d_loss(self.disc(x).float(), self.disc(fake.detach()).float())
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        distributed.average_gradients(self.disc.parameters(), self.world)
+        self.opt_d.step()
+        return {"loss": rec.detach(), "d_loss": d_loss.detach(), "adv_weight": weight}
+
+
+def _compiled(module: torch.nn.Module):
+    """``torch.compile(module)``, falling back to eager mode if compiling fails (no compiler)."""
+    compiled = torch.compile(module)
+
+    def run(*args):
+        nonlocal compiled
+        try:
+            return compiled(*args)
+        except Exception as e:  # compile errors surface on the first call, as any exception type
+            if compiled is module:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly")
+            compiled = module
+            return module(*args)
+
+    return run
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
