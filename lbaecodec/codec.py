@@ -29,6 +29,8 @@ def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None 
     else:
         try:
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            if img.format == "LBAE":  # opened through our Pillow plugin, if it is registered
+                raise UnidentifiedImageError("a .lbae file: decode it first")
             check_pixels(img.width, img.height, max_pixels)
             img.load()
         except FileNotFoundError as e:

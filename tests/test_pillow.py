@@ -72,3 +72,12 @@ def test_pixel_limit_before_any_work(rgb_image):
     plugin.register_lbae_opener(max_pixels=100)
     with pytest.raises(lbaecodec.InputError, match="over the limit of 100"):
         Image.open(io.BytesIO(data))
+
+
+def test_encode_still_refuses_an_lbae_file(rgb_image, tmp_path):
+    """With the plugin registered Pillow can open .lbae files, but encoding one stays an error
+    (re-encoding decoded pixels is a lossy detour a user should ask for explicitly)."""
+    path = tmp_path / "x.lbae"
+    path.write_bytes(lbaecodec.encode(rgb_image, model="cifar10", device="cpu"))
+    with pytest.raises(lbaecodec.InputError, match="decode it first"):
+        lbaecodec.encode(path, model="cifar10", device="cpu")
