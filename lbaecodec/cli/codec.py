@@ -35,9 +35,65 @@ EXTENSIONS = {
 }
 
 
+def _many_files(inputs: tuple[str, ...], out_dir: str, suffixes, new_suffix, recursive, convert, force, workers):
+    """Run ``convert`` over the files of ``inputs`` into ``out_dir``: a progress bar, one line per
+    failure, a summary; exits with the first failure's code if any failed."""
+    import functools
+    import sys
+
+    from tqdm import tqdm
+
+    from .. import batch
+
+    if "-" in inputs:
+        raise InputError("stdin (-) takes one input and an OUTPUT, not -o")
+    if workers < 1:
+        raise InputError("--workers must be at least 1")
+    tasks = batch.plan(list(inputs), Path(out_dir), suffixes, new_suffix, recursive)
+    failed = []
+    outcomes = batch.run(tasks, functools.partial(*convert), force, workers)
+    for outcome in tqdm(outcomes, total=len(tasks), unit="file", file=sys.stderr, disable=None, leave=False):
+        if outcome.error:
+            failed.append(outcome)
+            tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+    click.echo(
+        f"{len(tasks) - len(failed)} of {len(tasks)} files written to {out_dir}"
+        + (f"; {len(failed)} failed" if failed else ""),
+        err=True,
+    )
+    if failed:
+        sys.exit(failed[0].exit_code)
+
+
+def _image_and_output(paths: tuple[str, ...]) -> tuple[str, str]:
+    if len(paths) != 2:
+        raise InputError(f"got {len(paths)} paths: give one input and its OUTPUT, or several inputs with -o DIR")
+    return paths[0], paths[1]
+
+
+OUT_DIR = click.option(
+    "-o",
+    "--out-dir",
+    default=None,
+    metavar="DIR",
+    help="Many inputs (files, folders) → DIR, names from the inputs (a.png → DIR/a.lbae; a folder's "
+    "subfolders are kept). Without it: exactly one input and its OUTPUT.",
+)
+RECURSIVE = click.option("-r", "--recursive", is_flag=True, help="With -o: folders' subfolders too.")
+WORKERS = click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With -o: N processes share the files, each with cores/N torch threads (one process uses them all).",
+)
+
+
 @click.command()
-@click.argument("image")
-@click.argument("output")
+@click.argument("paths", nargs=-1, required=True, metavar="IMAGE OUTPUT | INPUTS... -o DIR")
+@OUT_DIR
+@RECURSIVE
+@WORKERS
 @model_option(default_help="[default: cifar10]")
 @DEVICE
 @FORCE
@@ -53,9 +109,19 @@ EXTENSIONS = {
 @MAX_PIXELS
 @clean_errors
 def encode(
-    image: str, output: str, model: str | None, device: str, force: bool, coding: str, raw: bool, max_pixels: int | None
+    paths: tuple[str, ...],
+    out_dir: str | None,
+    recursive: bool,
+    workers: int,
+    model: str | None,
+    device: str,
+    force: bool,
+    coding: str,
+    raw: bool,
+    max_pixels: int | None,
 ) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
+    With -o DIR: every image among INPUTS (files, folders) into DIR.
 
     The image is cut into tiles of the model's size (32×32 for cifar10); each tile becomes
     the model's number of bits (600 for cifar10), which are then entropy-coded with the
@@ -64,23 +130,31 @@ def encode(
 
     \b
     Example:  lbaecodec encode photo.png photo.lbae --model cifar10
+    Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
     """
-    from .. import codec
+    from .. import batch, codec
 
+    coding = "raw" if raw else coding
+    if out_dir is not None:
+        batch.load_model(model, device)  # a bad --model is one error, not one per file
+        convert = (batch.encode_file, model, device, coding, pixel_limit(max_pixels))
+        _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
+        return
+    image, output = _image_and_output(paths)
     refuse_existing(output, force)
     source = read_input(image) if image == "-" else image
     write_output(
         output,
-        codec.encode(
-            source, model=model, device=device, coding="raw" if raw else coding, max_pixels=pixel_limit(max_pixels)
-        ),
+        codec.encode(source, model=model, device=device, coding=coding, max_pixels=pixel_limit(max_pixels)),
         force,
     )
 
 
 @click.command()
-@click.argument("lbae_file")
-@click.argument("output")
+@click.argument("paths", nargs=-1, required=True, metavar="LBAE_FILE OUTPUT | INPUTS... -o DIR")
+@OUT_DIR
+@RECURSIVE
+@WORKERS
 @model_option(default_help="[default: the model the file names]")
 @decoder_option("fidelity")
 @DEVICE
@@ -110,8 +184,10 @@ def encode(
 @MAX_PIXELS
 @clean_errors
 def decode(
-    lbae_file: str,
-    output: str,
+    paths: tuple[str, ...],
+    out_dir: str | None,
+    recursive: bool,
+    workers: int,
     model: str | None,
     decoder: str,
     device: str,
@@ -121,7 +197,8 @@ def decode(
     onnx_dir: str | None,
     max_pixels: int | None,
 ) -> None:
-    """Restore LBAE_FILE to the image OUTPUT, at the original size and mode.
+    """Restore LBAE_FILE to the image OUTPUT, at the original size and mode. With -o DIR:
+    every .lbae file among INPUTS (files, folders) into DIR, as PNG unless --format says otherwise.
 
     The model named in the file is used unless --model says otherwise; a file made with
     other weights is refused.
@@ -129,9 +206,23 @@ def decode(
     \b
     Example:  lbaecodec decode photo.lbae photo.rec.png
     Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec decode photo.lbae out.png --runtime onnx
+    Many:     lbaecodec decode coded/ -o restored/ --format webp
     """
     import io
 
+    if out_dir is not None:
+        from .. import batch
+
+        if runtime != "torch":
+            raise InputError("-o decodes with the torch runtime; decode files one by one with --runtime onnx")
+        if model is not None:
+            batch.load_model(model, device)
+        fmt = (fmt or "PNG").upper()
+        suffix = next((ext for ext, name in EXTENSIONS.items() if name == fmt), f".{fmt.lower()}")
+        convert = (batch.decode_file, model, device, decoder, fmt, pixel_limit(max_pixels))
+        _many_files(paths, out_dir, batch.LBAE_SUFFIXES, suffix, recursive, convert, force, workers)
+        return
+    lbae_file, output = _image_and_output(paths)
     fmt = fmt or ("PNG" if output == "-" else EXTENSIONS.get(Path(output).suffix.lower()))
     if fmt is None:
         raise InputError(
