@@ -89,11 +89,14 @@ WORKERS = click.option(
 )
 
 
+def many_files(command):
+    """-o, -r and --workers: the options of the many-files form."""
+    return OUT_DIR(RECURSIVE(WORKERS(command)))
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE OUTPUT | INPUTS... -o DIR")
-@OUT_DIR
-@RECURSIVE
-@WORKERS
+@many_files
 @model_option(default_help="[default: cifar10]")
 @DEVICE
 @FORCE
@@ -152,9 +155,7 @@ def encode(
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="LBAE_FILE OUTPUT | INPUTS... -o DIR")
-@OUT_DIR
-@RECURSIVE
-@WORKERS
+@many_files
 @model_option(default_help="[default: the model the file names]")
 @decoder_option("fidelity")
 @DEVICE

@@ -232,16 +232,8 @@ def jpeg_roundtrip(images: np.ndarray, quality: int = 75) -> np.ndarray:
 def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extractor, cache: Path | None) -> Row:
     ref = fidlib.cached_statistics(jpeg_roundtrip(images), extractor, cache, "set")
     fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(jpeg_roundtrip(recs), extractor, cache, "set"))
-    return Row(
-        f"{name}, paper-like protocol",
-        "measured",
-        None,
-        None,
-        None,
-        None,
-        round(fid, 3),
-        note="both sides saved as JPEG q75 before Inception (the paper's code); same bits as above",
-    )
+    note = "both sides saved as JPEG q75 before Inception (the paper's code); same bits as above"
+    return Row(f"{name}, paper-like protocol", "measured", fid=round(fid, 3), note=note)
 
 
 def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict) -> None:
@@ -255,18 +247,8 @@ def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows:
             continue  # a model without code statistics cannot sample with the copula
         fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
         decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
-        rows.append(
-            Row(
-                f"LBAE samples ({method}{decoder})",
-                "measured",
-                None,
-                None,
-                None,
-                None,
-                round(fid, 3),
-                note=f"generation FID, {n} samples vs the test images",
-            )
-        )
+        note = f"generation FID, {n} samples vs the test images"
+        rows.append(Row(f"LBAE samples ({method}{decoder})", "measured", fid=round(fid, 3), note=note))
         grids[f"samples ({method})"] = images[:GRID_IMAGES]
 
 

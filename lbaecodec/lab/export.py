@@ -158,9 +158,7 @@ def export_run(
         },
         "labels": label_names if train_labels is not None else None,
         "attributes": attributes[0] if attributes is not None else None,
-        "weights_dtype": "float16",
-        "measured_on": measured_on(),
-        "command": command,
+        **_shipping(command),
     }
     zoo.write_card(exported, card)
     return exported
@@ -183,9 +181,7 @@ def export_baseline(
         "kind": str(ckpt.model.kind),
         **_training_card(data_note, train_count, test_images, zoo.as_shipped(ckpt.model), ckpt),
         "code_bits_per_tile": ckpt.model.code_bits,
-        "weights_dtype": "float16",
-        "measured_on": measured_on(),
-        "command": command,
+        **_shipping(command),
     }
     zoo.write_card(exported, card)
     return exported
@@ -270,6 +266,11 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
             "test_psnr_db": round(figures["psnr"], 3),
         }
     }
+
+
+def _shipping(command: str) -> dict:
+    """What every exported card says of the file: its dtype, the machine, the command."""
+    return {"weights_dtype": "float16", "measured_on": measured_on(), "command": command}
 
 
 def measured_on() -> str:

@@ -19,10 +19,10 @@ from ..images import to_pil
 class Row:
     method: str
     source: str  # "measured" or "reported, not measured"
-    code_bits: float | None  # latent/code bits per image (raw, as the paper counts)
-    file_bytes: float | None  # actual bytes per image on disk (container/format included)
-    ratio_code: float | None  # image bits / code bits
-    ratio_file: float | None  # image bits / file bits
+    code_bits: float | None = None  # latent/code bits per image (raw, as the paper counts)
+    file_bytes: float | None = None  # actual bytes per image on disk (container/format included)
+    ratio_code: float | None = None  # image bits / code bits
+    ratio_file: float | None = None  # image bits / file bits
     fid: float | None = None
     psnr: float | None = None
     ssim: float | None = None
