@@ -1,0 +1,164 @@
+"""Speed of lbaecodec against Pillow's WebP, AVIF and JPEG, in one run.
+
+    python bench/speed.py --data-dir ../shared/datasets/cifar10-jpeg75.npz --files 1000
+
+For N 32×32 test images written as PNG files, measures
+- in-process throughput (the model or codec already loaded): images/s and MB/s of pixels;
+- whole processes, start-up included: one file, and all N files in one call (lbaecodec's
+  `-o DIR` form; for Pillow a Python process that loops over the files);
+- peak memory (max RSS) of those processes.
+Writes bench/results/speed/results.{json,md} and prints the table.
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import lbaecodec
+from lbaecodec.lab import data
+from lbaecodec.zoo import load_model
+
+PILLOW = {"WEBP": ("webp", 0), "AVIF": ("avif", 0), "JPEG": ("jpg", 1)}  # lowest quality: LBAE's byte range
+PILLOW_LOOP = """
+import sys, io
+from pathlib import Path
+from PIL import Image
+fmt, q, src, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+out.mkdir(exist_ok=True)
+for p in sorted(src.glob("*.png")) if src.is_dir() else [src]:
+    buf = io.BytesIO()
+    Image.open(p).save(buf, fmt, quality=q)
+    Image.open(io.BytesIO(buf.getvalue())).convert("RGB").save(out / (p.stem + ".png"))
+"""
+
+
+def process(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a whole process (GNU time reports the RSS)."""
+    t = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    return round(wall, 2), round(int(done.stderr.strip().splitlines()[-1]) / 1024, 1)
+
+
+def in_process_lbae(images: list[Image.Image], model) -> dict:
+    t = time.perf_counter()
+    files = [lbaecodec.encode(img, model=model) for img in images]
+    t_enc = time.perf_counter() - t
+    t = time.perf_counter()
+    for f in files:
+        lbaecodec.decode(f, model=model)
+    t_dec = time.perf_counter() - t
+    return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
+
+
+def in_process_pillow(images: list[Image.Image], fmt: str, quality: int) -> dict:
+    import io
+
+    t = time.perf_counter()
+    files = []
+    for img in images:
+        buf = io.BytesIO()
+        img.save(buf, fmt, quality=quality)
+        files.append(buf.getvalue())
+    t_enc = time.perf_counter() - t
+    t = time.perf_counter()
+    for f in files:
+        Image.open(io.BytesIO(f)).load()
+    t_dec = time.perf_counter() - t
+    return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True, help="CIFAR-10 local copy")
+    p.add_argument("--files", type=int, default=1000)
+    p.add_argument("--model", default="cifar10")
+    p.add_argument("--out", default="bench/results/speed")
+    a = p.parse_args()
+    pixels = data.load("cifar10", "test", a.data_dir)[0][: a.files]
+    images = [Image.fromarray(x) for x in pixels]
+    work = Path(tempfile.mkdtemp())
+    (work / "png").mkdir()
+    for i, img in enumerate(images):
+        img.save(work / "png" / f"{i:05d}.png")
+    one = work / "png" / "00000.png"
+    mb = pixels.nbytes / 1e6
+    model = load_model(a.model, "cpu")
+    lbae = [sys.executable, "-m", "lbaecodec"]
+    rows = []
+
+    figures = in_process_lbae(images, model)
+    subprocess.run([*lbae, "export-onnx", a.model, str(work / "onnx")], check=True, capture_output=True)
+    enc_one = process([*lbae, "encode", str(one), str(work / "one.lbae"), "--device", "cpu"])
+    dec_one = process([*lbae, "decode", str(work / "one.lbae"), str(work / "one.png"), "--device", "cpu"])
+    onnx_one = process(
+        [
+            *lbae,
+            "decode",
+            str(work / "one.lbae"),
+            str(work / "one-onnx.png"),
+            "--runtime",
+            "onnx",
+            "--onnx-dir",
+            str(work / "onnx"),
+        ]
+    )
+    enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae"), "--device", "cpu"])
+    dec_all = process([*lbae, "decode", str(work / "lbae"), "-o", str(work / "back"), "--device", "cpu"])
+    rows.append(
+        {
+            "codec": f"LBAE {model.id}",
+            "bytes_per_image": round(figures["bytes"], 1),
+            "encode_img_s": round(len(images) / figures["encode_s"], 1),
+            "decode_img_s": round(len(images) / figures["decode_s"], 1),
+            "encode_MB_s": round(mb / figures["encode_s"], 3),
+            "decode_MB_s": round(mb / figures["decode_s"], 3),
+            "process_1_file_s": f"{enc_one[0]} + {dec_one[0]} (onnx decode {onnx_one[0]})",
+            "process_all_files_s": f"{enc_all[0]} + {dec_all[0]}",
+            "peak_MB": max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
+        }
+    )
+    for fmt, (ext, quality) in PILLOW.items():
+        figures = in_process_pillow(images, fmt, quality)
+        loop = [sys.executable, "-c", PILLOW_LOOP, fmt, str(quality)]
+        single = process([*loop, str(one), str(work / f"{ext}-one")])
+        many = process([*loop, str(work / "png"), str(work / f"{ext}-all")])
+        rows.append(
+            {
+                "codec": f"Pillow {fmt} q={quality}",
+                "bytes_per_image": round(figures["bytes"], 1),
+                "encode_img_s": round(len(images) / figures["encode_s"], 1),
+                "decode_img_s": round(len(images) / figures["decode_s"], 1),
+                "encode_MB_s": round(mb / figures["encode_s"], 3),
+                "decode_MB_s": round(mb / figures["decode_s"], 3),
+                "process_1_file_s": f"{single[0]} (encode+decode)",
+                "process_all_files_s": f"{many[0]}",
+                "peak_MB": max(single[1], many[1]),
+            }
+        )
+    meta = {
+        "images": len(images),
+        "data": "CIFAR-10 test images 0..N-1 as 32x32 PNG files",
+        "machine": f"{platform.machine()}, {platform.python_version()}, lbaecodec {lbaecodec.__version__}",
+        "command": " ".join(sys.argv),
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    header = list(rows[0])
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    (out / "results.md").write_text("\n".join(table) + "\n")
+    print(json.dumps(meta), "\n".join(table), sep="\n")
+
+
+if __name__ == "__main__":
+    main()
