@@ -1,4 +1,4 @@
-"""`lbaecodec train` and `lbaecodec export`: the training side of the command line."""
+"""`lbaecodec train`, `export`, `add-decoder` and `export-onnx`: making and shipping models."""
 
 from __future__ import annotations
 
@@ -171,6 +171,7 @@ def train_cmd(
     Continue from shipped weights:  add --init-from cifar10 --out runs/cifar10-more
     The VAE baseline:               add --kind vae --out runs/vae-cifar10
     A realism decoder:              add --stage realism --init-from cifar10 --out runs/cifar10-realism --val-fid 1000
+    Several processes (DDP):        torchrun --standalone --nproc_per_node 2 -m lbaecodec train ...
     """
     import torch
 
