@@ -76,6 +76,21 @@ def in_process_pillow(images: list[Image.Image], fmt: str, quality: int) -> dict
     return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
 
 
+def row(codec: str, figures: dict, count: int, mb: float, one_file: str, all_files: str, peak_mb: float) -> dict:
+    """One line of the table: in-process rates from ``figures``, then the whole-process figures."""
+    return {
+        "codec": codec,
+        "bytes_per_image": round(figures["bytes"], 1),
+        "encode_img_s": round(count / figures["encode_s"], 1),
+        "decode_img_s": round(count / figures["decode_s"], 1),
+        "encode_MB_s": round(mb / figures["encode_s"], 3),
+        "decode_MB_s": round(mb / figures["decode_s"], 3),
+        "process_1_file_s": one_file,
+        "process_all_files_s": all_files,
+        "peak_MB": peak_mb,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 local copy")
@@ -114,17 +129,15 @@ def main() -> None:
     enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae"), "--device", "cpu"])
     dec_all = process([*lbae, "decode", str(work / "lbae"), "-o", str(work / "back"), "--device", "cpu"])
     rows.append(
-        {
-            "codec": f"LBAE {model.id}",
-            "bytes_per_image": round(figures["bytes"], 1),
-            "encode_img_s": round(len(images) / figures["encode_s"], 1),
-            "decode_img_s": round(len(images) / figures["decode_s"], 1),
-            "encode_MB_s": round(mb / figures["encode_s"], 3),
-            "decode_MB_s": round(mb / figures["decode_s"], 3),
-            "process_1_file_s": f"{enc_one[0]} + {dec_one[0]} (onnx decode {onnx_one[0]})",
-            "process_all_files_s": f"{enc_all[0]} + {dec_all[0]}",
-            "peak_MB": max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
-        }
+        row(
+            f"LBAE {model.id}",
+            figures,
+            len(images),
+            mb,
+            f"{enc_one[0]} + {dec_one[0]} (onnx decode {onnx_one[0]})",
+            f"{enc_all[0]} + {dec_all[0]}",
+            max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
+        )
     )
     for fmt, (ext, quality) in PILLOW.items():
         figures = in_process_pillow(images, fmt, quality)
@@ -132,17 +145,15 @@ def main() -> None:
         single = process([*loop, str(one), str(work / f"{ext}-one")])
         many = process([*loop, str(work / "png"), str(work / f"{ext}-all")])
         rows.append(
-            {
-                "codec": f"Pillow {fmt} q={quality}",
-                "bytes_per_image": round(figures["bytes"], 1),
-                "encode_img_s": round(len(images) / figures["encode_s"], 1),
-                "decode_img_s": round(len(images) / figures["decode_s"], 1),
-                "encode_MB_s": round(mb / figures["encode_s"], 3),
-                "decode_MB_s": round(mb / figures["decode_s"], 3),
-                "process_1_file_s": f"{single[0]} (encode+decode)",
-                "process_all_files_s": f"{many[0]}",
-                "peak_MB": max(single[1], many[1]),
-            }
+            row(
+                f"Pillow {fmt} q={quality}",
+                figures,
+                len(images),
+                mb,
+                f"{single[0]} (encode+decode)",
+                f"{many[0]}",
+                max(single[1], many[1]),
+            )
         )
     meta = {
         "images": len(images),
