@@ -61,7 +61,7 @@ def plan(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...], new_suffix
 
 
 def run(tasks: list[Task], convert: Callable[[Path], bytes], force: bool, workers: int = 1) -> Iterator[Outcome]:
-    """``convert`` each task's source and write its target; outcomes in the order they finish.
+    """``convert`` each task's source and write its target; outcomes in the order of ``tasks``.
     ``convert`` must be picklable (a module-level function or a functools.partial of one) when
     ``workers`` > 1."""
     if workers <= 1:

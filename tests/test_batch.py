@@ -93,6 +93,9 @@ def test_usage_errors(images, tmp_path):
     ]:
         r = run("encode", *args)
         assert r.exit_code == 2 and message in r.output, (args, r.output)
+    assert run("encode", images, "-o", tmp_path / "coded").exit_code == 0
+    r = run("decode", tmp_path / "coded", "-o", tmp_path / "back", "--format", "foo")
+    assert r.exit_code == 2 and "cannot write FOO images" in r.output and not (tmp_path / "back").exists()
     (images / "im0.jpg").write_bytes((images / "im0.png").read_bytes())
     r = run("encode", images, "-o", tmp_path / "out")
     assert r.exit_code == 2 and "would both write" in r.output

@@ -219,6 +219,11 @@ def decode(
         if model is not None:
             batch.load_model(model, device)
         fmt = (fmt or "PNG").upper()
+        from PIL import Image
+
+        Image.init()
+        if fmt not in Image.SAVE:
+            raise InputError(f"cannot write {fmt} images; e.g. {', '.join(sorted(set(EXTENSIONS.values())))}")
         suffix = next((ext for ext, name in EXTENSIONS.items() if name == fmt), f".{fmt.lower()}")
         convert = (batch.decode_file, model, device, decoder, fmt, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.LBAE_SUFFIXES, suffix, recursive, convert, force, workers)
