@@ -7,9 +7,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from .errors import InputError, ModelError
+
 FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 STAGES = DECODERS  # a training stage is named after the decoder it trains
+
+
+def pick_decoder(decoder: str, available: tuple[str, ...], model_id: str) -> str:
+    """The decoder ``decoder`` names among a model's ``available`` ones (in DECODERS order):
+    ``auto`` is realism where the model has one. One-line errors for unknown or missing ones."""
+    name = available[-1] if decoder == AUTO else decoder
+    if name not in DECODERS:
+        raise InputError(f"unknown decoder {decoder!r}; choose from {', '.join((*DECODERS, AUTO))}")
+    if name not in available:
+        raise ModelError(f"model {model_id} has no {name} decoder (it has: {', '.join(available)})")
+    return name
 
 
 class ModelKind(str, Enum):

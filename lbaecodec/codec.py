@@ -17,8 +17,6 @@ from .fileinfo import PILLOW_LIMIT, check_header, check_model_fits, check_pixels
 from .images import to_float, to_uint8
 from .zoo import FIDELITY, Model, load_model, load_named
 
-TILE_BATCH = 256  # tiles per network call: bounds memory on large images
-
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
     """A path, encoded bytes or a PIL image → a loaded 'L' or 'RGB' image; its size is checked
@@ -52,7 +50,7 @@ def _as_model(model: Model | str | Path | None, device: str) -> Model:
 def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
     out = []
-    for batch in tiling.iter_tile_batches(pixels, model.arch.size, TILE_BATCH):
+    for batch in tiling.iter_tile_batches(pixels, model.arch.size, tiling.TILE_BATCH):
         x = to_float(batch).to(model.device)
         out.append(model.net.encode(x).cpu().numpy())
     return np.concatenate(out)
@@ -61,8 +59,8 @@ def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
 def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
     net = model.with_decoder(decoder)
     canvas = tiling.Canvas(grid, model.arch.channels)
-    for start in range(0, len(codes), TILE_BATCH):
-        c = torch.from_numpy(np.ascontiguousarray(codes[start : start + TILE_BATCH])).to(model.device)
+    for start in range(0, len(codes), tiling.TILE_BATCH):
+        c = torch.from_numpy(np.ascontiguousarray(codes[start : start + tiling.TILE_BATCH])).to(model.device)
         canvas.add(to_uint8(net.decode(c)))
     return canvas
 

@@ -81,8 +81,7 @@ class Prior:
         """A lower bound on the coded cost of each bit position of any tile: the most confident
         probability its logit can reach (|bias| + Σ|weights|)."""
         reach = np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0)
-        p = probability_table()[np.clip(reach, 0, MAX_LOGIT) + MAX_LOGIT] / P_STEPS
-        return -np.log2(np.minimum(p, 1 - 1 / P_STEPS))
+        return -np.log2(_probabilities(reach))
 
     @property
     def min_tile_bits(self) -> float:

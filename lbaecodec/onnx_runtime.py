@@ -16,15 +16,14 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy
-from .architecture import AUTO, DECODERS, FIDELITY, REALISM
+from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
-from .errors import InputError, ModelError, require
+from .errors import ModelError, require
 from .fileinfo import PILLOW_LIMIT, check_header, check_model_fits, pixel_limit
 from .registry import cache_dir
-from .tiling import Canvas, Grid
+from .tiling import TILE_BATCH, Canvas, Grid
 
 MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
-TILE_BATCH = 256
 
 
 def default_folder(name: str, model_hash: bytes) -> Path:
@@ -76,11 +75,8 @@ class OnnxModel:
 
     def session(self, decoder: str):
         decoders = self.manifest["decoders"]
-        name = (REALISM if REALISM in decoders else FIDELITY) if decoder == AUTO else decoder
-        if name not in DECODERS:
-            raise InputError(f"unknown decoder {decoder!r}; choose from {', '.join((*DECODERS, AUTO))}")
-        if name not in decoders:
-            raise ModelError(f"the ONNX export of {self.manifest['model_id']} has no {name} decoder")
+        available = tuple(d for d in DECODERS if d in decoders)
+        name = pick_decoder(decoder, available, f"{self.manifest['model_id']} (ONNX export)")
         if name not in self.sessions:
             ort = require("onnxruntime", "onnx", "Decoding with --runtime onnx")
             self.sessions[name] = ort.InferenceSession(

@@ -20,6 +20,11 @@ META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # model names: never a path, safe to print
 
 
+def model_hash(data: bytes) -> bytes:
+    """The 4 bytes that, after the name, identify a model file in every .lbae header."""
+    return hashlib.sha256(data).digest()[:4]
+
+
 def cache_dir() -> Path:
     """Where downloads, dataset arrays, FID statistics and ONNX exports are kept."""
     return Path(os.environ.get("LBAECODEC_CACHE", Path.home() / ".cache" / "lbaecodec"))
@@ -123,6 +128,6 @@ def write_card(weights: Path, card: dict, card_dir: Path | None = None) -> Path:
     meta = read_metadata(weights)
     name = meta[META_NAME]
     full = {"name": name, "file": weights.name, "architecture": json.loads(meta[META_ARCH]), **card}
-    full["model_id"] = f"{name}@{hashlib.sha256(weights.read_bytes()).digest()[:4].hex()}"
+    full["model_id"] = f"{name}@{model_hash(weights.read_bytes()).hex()}"
     path = card_path(weights, card_dir)
     return write_atomic(path, json.dumps(full, indent=2) + "\n")  # never half a card

@@ -46,6 +46,9 @@ def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
     return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
 
 
+TILE_BATCH = 256  # tiles per network call (either runtime): bounds memory on large images
+
+
 def iter_tile_batches(pixels: np.ndarray, tile: int, batch: int) -> Iterator[np.ndarray]:
     """(H, W, C) uint8 → batches (n, tile, tile, C) in row-major grid order, edge-padded."""
     grid = Grid(pixels.shape[1], pixels.shape[0], tile)

@@ -9,7 +9,6 @@ weights, statistics or priors changes it. Loading never executes code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .architecture import AUTO, DECODERS, FIDELITY, REALISM, Architecture, ModelKind
-from .errors import InputError, LbaeFormatError, ModelError, printable
+from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
+from .errors import LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .network import LBAE, Decoder, build_network
 from .registry import (  # noqa: F401
@@ -32,6 +31,7 @@ from .registry import (  # noqa: F401
     available,
     card_path,
     check_name,
+    model_hash,
     read_card,
     read_header,
     read_metadata,
@@ -65,11 +65,7 @@ class Model:
     def with_decoder(self, decoder: str = FIDELITY) -> LBAE:
         """The network with the named decoder: ``fidelity`` (trained on MSE/BCE alone),
         ``realism`` (adversarially trained, same codes) or ``auto`` (realism if present)."""
-        decoder = self.decoders[-1] if decoder == AUTO else decoder
-        if decoder not in DECODERS:
-            raise InputError(f"unknown decoder {decoder!r}; choose from {', '.join((*DECODERS, AUTO))}")
-        if decoder not in self.decoders:
-            raise ModelError(f"model {self.id} has no {decoder} decoder (it has: {', '.join(self.decoders)})")
+        decoder = pick_decoder(decoder, self.decoders, self.id)
         return self.net if decoder == FIDELITY else self.net.with_decoder(self.realism)
 
     @property
@@ -158,7 +154,7 @@ def load_model(
     card = card_path(path)
     model = Model(
         name=meta.get(META_NAME, path.stem),
-        hash=hashlib.sha256(raw).digest()[:4],
+        hash=model_hash(raw),
         net=net.eval().to(pick_device(device)),
         path=path,
         extras={

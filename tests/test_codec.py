@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import lbaecodec
-from lbaecodec import bits, codec, container
+from lbaecodec import bits, container, tiling
 from lbaecodec.errors import InputError, LbaeFormatError, ModelError
 
 from .conftest import save_image
@@ -64,10 +64,10 @@ def test_reconstruction_matches_network_directly(rgb_image):
 
 
 def test_large_image_is_processed_in_batches(monkeypatch):
-    monkeypatch.setattr(codec, "TILE_BATCH", 7)
+    monkeypatch.setattr(tiling, "TILE_BATCH", 7)
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (100, 330, 3), dtype=np.uint8))
     data = lbaecodec.encode(img)
-    monkeypatch.setattr(codec, "TILE_BATCH", 256)
+    monkeypatch.setattr(tiling, "TILE_BATCH", 256)
     assert data == lbaecodec.encode(img)
     assert lbaecodec.decode(data).size == (330, 100)
 

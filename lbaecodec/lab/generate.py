@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..architecture import AUTO
 from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
-from ..zoo import ATTRIBUTE_DIRECTION, AUTO, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
+from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
 
 EIG_FLOOR = 1e-4
 
