@@ -3,9 +3,11 @@
     python bench/speed.py --data-dir ../shared/datasets/cifar10-jpeg75.npz --files 1000
 
 For N 32×32 test images written as PNG files, measures
-- in-process throughput (the model or codec already loaded): images/s and MB/s of pixels;
+- in-process throughput (the model or codec already loaded): images/s and MB/s of pixels, for
+  one call per image and for one `encode_many` / `decode_many` call over all of them;
 - whole processes, start-up included: one file, and all N files in one call (lbaecodec's
-  `-o DIR` form; for Pillow a Python process that loops over the files);
+  `-o DIR` form, with one and with two workers; for Pillow a Python process that loops over
+  the files);
 - peak memory (max RSS) of those processes.
 Writes bench/results/speed/results.{json,md} and prints the table.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 import lbaecodec
+from lbaecodec import codec
 from lbaecodec.lab import data
 from lbaecodec.zoo import load_model
 
@@ -48,13 +51,17 @@ def process(cmd: list[str]) -> tuple[float, float]:
     return round(wall, 2), round(int(done.stderr.strip().splitlines()[-1]) / 1024, 1)
 
 
-def in_process_lbae(images: list[Image.Image], model) -> dict:
+def in_process_lbae(images: list[Image.Image], model, together: bool) -> dict:
+    """One call per image, or (``together``) one encode_many / decode_many call for all."""
     t = time.perf_counter()
-    files = [lbaecodec.encode(img, model=model) for img in images]
+    files = codec.encode_many(images, model) if together else [lbaecodec.encode(img, model=model) for img in images]
     t_enc = time.perf_counter() - t
     t = time.perf_counter()
-    for f in files:
-        lbaecodec.decode(f, model=model)
+    if together:
+        codec.decode_many(files, model)
+    else:
+        for f in files:
+            lbaecodec.decode(f, model=model)
     t_dec = time.perf_counter() - t
     return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
 
@@ -110,7 +117,8 @@ def main() -> None:
     lbae = [sys.executable, "-m", "lbaecodec"]
     rows = []
 
-    figures = in_process_lbae(images, model)
+    figures = in_process_lbae(images, model, together=False)
+    together = in_process_lbae(images, model, together=True)
     subprocess.run([*lbae, "export-onnx", a.model, str(work / "onnx")], check=True, capture_output=True)
     enc_one = process([*lbae, "encode", str(one), str(work / "one.lbae"), "--device", "cpu"])
     dec_one = process([*lbae, "decode", str(work / "one.lbae"), str(work / "one.png"), "--device", "cpu"])
@@ -128,6 +136,9 @@ def main() -> None:
     )
     enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae"), "--device", "cpu"])
     dec_all = process([*lbae, "decode", str(work / "lbae"), "-o", str(work / "back"), "--device", "cpu"])
+    two = ["--device", "cpu", "--workers", "2"]
+    enc_two = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae2"), *two])
+    dec_two = process([*lbae, "decode", str(work / "lbae2"), "-o", str(work / "back2"), *two])
     rows.append(
         row(
             f"LBAE {model.id}",
@@ -137,6 +148,17 @@ def main() -> None:
             f"{enc_one[0]} + {dec_one[0]} (onnx decode {onnx_one[0]})",
             f"{enc_all[0]} + {dec_all[0]}",
             max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
+        )
+    )
+    rows.append(
+        row(
+            f"LBAE {model.id}, all files in one call",
+            together,
+            len(images),
+            mb,
+            "",
+            f"{enc_two[0]} + {dec_two[0]} (--workers 2)",
+            max(enc_two[1], dec_two[1]),
         )
     )
     for fmt, (ext, quality) in PILLOW.items():

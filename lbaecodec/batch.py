@@ -1,11 +1,12 @@
 """Many files per call: `lbaecodec encode a.png b.png ... -o OUT` and `decode ... -o OUT`.
 
-Each model is loaded once per process; ``workers`` processes share the files, each with its
-share of the CPU threads. Every file goes through the network on its own, exactly as a call for
-that file alone would: results are byte for byte those of single-file calls (batching tiles of
-different files together changes the encoder's float rounding, up to 2.6e-5 on a latent as
-measured, enough to flip a bit that sits at zero). A file that fails is reported and skipped;
-the others go on. Outputs are written atomically.
+Each model is loaded once per process; files go in groups (up to GROUP_FILES files, and images
+of up to GROUP_PIXELS pixels held at once) whose tiles share the network's batches and whose
+payloads are range-decoded together. Results are byte for byte those of single-file calls: a
+tile meets the network in a batch of fixed size (``tiling.in_fixed_batches``), so its result
+does not depend on its batch-mates. ``workers`` processes share the groups, each with its share
+of the CPU threads. A file that fails is reported and skipped; the others go on. Outputs are
+written atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, LbaeError, printable
+from .errors import InputError, LbaeError, printable, value_or_raise
 from .files import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
@@ -60,24 +61,38 @@ def plan(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...], new_suffix
     return list(tasks.values())
 
 
-def run(tasks: list[Task], convert: Callable[[Path], bytes], force: bool, workers: int = 1) -> Iterator[Outcome]:
-    """``convert`` each task's source and write its target; outcomes in the order of ``tasks``.
-    ``convert`` must be picklable (a module-level function or a functools.partial of one) when
-    ``workers`` > 1."""
+GROUP_FILES = 256
+GROUP_PIXELS = 4_000_000
+
+Convert = Callable[[list[Path]], list]  # sources → each one's output bytes, or the exception it raised
+
+
+def run(tasks: list[Task], convert: Convert, force: bool, workers: int = 1) -> Iterator[Outcome]:
+    """``convert`` the tasks' sources in groups and write their targets; outcomes in the order
+    of ``tasks``. ``convert`` must be picklable (a module-level function or a functools.partial
+    of one) when ``workers`` > 1."""
+    size = max(1, min(GROUP_FILES, -(-len(tasks) // workers)))
+    groups = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     if workers <= 1:
-        yield from (_one(task, convert, force) for task in tasks)
+        for group in groups:
+            yield from _run_group(group, convert, force)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, initializer=_set_threads, initargs=(threads,)) as pool:
-        chunk = max(1, min(64, len(tasks) // (4 * workers)))
-        yield from pool.map(_one, tasks, [convert] * len(tasks), [force] * len(tasks), chunksize=chunk)
+        for outcomes in pool.map(_run_group, groups, [convert] * len(groups), [force] * len(groups)):
+            yield from outcomes
 
 
-def _one(task: Task, convert: Callable[[Path], bytes], force: bool) -> Outcome:
+def _run_group(tasks: list[Task], convert: Convert, force: bool) -> list[Outcome]:
+    refused = {t: InputError(f"{t.target} exists; use --force to overwrite") for t in tasks if t.target.exists()}
+    todo = [t for t in tasks if force or t not in refused]
+    results = dict(zip(todo, convert([t.source for t in todo]), strict=True))
+    return [_write(t, results.get(t, refused.get(t)), force) for t in tasks]
+
+
+def _write(task: Task, result: bytes | BaseException | None, force: bool) -> Outcome:
     try:
-        if task.target.exists() and not force:
-            raise InputError(f"{task.target} exists; use --force to overwrite")
-        data = convert(task.source)
+        data = value_or_raise(result)
         task.target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(task.target, data, overwrite=force)
         return Outcome(task)
@@ -95,22 +110,83 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def encode_file(model: str | None, device: str, coding: str, max_pixels: int | None, source: Path) -> bytes:
-    """One image file → the bytes of its .lbae file (the model loaded once per process)."""
+FILE_ERRORS = (LbaeError, OSError, MemoryError)
+
+
+def encode_files(
+    model: str | None, device: str, coding: str, version: int, max_pixels: int | None, sources: list[Path]
+) -> list:
+    """Image files → the bytes of their .lbae files (or each file's error), GROUP_PIXELS at a time."""
     from . import codec
+    from .fileinfo import pixel_limit
 
-    return codec.encode(source, model=load_model(model, device), coding=coding, max_pixels=max_pixels)
+    m = load_model(model, device)
+    results: list = [None] * len(sources)
+    pending: list = []  # (index, opened image)
+
+    def flush() -> None:
+        images = [img for _, img in pending]
+        _fill(results, [k for k, _ in pending], codec.encode_many, images, m, coding, version)
+        pending.clear()
+
+    for k, source in enumerate(sources):
+        try:
+            pending.append((k, codec.open_image(source, pixel_limit(max_pixels))))
+        except FILE_ERRORS as e:
+            results[k] = e
+        if sum(img.width * img.height for _, img in pending) >= GROUP_PIXELS:
+            flush()
+    flush()
+    return results
 
 
-def decode_file(model: str | None, device: str, decoder: str, fmt: str, max_pixels: int | None, source: Path) -> bytes:
-    """One .lbae file → the bytes of its image in ``fmt`` (each model loaded once per process)."""
-    import io
-
+def decode_files(
+    model: str | None, device: str, decoder: str, fmt: str, max_pixels: int | None, sources: list[Path]
+) -> list:
+    """.lbae files → the bytes of their images in ``fmt`` (or each file's error), GROUP_PIXELS at a time."""
     from . import codec, container
 
-    data = source.read_bytes()
-    named = model if model is not None else ("named", container.read(data)[0].model_name)
-    img = codec.decode(data, model=load_model(named, device), decoder=decoder, max_pixels=max_pixels)
+    results: list = [None] * len(sources)
+    pending: dict = {}  # model id → (model, [(index, file bytes)])
+
+    def flush() -> None:
+        for m, files in pending.values():
+            datas = [data for _, data in files]
+            _fill(results, [k for k, _ in files], codec.decode_many, datas, m, decoder, max_pixels)
+        pending.clear()
+
+    held = 0
+    for k, source in enumerate(sources):
+        try:
+            data = source.read_bytes()
+            h = container.read(data)[0]
+            m = load_model(model if model is not None else ("file", h), device)
+            pending.setdefault(m.id, (m, []))[1].append((k, data))
+            held += h.width * h.height
+        except FILE_ERRORS as e:
+            results[k] = e
+        if held >= GROUP_PIXELS:
+            flush()
+            held = 0
+    flush()
+    return [r if isinstance(r, BaseException) or r is None else _image_bytes(r, fmt) for r in results]
+
+
+def _fill(results: list, indices: list[int], convert: Callable[..., list], *args) -> None:
+    """results[indices] = convert(*args); an error of the whole call becomes each file's error."""
+    if not indices:
+        return
+    try:
+        outputs = convert(*args)
+    except FILE_ERRORS as e:
+        outputs = [e] * len(indices)
+    for k, output in zip(indices, outputs, strict=True):
+        results[k] = output
+
+
+def _image_bytes(img, fmt: str) -> bytes:
+    import io
+
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     return buf.getvalue()
@@ -120,10 +196,11 @@ _loaded: dict = {}
 
 
 def load_model(spec: str | tuple | None, device: str):
-    """A model by --model spec, or ("named", name) for the one a file names; loaded once per process."""
+    """A model by --model spec, or ("file", header) for the one a file names; loaded once per process."""
     from . import zoo
 
-    if (spec, device) not in _loaded:
-        named = isinstance(spec, tuple)
-        _loaded[spec, device] = zoo.load_named(spec[1], device) if named else zoo.load_model(spec, device)
-    return _loaded[spec, device]
+    named = isinstance(spec, tuple)
+    key = ((spec[1].model_name, spec[1].model_hash) if named else spec, device)
+    if key not in _loaded:
+        _loaded[key] = zoo.load_for(spec[1], device) if named else zoo.load_model(spec, device)
+    return _loaded[key]

@@ -4,6 +4,8 @@ Decode walks the same steps backwards."""
 from __future__ import annotations
 
 import io
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,10 @@ from PIL import Image, UnidentifiedImageError
 
 from . import bits, container, entropy, tiling
 from .container import Coding
-from .errors import InputError, ModelError
-from .fileinfo import PILLOW_LIMIT, check_header, check_model_fits, check_pixels, pixel_limit
+from .errors import InputError, LbaeError, ModelError, value_or_raise
+from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, check_pixels, pixel_limit
 from .images import to_float, to_uint8
-from .zoo import FIDELITY, Model, load_model, load_named
+from .zoo import FIDELITY, Model, load_for, load_model
 
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
@@ -49,20 +51,45 @@ def _as_model(model: Model | str | Path | None, device: str) -> Model:
 
 def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
-    out = []
-    for batch in tiling.iter_tile_batches(pixels, model.arch.size, tiling.TILE_BATCH):
-        x = to_float(batch).to(model.device)
-        out.append(model.net.encode(x).cpu().numpy())
-    return np.concatenate(out)
+    return encode_codes_many(model, [pixels])[0]
+
+
+def encode_codes_many(model: Model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Many (H, W, C) uint8 images → each one's codes; all tiles go through the network
+    together, each with the result it would get alone (``tiling.in_fixed_batches``)."""
+    size = model.arch.size
+    if not images:
+        return []
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        return model.net.encode(to_float(tiles).to(model.device)).cpu().numpy()
+
+    tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, size, tiling.TILE_BATCH) for a in images)
+    codes = np.concatenate([np.zeros((0, model.arch.bits), np.float32), *tiling.in_fixed_batches(tiles, run)])
+    counts = [tiling.Grid(a.shape[1], a.shape[0], size).count for a in images]
+    return np.split(codes, np.cumsum(counts)[:-1])
 
 
 def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
+    return decode_codes_many(model, [codes], [grid], decoder)[0]
+
+
+def decode_codes_many(
+    model: Model, codes: Sequence[np.ndarray], grids: Sequence[tiling.Grid], decoder: str = FIDELITY
+) -> list[tiling.Canvas]:
+    """Each image's (tiles, bits) codes → its canvas of decoded tiles; all tiles through the
+    network together, each decoding as it would alone."""
     net = model.with_decoder(decoder)
-    canvas = tiling.Canvas(grid, model.arch.channels)
-    for start in range(0, len(codes), tiling.TILE_BATCH):
-        c = torch.from_numpy(np.ascontiguousarray(codes[start : start + tiling.TILE_BATCH])).to(model.device)
-        canvas.add(to_uint8(net.decode(c)))
-    return canvas
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return to_uint8(net.decode(torch.from_numpy(batch).to(model.device)))
+
+    canvases = [tiling.Canvas(g, model.arch.channels) for g in grids]
+    waiting = (c for c in canvases for _ in range(c.grid.count))  # the canvas of each tile, in order
+    for tiles in tiling.in_fixed_batches((np.asarray(c, np.float32) for c in codes), run):
+        for tile in tiles:
+            next(waiting).add(tile[None])
+    return canvases
 
 
 AUTO_CODING = "auto"
@@ -70,7 +97,9 @@ CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` 
 
 
 def _prior(m: Model, coding: Coding, required: bool = True) -> entropy.Prior | None:
-    prior = entropy.from_tensors(m.extras, coding)
+    if coding not in m.derived.setdefault("priors", {}):
+        m.derived["priors"][coding] = entropy.from_tensors(m.extras, coding)
+    prior = m.derived["priors"][coding]
     if prior is None:
         if not required:
             return None
@@ -100,31 +129,43 @@ def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[
     return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
 
 
-def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
-    """Payload → (tiles, bits) codes; coded payloads need the model's prior."""
-    return entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else _prior(m, h.coding))
-
-
 def encode(
     image: str | Path | bytes | Image.Image,
     model: Model | str | Path | None = None,
     device: str = "auto",
     coding: str = "auto",
     max_pixels: int | None = PILLOW_LIMIT,
+    version: int = container.VERSION,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
     ``coding``: auto (the model's best prior, raw when that saves nothing), raw,
     factorized or context. ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
-    guard as the process set it; None: no limit of ours)."""
+    guard as the process set it; None: no limit of ours). ``version``: the container format
+    (2, the default, names the model by hash in a 15-byte frame; 1 for older readers)."""
+    if version not in container.VERSIONS:
+        raise InputError(f"format version {version}: this build writes {' and '.join(map(str, container.VERSIONS))}")
     img = open_image(image, pixel_limit(max_pixels))
-    m = _as_model(model, device)
-    codes = encode_codes(m, tiling.as_model_array(img, m.arch.channels))
-    method, payload = pack_codes(m, codes, coding)
-    return container.write(file_header(m, img.width, img.height, img.mode, method), payload)
+    return encode_many([img], _as_model(model, device), coding, version)[0]
 
 
-def file_header(m: Model, width: int, height: int, mode: str, coding: Coding) -> container.Header:
+def encode_many(
+    images: Sequence[Image.Image], model: Model, coding: str = "auto", version: int = container.VERSION
+) -> list[bytes]:
+    """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
+    ``encode`` gives for it alone; their tiles share the network's batches."""
+    arrays = [tiling.as_model_array(img, model.arch.channels) for img in images]
+    files = []
+    for img, codes in zip(images, encode_codes_many(model, arrays), strict=True):
+        method, payload = pack_codes(model, codes, coding)
+        header = file_header(model, img.width, img.height, img.mode, method, version)
+        files.append(container.write(header, payload))
+    return files
+
+
+def file_header(
+    m: Model, width: int, height: int, mode: str, coding: Coding, version: int = container.VERSION
+) -> container.Header:
     """The header of a file this model writes for an image of this size and mode ("L", "RGB")."""
     return container.Header(
         model_name=m.name,
@@ -135,11 +176,13 @@ def file_header(m: Model, width: int, height: int, mode: str, coding: Coding) ->
         coding=coding,
         tile=m.arch.size,
         bits=m.arch.bits,
+        version=version,
     )
 
 
-def check_model(h: container.Header, m: Model) -> None:
-    check_model_fits(h, m.name, m.hash, m.arch.size, m.arch.bits)
+def check_model(h: container.Header, m: Model) -> container.Header:
+    """The header bound to ``m`` (name, tile, bits filled in); ModelError if the file needs another."""
+    return bind_model(h, m.name, m.hash, m.arch.size, m.arch.bits)
 
 
 def decode(
@@ -157,9 +200,54 @@ def decode(
     model is loaded or memory allocated."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
-    m = _as_model(model, device) if model is not None else load_named(h.model_name, device)
-    check_model(h, m)
-    m.with_decoder(decoder)  # an unknown or missing decoder fails before any work
-    codes = unpack_codes(h, payload, m)
-    canvas = decode_codes(m, codes, tiling.Grid(h.width, h.height, h.tile), decoder)
-    return canvas.image(tiling.MODES[h.mode])
+    m = _as_model(model, device) if model is not None else load_for(h, device)
+    return value_or_raise(decode_many([data], m, decoder, max_pixels)[0])
+
+
+def decode_many(
+    files: Sequence[bytes], model: Model, decoder: str = FIDELITY, max_pixels: int | None = PILLOW_LIMIT
+) -> list[Image.Image | LbaeError]:
+    """Many .lbae files made with ``model`` → their images, or for a file that cannot be decoded
+    the error it alone raises. Each image is the one ``decode`` gives for its file alone."""
+    model.with_decoder(decoder)  # an unknown or missing decoder fails before any work
+    results: list = [None] * len(files)
+    parsed = []
+    for k, data in enumerate(files):
+        try:
+            h, payload = container.read(data)
+            check_header(h, payload, pixel_limit(max_pixels))
+            h = check_model(h, model)
+            check_payload_length(h, payload)
+            parsed.append((k, h, payload))
+        except LbaeError as e:
+            results[k] = e
+    decoded = []
+    for coding in Coding:
+        group = [p for p in parsed if p[1].coding == coding]
+        for (k, h, _), codes in zip(group, _unpack_many(model, coding, group), strict=True):
+            if isinstance(codes, LbaeError):
+                results[k] = codes
+            else:
+                decoded.append((k, h, codes))
+    grids = [tiling.Grid(h.width, h.height, h.tile) for _, h, _ in decoded]
+    canvases = decode_codes_many(model, [c for _, _, c in decoded], grids, decoder)
+    for (k, h, _), canvas in zip(decoded, canvases, strict=True):
+        results[k] = canvas.image(tiling.MODES[h.mode])
+    return results
+
+
+def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
+    """Payload → (tiles, bits) codes; coded payloads need the model's prior. ``h`` bound to ``m``
+    (``check_model``)."""
+    return value_or_raise(_unpack_many(m, h.coding, [(0, h, payload)])[0])
+
+
+def _unpack_many(model: Model, coding: Coding, group: list) -> list[np.ndarray | LbaeError]:
+    """The codes of files (index, header, payload) of one coding, or each file's error."""
+    if not group:
+        return []
+    try:
+        prior = None if coding == Coding.RAW else _prior(model, coding)
+    except ModelError as e:
+        return [e] * len(group)
+    return entropy.payloads_codes([h for _, h, _ in group], [p for _, _, p in group], prior)

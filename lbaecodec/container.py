@@ -1,7 +1,10 @@
 """The .lbae container: a compact header, the payload, and a CRC-32 over both.
 
 The layout is specified in docs/FORMAT.md; this module is its only implementation. It knows
-nothing about torch or images: it moves numbers and bytes.
+nothing about torch or images: it moves numbers and bytes. Version 2 (written by default)
+names the model by its hash alone and leaves tile size, bits and payload length to the model
+and the file's length: 15 bytes around the payload of a 32×32 image. Version 1 is still read
+(and written on request).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from enum import IntEnum
 from .errors import LbaeFormatError
 
 MAGIC = b"LBA"
-VERSION = 1
+VERSION = 2  # written by default
+VERSIONS = (1, 2)  # read
 MAX_NAME = 64
 
 
@@ -42,14 +46,19 @@ RESERVED_FLAGS = 0b11100000
 
 @dataclass(frozen=True)
 class Header:
-    model_name: str
+    model_name: str  # "" where the file names its model by hash alone (version 2)
     model_hash: bytes  # 4 bytes
     width: int
     height: int
     mode: int  # 0 = L (gray), 1 = RGB
     coding: Coding
-    tile: int  # tile side in pixels
-    bits: int  # latent bits per tile
+    tile: int  # tile side in pixels; 0 until the model is known (version 2)
+    bits: int  # latent bits per tile; 0 until the model is known (version 2)
+    version: int = VERSION
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.model_name}@{self.model_hash.hex()}"
 
 
 MODES = ("L", "RGB")  # index = the mode code stored in the header
@@ -116,24 +125,17 @@ class _Reader:
 
 
 def header_bytes(h: Header, payload_len: int) -> bytes:
+    if len(h.model_hash) != 4 or h.version not in VERSIONS:
+        raise ValueError("the model hash is 4 bytes and the version 1 or 2")
+    flags = bytes([(h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)])
+    size = _varint(h.width) + _varint(h.height)
+    if h.version == 2:
+        return MAGIC + b"\x02" + h.model_hash + size + flags
     name = h.model_name.encode("ascii")
-    if not 1 <= len(name) <= MAX_NAME or len(h.model_hash) != 4:
-        raise ValueError("model name must be 1–64 ASCII characters and the hash 4 bytes")
-    flags = (h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)
-    return b"".join(
-        [
-            MAGIC,
-            bytes([VERSION, len(name)]),
-            name,
-            h.model_hash,
-            _varint(h.width),
-            _varint(h.height),
-            bytes([flags]),
-            _varint(h.tile),
-            _varint(h.bits),
-            _varint(payload_len),
-        ]
-    )
+    if not 1 <= len(name) <= MAX_NAME:
+        raise ValueError("model name must be 1–64 ASCII characters")
+    tail = _varint(h.tile) + _varint(h.bits) + _varint(payload_len)
+    return MAGIC + bytes([1, len(name)]) + name + h.model_hash + size + flags + tail
 
 
 def write(h: Header, payload: bytes) -> bytes:
@@ -149,27 +151,43 @@ def read(data: bytes) -> tuple[Header, bytes]:
     r = _Reader(data)
     r.take(len(MAGIC))
     version = r.take(1)[0]
-    if version != VERSION:
-        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads {VERSION})")
-    name_len = r.take(1)[0]
-    name_raw = r.take(name_len)
+    if version not in VERSIONS:
+        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads 1 and 2)")
+    fields = _read_v1(r) if version == 1 else _read_v2(r)
+    if zlib.crc32(data[:-CRC_BYTES]).to_bytes(CRC_BYTES, "big") != data[-CRC_BYTES:]:
+        raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
+    # Past the CRC only a writer bug could trip these; they still get a clean error.
+    name_raw, model_hash, width, height, flags, tile, bits, payload = fields
+    coding = flags >> CODING_SHIFT & 0b111
+    if version == 1 and (not 1 <= len(name_raw) <= MAX_NAME or not name_raw.isascii()):
+        raise LbaeFormatError("corrupted .lbae header (model name)")
+    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in set(Coding):
+        raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
+    if min(width, height) < 1 or (version == 1 and min(tile, bits) < 1):
+        raise LbaeFormatError("corrupted .lbae header (zero dimension)")
+    mode = flags & MODE_BITS
+    h = Header(name_raw.decode("ascii"), model_hash, width, height, mode, Coding(coding), tile, bits, version)
+    return h, payload
+
+
+def _read_v1(r: _Reader) -> tuple:
+    name_raw = r.take(r.take(1)[0])
     model_hash = r.take(4)
     width, height = r.varint(), r.varint()
     flags = r.take(1)[0]
     tile, bits, payload_len = r.varint(), r.varint(), r.varint()
     payload = r.take(payload_len)
-    crc = r.take(CRC_BYTES)
-    if r.pos != len(data):
-        raise LbaeFormatError(f"{len(data) - r.pos} unexpected bytes after the end of the .lbae data")
-    if zlib.crc32(data[:-CRC_BYTES]).to_bytes(CRC_BYTES, "big") != crc:
-        raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
-    # Past the CRC only a writer bug could trip these; they still get a clean error.
-    coding = flags >> CODING_SHIFT & 0b111
-    if not 1 <= name_len <= MAX_NAME or not name_raw.isascii():
-        raise LbaeFormatError("corrupted .lbae header (model name)")
-    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in set(Coding):
-        raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
-    if min(width, height, tile, bits) < 1:
-        raise LbaeFormatError("corrupted .lbae header (zero dimension)")
-    h = Header(name_raw.decode("ascii"), model_hash, width, height, flags & MODE_BITS, Coding(coding), tile, bits)
-    return h, payload
+    r.take(CRC_BYTES)
+    if r.pos != len(r.data):
+        raise LbaeFormatError(f"{len(r.data) - r.pos} unexpected bytes after the end of the .lbae data")
+    return name_raw, model_hash, width, height, flags, tile, bits, payload
+
+
+def _read_v2(r: _Reader) -> tuple:
+    model_hash = r.take(4)
+    width, height = r.varint(), r.varint()
+    flags = r.take(1)[0]
+    if r.pos + CRC_BYTES > len(r.data):
+        raise LbaeFormatError("truncated .lbae file")
+    payload = r.data[r.pos : len(r.data) - CRC_BYTES]
+    return b"", model_hash, width, height, flags, 0, 0, payload

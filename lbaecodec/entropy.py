@@ -17,6 +17,7 @@ decoding takes ``bits`` vectorised steps however many tiles an image has.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import bits
 from .container import Coding, Grid, Header
-from .errors import LbaeFormatError, ModelError
+from .errors import LbaeFormatError, ModelError, value_or_raise
 
 if TYPE_CHECKING:  # torch is imported where priors are fitted or read from model tensors
     import torch
@@ -83,6 +84,11 @@ class Prior:
         reach = np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0)
         return -np.log2(_probabilities(reach))
 
+    @functools.cached_property
+    def still_to_cost(self) -> np.ndarray:
+        """The least cost of bits i.. of one tile, for each i (and 0 past the last bit)."""
+        return np.append(np.cumsum(self.min_bit_costs[::-1])[::-1], 0.0)
+
     @property
     def min_tile_bits(self) -> float:
         """The least any tile can cost: a payload shorter than tiles × this cannot be a real file,
@@ -110,49 +116,118 @@ class Prior:
 
 def payload_codes(h: Header, payload: bytes, prior: Prior | None) -> np.ndarray:
     """A file's payload → its (tiles, bits) codes of ±1: raw bits, or range-coded under ``prior``."""
-    tiles = Grid(h.width, h.height, h.tile).count
+    return value_or_raise(payloads_codes([h], [payload], prior)[0])
+
+
+def payloads_codes(
+    headers: Sequence[Header], payloads: Sequence[bytes], prior: Prior | None
+) -> list[np.ndarray | LbaeFormatError]:
+    """Many files' payloads (all of one coding, under one prior) → each file's codes, or the
+    error that file alone raised. Range-coded files are decoded together, one step per bit."""
+    tiles = [Grid(h.width, h.height, h.tile).count for h in headers]
+    if prior is None:
+        return [_raw_codes(p, t, h.bits) for h, p, t in zip(headers, payloads, tiles, strict=True)]
+    results = decode_many(payloads, tiles, prior)
+    return [r if isinstance(r, np.ndarray) else LbaeFormatError(f"corrupted .lbae payload: {r}") for r in results]
+
+
+def _raw_codes(payload: bytes, tiles: int, n_bits: int) -> np.ndarray | LbaeFormatError:
     try:
-        if h.coding == Coding.RAW:
-            return bits.unpack(payload, tiles, h.bits)
-        return decode(payload, tiles, prior)
-    except (ValueError, RuntimeError) as e:
-        raise LbaeFormatError(f"corrupted .lbae payload: {e}") from e
+        return bits.unpack(payload, tiles, n_bits)
+    except ValueError as e:
+        return LbaeFormatError(f"corrupted .lbae payload: {e}")
 
 
 def encode(codes: np.ndarray, prior: Prior) -> bytes:
     """(tiles, bits) ±1 → range-coded bytes (little-endian 32-bit words)."""
     codes = np.asarray(codes)
-    symbols = (codes > 0).astype(np.int32)
-    probs = _probabilities(prior.logits(codes))
+    return _range_encode(codes > 0, _probabilities(prior.logits(codes)))
+
+
+def _range_encode(ones: np.ndarray, probs: np.ndarray) -> bytes:
+    """(tiles, bits) booleans (bit = +1) and their probabilities → the words, bit-major."""
     coder = constriction.stream.queue.RangeEncoder()
-    family = constriction.stream.model.Bernoulli(perfect=False)
-    coder.encode(np.ascontiguousarray(symbols.T).reshape(-1), family, np.ascontiguousarray(probs.T).reshape(-1))
+    symbols = np.ascontiguousarray(ones.T, np.int32).reshape(-1)
+    coder.encode(symbols, _FAMILY, np.ascontiguousarray(probs.T).reshape(-1))
     return coder.get_compressed().astype("<u4").tobytes()
+
+
+_FAMILY = constriction.stream.model.Bernoulli(perfect=False)
 
 
 def decode(data: bytes, tiles: int, prior: Prior) -> np.ndarray:
     """Inverse of encode; raises ValueError when the data cannot be what encode wrote."""
-    if len(data) % 4:
-        raise ValueError("coded payload is not a whole number of 32-bit words")
-    if tiles * prior.min_tile_bits > 8 * len(data) + CODER_SLACK_BITS:  # before any work or memory
-        raise ValueError(f"{len(data)} coded bytes cannot hold {tiles} tiles")
-    words = np.frombuffer(data, "<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    family = constriction.stream.model.Bernoulli(perfect=False)
-    codes = np.zeros((tiles, prior.bits), np.int8)
-    still_to_cost = tiles * np.cumsum(prior.min_bit_costs[::-1])[::-1]  # least cost of bits i.. of all tiles
-    try:
-        for i in range(prior.bits):
-            if still_to_cost[i] > CODER_SLACK_BITS and decoder.maybe_exhausted():
-                raise ValueError(f"coded payload ends at bit {i} of {prior.bits}")  # ran past its words
-            p = _probabilities(prior.logits_at(i, codes[:, :i]))
-            codes[:, i] = decoder.decode(family, p) * 2 - 1
-    except AssertionError as e:  # constriction's word for data no encoder could have written
-        raise ValueError(str(e)) from e
-    codes = codes.astype(np.float32)
-    if encode(codes, prior) != data:  # only the canonical stream is accepted: no silent junk
-        raise ValueError("coded payload does not re-encode to itself")
-    return codes
+    return value_or_raise(decode_many([data], [tiles], prior)[0])
+
+
+class _Stream:
+    """One file's range decoder and its columns among all tiles being decoded."""
+
+    def __init__(self, index: int, data: bytes, rows: slice, prior: Prior) -> None:
+        tiles = rows.stop - rows.start
+        if len(data) % 4:
+            raise ValueError("coded payload is not a whole number of 32-bit words")
+        if tiles * prior.min_tile_bits > 8 * len(data) + CODER_SLACK_BITS:  # before any work or memory
+            raise ValueError(f"{len(data)} coded bytes cannot hold {tiles} tiles")
+        self.index, self.data, self.rows = index, data, rows
+        self.decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+        self.may_end_before = int(np.argmax(tiles * prior.still_to_cost <= CODER_SLACK_BITS))
+        self.first = rows.start if tiles == 1 else None  # one-tile files take the quicker coder call
+
+
+def _decode_step(streams: list[_Stream], i: int, entries: np.ndarray, n_bits: int, results: list) -> list[int]:
+    """Bit i of every tile (1 = +1), given each tile's table entry; a stream that fails gets
+    its error in ``results`` and leaves ``streams``."""
+    ones, models, probs = entries.tolist(), _bernoulli_models(), _coder_probabilities()[entries]
+    for s in list(streams):
+        try:
+            if i < s.may_end_before and s.decoder.maybe_exhausted():  # ran past its words
+                raise ValueError(f"coded payload ends at bit {i} of {n_bits}")
+            if s.first is not None:
+                ones[s.first] = s.decoder.decode(models[ones[s.first]])
+            else:
+                ones[s.rows] = s.decoder.decode(_FAMILY, probs[s.rows]).tolist()
+        except (ValueError, RuntimeError, AssertionError) as e:  # Assertion: constriction's "no encoder wrote this"
+            results[s.index] = ValueError(str(e))
+            streams.remove(s)
+    return ones
+
+
+@functools.cache
+def _bernoulli_models() -> list:
+    """A coder model per table entry: for one symbol, a fixed model is a much quicker call than
+    the parameterised family (the same probabilities, so the same code)."""
+    return [constriction.stream.model.Bernoulli(p, perfect=False) for p in _coder_probabilities().tolist()]
+
+
+def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -> list[np.ndarray | ValueError]:
+    """Many range-coded payloads → each one's (tiles, bits) codes, or the ValueError that says
+    why it cannot be what encode wrote. All tiles advance together, bit by bit: one vectorised
+    prior step per bit for every file, one coder call per file."""
+    results: list = [None] * len(payloads)
+    streams, start = [], 0
+    for k, (data, count) in enumerate(zip(payloads, tiles, strict=True)):
+        try:
+            streams.append(_Stream(k, data, slice(start, start + count), prior))
+            start += count
+        except ValueError as e:
+            results[k] = e
+    logits = np.repeat(prior.bias[:, None], start, axis=1)  # (bits, tiles)
+    signs = np.zeros((prior.bits, start))  # float64: the weighted sums below are exact integers (< 2^53)
+    weight = None if prior.weight is None else prior.weight.astype(np.float64)
+    for i in range(prior.bits):
+        if weight is not None and i:
+            logits[i] += (weight[i, :i] @ signs[:i]).astype(np.int64)
+        entries = np.minimum(np.maximum(logits[i], -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
+        ones = _decode_step(streams, i, entries, prior.bits, results)
+        signs[i] = 2 * np.array(ones, np.float64) - 1
+    for s in streams:  # only the canonical stream is accepted: no silent junk (the logits are known)
+        signs_s = signs[:, s.rows].T
+        if _range_encode(signs_s > 0, _probabilities(logits[:, s.rows].T)) != s.data:
+            results[s.index] = ValueError("coded payload does not re-encode to itself")
+        else:
+            results[s.index] = signs_s.astype(np.float32)
+    return results
 
 
 def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4, seed: int = 0) -> Prior:

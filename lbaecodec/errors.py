@@ -13,6 +13,14 @@ class LbaeError(Exception):
     exit_code = 1
 
 
+def value_or_raise(result):
+    """For functions that return, item by item, a value or the exception that item raised:
+    the value, or raise the exception."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 class InputError(LbaeError):
     """An input file is missing, unreadable or not what it should be."""
 

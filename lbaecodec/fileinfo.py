@@ -3,7 +3,7 @@ no torch (the command line's `info` imports only this). ``decode`` makes the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -25,16 +25,19 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
         raise InputError(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} (--max-pixels)")
 
 
-def check_model_fits(h: container.Header, name: str, model_hash: bytes, tile: int, bits: int) -> None:
-    """ModelError unless the model (name, hash, tile side, bits) is the one the file names."""
+def bind_model(h: container.Header, name: str, model_hash: bytes, tile: int, bits: int) -> container.Header:
+    """The header completed with its model's name, tile side and bits; ModelError unless the
+    model (name, hash, tile side, bits) is the one the file names: by hash (and in version 1 by
+    name, tile and bits too)."""
     model_id = f"{name}@{model_hash.hex()}"
-    if (h.model_name, h.model_hash) != (name, model_hash):
+    if h.model_hash != model_hash or (h.version == 1 and h.model_name != name):
         raise ModelError(
-            f"file was encoded with model {h.model_name}@{h.model_hash.hex()}, "
-            f"but the model given is {model_id}; decode with the same model"
+            f"file was encoded with model {with_installed_model(h).model_id}, but the model given is {model_id}; "
+            "decode with the same model"
         )
-    if (h.tile, h.bits) != (tile, bits):
+    if h.version == 1 and (h.tile, h.bits) != (tile, bits):
         raise ModelError(f"file has {h.bits}-bit {h.tile}px tiles, model {model_id} does not")
+    return replace(h, model_name=name, tile=tile, bits=bits)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class FileInfo:
     payload_bytes: int
     raw_payload_bytes: int
     file_bytes: int
+    version: int = container.VERSION
 
     @property
     def bits_per_pixel(self) -> float:
@@ -70,6 +74,11 @@ def check_header(h: container.Header, payload: bytes, max_pixels: int | None) ->
     raw payload's length against the tile grid. (A coded payload's length is checked against
     the model's prior before decoding: ``entropy.decode``.)"""
     check_pixels(h.width, h.height, max_pixels)
+    if h.tile:  # known from a version-1 header, or once the model is bound
+        check_payload_length(h, payload)
+
+
+def check_payload_length(h: container.Header, payload: bytes) -> None:
     needed = container.packed_size(container.Grid(h.width, h.height, h.tile).count * h.bits)
     if h.coding == container.Coding.RAW and len(payload) != needed:
         raise LbaeFormatError(
@@ -79,23 +88,45 @@ def check_header(h: container.Header, payload: bytes, max_pixels: int | None) ->
 
 def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
     """What a .lbae file holds, read from its header, with every check ``decode`` makes before
-    decoding the payload (the CRC, the size limit, a raw payload's length)."""
+    decoding the payload (the CRC, the size limit, a raw payload's length). A version-2 file's
+    tile size and bits come from its installed model (zero when that is not installed)."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
-    grid = container.Grid(h.width, h.height, h.tile)
+    if h.version > 1:
+        h = with_installed_model(h)
+        if h.tile:
+            check_payload_length(h, payload)
+    grid = container.Grid(h.width, h.height, h.tile or 1)
+    tiles = grid.count if h.tile else 0
     return FileInfo(
-        model=f"{h.model_name}@{h.model_hash.hex()}",
+        model=h.model_id,
         width=h.width,
         height=h.height,
         mode=container.MODES[h.mode],
         coding=h.coding.label,
         tile=h.tile,
-        grid=(grid.cols, grid.rows),
-        tiles=grid.count,
+        grid=(grid.cols, grid.rows) if h.tile else (0, 0),
+        tiles=tiles,
         bits_per_tile=h.bits,
-        code_bits=grid.count * h.bits,
+        code_bits=tiles * h.bits,
         header_bytes=len(data) - len(payload),
         payload_bytes=len(payload),
-        raw_payload_bytes=container.packed_size(grid.count * h.bits),
+        raw_payload_bytes=container.packed_size(tiles * h.bits),
         file_bytes=len(data),
+        version=h.version,
     )
+
+
+def with_installed_model(h: container.Header) -> container.Header:
+    """A version-2 header with name, tile and bits of the installed model of its hash; unchanged
+    when none is installed (or the header is of version 1)."""
+    import json
+
+    from . import registry
+
+    path = registry.find_by_hash(h.model_hash) if not h.model_name else None
+    if path is None:
+        return h
+    meta = registry.read_metadata(path)
+    arch = json.loads(meta[registry.META_ARCH])
+    return replace(h, model_name=meta[registry.META_NAME], tile=arch["size"], bits=arch["bits"])

@@ -19,7 +19,7 @@ from . import container, entropy
 from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
 from .errors import ModelError, require
-from .fileinfo import PILLOW_LIMIT, check_header, check_model_fits, pixel_limit
+from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, pixel_limit
 from .registry import cache_dir
 from .tiling import TILE_BATCH, Canvas, Grid
 
@@ -29,6 +29,14 @@ MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
 def default_folder(name: str, model_hash: bytes) -> Path:
     """Where `export-onnx` puts a model's files by default, and `decode --runtime onnx` looks."""
     return cache_dir() / "onnx" / f"{name}@{model_hash.hex()}"
+
+
+def folder_for(h: container.Header) -> Path:
+    """The default export folder of the model a file names (by hash alone in version 2)."""
+    if h.model_name:
+        return default_folder(h.model_name, h.model_hash)
+    found = sorted((cache_dir() / "onnx").glob(f"*@{h.model_hash.hex()}"))
+    return found[0] if found else default_folder("MODEL", h.model_hash)
 
 
 @dataclass
@@ -56,9 +64,9 @@ class OnnxModel:
     def hash(self) -> bytes:
         return bytes.fromhex(self.manifest["hash"])
 
-    def check_fits(self, h: container.Header) -> None:
+    def check_fits(self, h: container.Header) -> container.Header:
         m = self.manifest
-        check_model_fits(h, m["name"], self.hash, m["tile"], m["bits"])
+        return bind_model(h, m["name"], self.hash, m["tile"], m["bits"])
 
     def prior(self, coding: Coding) -> entropy.Prior:
         entry = self.manifest["priors"].get(coding.label)
@@ -92,8 +100,9 @@ def decode(
     the one `export-onnx` writes for the file's model)."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
-    model = OnnxModel.load(folder if folder is not None else default_folder(h.model_name, h.model_hash))
-    model.check_fits(h)
+    model = OnnxModel.load(folder if folder is not None else folder_for(h))
+    h = model.check_fits(h)
+    check_payload_length(h, payload)
     session = model.session(decoder)  # a missing decoder or onnxruntime fails before any work
     codes = entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else model.prior(h.coding))
     canvas = Canvas(Grid(h.width, h.height, h.tile), model.manifest["channels"])

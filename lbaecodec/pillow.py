@@ -23,7 +23,7 @@ from PIL import Image, ImageFile
 from . import container
 from .architecture import FIDELITY
 from .errors import LbaeFormatError
-from .fileinfo import PILLOW_LIMIT, check_header, pixel_limit
+from .fileinfo import PILLOW_LIMIT, check_header, pixel_limit, with_installed_model
 
 FORMAT = "LBAE"
 EXTENSION = ".lbae"
@@ -45,7 +45,7 @@ class LbaeImageFile(ImageFile.ImageFile):
         check_header(header, payload, pixel_limit(_options["max_pixels"]))
         self._size = (header.width, header.height)
         self._mode = container.MODES[header.mode]
-        self.info.update(lbae_model=f"{header.model_name}@{header.model_hash.hex()}", lbae_coding=header.coding.label)
+        self.info.update(lbae_model=with_installed_model(header).model_id, lbae_coding=header.coding.label)
         self._lbae_data: bytes | None = data
         self.tile = []  # no Pillow decoder: load() runs the network
 

@@ -86,6 +86,20 @@ def available() -> dict[str, Path]:
     return found
 
 
+def find_by_hash(digest: bytes) -> Path | None:
+    """The installed model file whose hash begins with ``digest`` (the 4 bytes a version-2 file
+    names its model by), or None. Cards name their file's hash, so a lookup hashes only files
+    without one; ``zoo.load_model`` checks the hash of the file it loads."""
+    unsure = []
+    for name, path in available().items():
+        model_id = read_card(card_path(path)).get("model_id")
+        if model_id == f"{name}@{digest.hex()}":
+            return path
+        if not isinstance(model_id, str) or not model_id.startswith(f"{name}@"):
+            unsure.append(path)
+    return next((p for p in unsure if model_hash(p.read_bytes()) == digest), None)
+
+
 def resolve(spec: str | Path | None) -> Path:
     """A model name or a path to a .safetensors file → the file."""
     spec = str(spec or DEFAULT_MODEL)

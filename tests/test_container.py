@@ -5,13 +5,22 @@ import pytest
 from lbaecodec import container
 from lbaecodec.errors import LbaeFormatError
 
-HEADER = container.Header("cifar10", b"\x01\x02\x03\x04", 500, 375, 1, 0, 32, 600)
+HEADER = container.Header("cifar10", b"\x01\x02\x03\x04", 500, 375, 1, 0, 32, 600, version=1)
+V2 = container.Header("", b"\x01\x02\x03\x04", 32, 32, 1, 2, 0, 0)  # version 2: the model by hash alone
 
 
-def test_round_trip():
+@pytest.mark.parametrize("header", [HEADER, V2], ids=["v1", "v2"])
+def test_round_trip(header):
     payload = bytes(range(75))
-    h, p = container.read(container.write(HEADER, payload))
-    assert h == HEADER and p == payload
+    h, p = container.read(container.write(header, payload))
+    assert h == header and p == payload
+    assert container.read(container.write(header, b""))[1] == b""
+
+
+def test_version_2_frames_a_32x32_image_in_15_bytes():
+    # magic 3, version 1, hash 4, width 1, height 1, flags 1 + CRC 4
+    assert len(container.write(V2, b"x" * 57)) == 15 + 57
+    assert len(container.write(HEADER, b"x" * 57)) > 15 + 57 + 10
 
 
 def test_size_is_header_plus_payload_plus_crc():
@@ -23,8 +32,9 @@ def test_size_is_header_plus_payload_plus_crc():
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**21, 2**40])
 def test_varints(n):
-    h = container.Header("m", b"abcd", n + 1, 1, 0, 0, 32, 600)
-    assert container.read(container.write(h, b""))[0].width == n + 1
+    for version in (1, 2):
+        h = container.Header("m", b"abcd", n + 1, 1, 0, 0, 32, 600, version)
+        assert container.read(container.write(h, b""))[0].width == n + 1
 
 
 def test_wrong_magic():
@@ -49,10 +59,13 @@ def test_crc_mismatch():
 def test_trailing_bytes():
     with pytest.raises(LbaeFormatError, match="unexpected bytes"):
         container.read(container.write(HEADER, b"p") + b"\0")
+    with pytest.raises(LbaeFormatError, match="CRC"):  # version 2: the payload runs to the CRC
+        container.read(container.write(V2, b"p") + b"\0")
 
 
-def test_fuzz_flips_and_truncations_give_only_format_errors():
-    valid = container.write(HEADER, bytes(range(75)))
+@pytest.mark.parametrize("header", [HEADER, V2], ids=["v1", "v2"])
+def test_fuzz_flips_and_truncations_give_only_format_errors(header):
+    valid = container.write(header, bytes(range(75)))
     rng = random.Random(0)
     for i in range(3000):
         data = bytearray(valid)
@@ -69,4 +82,6 @@ def test_fuzz_flips_and_truncations_give_only_format_errors():
 
 def test_rejects_bad_names():
     with pytest.raises(ValueError):
-        container.write(container.Header("", b"abcd", 1, 1, 0, 0, 32, 600), b"")
+        container.write(container.Header("", b"abcd", 1, 1, 0, 0, 32, 600, version=1), b"")
+    with pytest.raises(ValueError):
+        container.write(container.Header("m", b"abcd", 1, 1, 0, 0, 32, 600, version=3), b"")

@@ -33,6 +33,30 @@ def test_bit_exact_round_trip(priors, tiles):
             np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["factorized", "context"])
+def test_many_payloads_decode_together_each_as_alone(priors, which):
+    """decode_many: files of 1 and several tiles side by side, broken ones among them; each good
+    file decodes to its codes, each broken one gets its own error, none disturbs another."""
+    prior = priors[which]
+    codes = [correlated_codes(t, seed=10 + i) for i, t in enumerate([1, 3, 1, 1, 5, 1])]
+    payloads = [entropy.encode(c, prior) for c in codes]
+    payloads[2] = payloads[2][:-4]  # cut short
+    payloads[3] = payloads[3][:-1]  # not whole words
+    flipped = bytearray(payloads[5])
+    flipped[0] ^= 0x40
+    payloads[5] = bytes(flipped)
+    results = entropy.decode_many(payloads, [len(c) for c in codes], prior)
+    for k in (0, 1, 4):
+        np.testing.assert_array_equal(results[k], codes[k])
+    assert all(isinstance(results[k], ValueError) for k in (2, 3))
+    for k, result in enumerate(results):
+        if isinstance(result, ValueError):
+            with pytest.raises(ValueError, match=str(result)[:20]):
+                entropy.decode(payloads[k], len(codes[k]), prior)
+        else:
+            np.testing.assert_array_equal(entropy.decode(payloads[k], len(codes[k]), prior), result)
+
+
 def test_context_model_beats_factorized_on_correlated_bits(priors):
     test = correlated_codes(1000, seed=9)
     factorized, context = (p.cost_bits(test) / len(test) for p in priors)

@@ -32,7 +32,8 @@ def _renamed(data: bytes, name: str) -> bytes:
 
 @pytest.fixture
 def data(rgb_image):
-    return lbaecodec.encode(rgb_image, coding="raw")
+    """A version-1 file: it names its model (version 2 names it by hash alone)."""
+    return lbaecodec.encode(rgb_image, coding="raw", version=1)
 
 
 @pytest.fixture
@@ -110,10 +111,11 @@ def test_outputs_keep_their_mode_refuse_folders_and_race_safely(tmp_path, png_fi
     assert (tmp_path / "won.lbae").read_bytes() == b"theirs"
 
 
-def test_header_numbers_must_be_minimal(data):
-    h, payload = container.read(data)
+@pytest.mark.parametrize("version", [1, 2])
+def test_header_numbers_must_be_minimal(rgb_image, version):
+    h, payload = container.read(lbaecodec.encode(rgb_image, coding="raw", version=version))
     body = bytearray(container.header_bytes(h, len(payload)))
-    at = len(container.MAGIC) + 2 + len(h.model_name) + 4  # the width varint
+    at = len(container.MAGIC) + 1 + (1 + len(h.model_name) if version == 1 else 0) + 4  # the width varint
     assert body[at] == h.width < 128
     body[at : at + 1] = bytes([h.width | 0x80, 0x00])  # the same width in two bytes
     forged = bytes(body) + payload
@@ -246,7 +248,7 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
     fields): each decodes or is refused with an LbaeError, nothing else."""
     m = lbaecodec.load_model(device="cpu")
     tile = Image.fromarray(np.asarray(rgb_image)[:20, :20])
-    seeds = [lbaecodec.encode(tile, m, coding=c) for c in ("raw", "context")]
+    seeds = [lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context") for v in (1, 2)]
     rng = random.Random(7)
     outcomes = {"decoded": 0, "refused": 0}
     for i in range(10_000):

@@ -109,6 +109,14 @@ def many_files(command):
     "lossless on the bits), raw when that would not save space.",
 )
 @click.option("--raw", is_flag=True, help="Store the raw bits (same as --coding raw).")
+@click.option(
+    "--format-version",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="Container version: 2 names the model by hash (15 bytes around a 32×32 image's payload); "
+    "1 (27 bytes) for lbaecodec 0.1 readers.",
+)
 @MAX_PIXELS
 @clean_errors
 def encode(
@@ -121,6 +129,7 @@ def encode(
     force: bool,
     coding: str,
     raw: bool,
+    format_version: int,
     max_pixels: int | None,
 ) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
@@ -140,7 +149,7 @@ def encode(
     coding = "raw" if raw else coding
     if out_dir is not None:
         batch.load_model(model, device)  # a bad --model is one error, not one per file
-        convert = (batch.encode_file, model, device, coding, pixel_limit(max_pixels))
+        convert = (batch.encode_files, model, device, coding, format_version, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
         return
     image, output = _image_and_output(paths)
@@ -148,7 +157,14 @@ def encode(
     source = read_input(image) if image == "-" else image
     write_output(
         output,
-        codec.encode(source, model=model, device=device, coding=coding, max_pixels=pixel_limit(max_pixels)),
+        codec.encode(
+            source,
+            model=model,
+            device=device,
+            coding=coding,
+            max_pixels=pixel_limit(max_pixels),
+            version=format_version,
+        ),
         force,
     )
 
@@ -225,7 +241,7 @@ def decode(
         if fmt not in Image.SAVE:
             raise InputError(f"cannot write {fmt} images; e.g. {', '.join(sorted(set(EXTENSIONS.values())))}")
         suffix = next((ext for ext, name in EXTENSIONS.items() if name == fmt), f".{fmt.lower()}")
-        convert = (batch.decode_file, model, device, decoder, fmt, pixel_limit(max_pixels))
+        convert = (batch.decode_files, model, device, decoder, fmt, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.LBAE_SUFFIXES, suffix, recursive, convert, force, workers)
         return
     lbae_file, output = _image_and_output(paths)
@@ -275,15 +291,20 @@ def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
     if as_json:
         click.echo(json.dumps(fields))
         return
+    grid = f"{i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px"
+    tiles = (
+        f"{grid}, {i.bits_per_tile} bits each ({i.code_bits} code bits)"
+        if i.tile
+        else "unknown: the file names its model by hash, and that model is not installed"
+    )
     click.echo(
         f"model:        {printable(i.model)}\n"
         f"image:        {i.width}x{i.height} {i.mode}\n"
-        f"tiles:        {i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px, "
-        f"{i.bits_per_tile} bits each ({i.code_bits} code bits)\n"
-        f"coding:       {i.coding}\n"
-        f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload "
-        f"(raw bits: {i.raw_payload_bytes})\n"
-        f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
+        f"tiles:        {tiles}\n"
+        f"coding:       {i.coding}, format version {i.version}\n"
+        f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload"
+        + (f" (raw bits: {i.raw_payload_bytes})\n" if i.tile else "\n")
+        + f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
         f"compression:  {i.compression_ratio:.2f}x (8-bit {i.mode} pixels over file bits)"
     )
 

@@ -39,7 +39,7 @@ def _tiles_and_latents(source: str, m):
     raw = read_input(source)
     if raw[:3] == container.MAGIC:
         h, payload = container.read(raw)
-        codec.check_model(h, m)
+        h = codec.check_model(h, m)
         codes = codec.unpack_codes(h, payload, m)
         if len(codes) != 1:
             raise InputError(f"{source}: holds {len(codes)} tiles; interpolate takes single-tile images")

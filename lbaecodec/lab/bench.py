@@ -57,7 +57,8 @@ def lbae_reconstruct(
     mode = tiling.MODES[int(channels == 3)]
     files = [container.write(codec.file_header(m, size, size, mode, method), p) for method, p in payloads]
     t2 = time.perf_counter()
-    unpacked = np.concatenate([codec.unpack_codes(*container.read(f), m) for f in files])
+    headers = [container.read(f) for f in files]
+    unpacked = np.concatenate([codec.unpack_codes(codec.check_model(h, m), p, m) for h, p in headers])
     recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size), decoder).pixels.reshape(images.shape)
     t3 = time.perf_counter()
     if not np.array_equal(unpacked, codes):
