@@ -95,18 +95,18 @@ class Prior:
         and is refused before any decoding work."""
         return float(self.min_bit_costs.sum())
 
-    def logits_at(self, i: int, earlier: np.ndarray) -> np.ndarray:
-        """Integer logits of bit i for each tile, given its bits 0..i-1 as (tiles, i) of ±1."""
-        if self.weight is None or i == 0:
-            return np.full(len(earlier), self.bias[i], np.int64)
-        return earlier.astype(np.int64) @ self.weight[i, :i] + self.bias[i]
-
     def logits(self, codes: np.ndarray) -> np.ndarray:
-        """All integer logits at once (teacher forcing), (tiles, bits)."""
-        c = np.asarray(codes, np.int64)
+        """All integer logits at once (teacher forcing), (tiles, bits). The products run in
+        float64 (BLAS): sums of ±int16 weights are exact integers there."""
+        c = np.asarray(codes, np.float64)
         if self.weight is None:
             return np.broadcast_to(self.bias, c.shape)
-        return self.bias + c @ self.weight.T
+        return self.bias + (c @ self.float_weight.T).astype(np.int64)
+
+    @functools.cached_property
+    def float_weight(self) -> np.ndarray:
+        """The context weights as float64, for exact integer products through BLAS."""
+        return self.weight.astype(np.float64)
 
     def cost_bits(self, codes: np.ndarray) -> float:
         """Ideal code length in bits of a (tiles, bits) array of ±1 codes."""
@@ -214,7 +214,7 @@ def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -
             results[k] = e
     logits = np.repeat(prior.bias[:, None], start, axis=1)  # (bits, tiles)
     signs = np.zeros((prior.bits, start))  # float64: the weighted sums below are exact integers (< 2^53)
-    weight = None if prior.weight is None else prior.weight.astype(np.float64)
+    weight = None if prior.weight is None else prior.float_weight
     for i in range(prior.bits):
         if weight is not None and i:
             logits[i] += (weight[i, :i] @ signs[:i]).astype(np.int64)
