@@ -64,8 +64,9 @@ def encode_codes_many(model: Model, images: Sequence[np.ndarray]) -> list[np.nda
     def run(tiles: np.ndarray) -> np.ndarray:
         return model.net.encode(to_float(tiles).to(model.device)).cpu().numpy()
 
-    tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, size, tiling.TILE_BATCH) for a in images)
-    codes = np.concatenate([np.zeros((0, model.arch.bits), np.float32), *tiling.in_fixed_batches(tiles, run)])
+    batch = tiling.tile_batch(model.device.type)
+    tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, size, batch) for a in images)
+    codes = np.concatenate([np.zeros((0, model.arch.bits), np.float32), *tiling.in_fixed_batches(tiles, run, batch)])
     counts = [tiling.Grid(a.shape[1], a.shape[0], size).count for a in images]
     return np.split(codes, np.cumsum(counts)[:-1])
 
@@ -86,7 +87,8 @@ def decode_codes_many(
 
     canvases = [tiling.Canvas(g, model.arch.channels) for g in grids]
     waiting = (c for c in canvases for _ in range(c.grid.count))  # the canvas of each tile, in order
-    for tiles in tiling.in_fixed_batches((np.asarray(c, np.float32) for c in codes), run):
+    batch = tiling.tile_batch(model.device.type)
+    for tiles in tiling.in_fixed_batches((np.asarray(c, np.float32) for c in codes), run, batch):
         for tile in tiles:
             next(waiting).add(tile[None])
     return canvases

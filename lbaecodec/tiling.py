@@ -46,7 +46,13 @@ def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
     return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
 
 
-TILE_BATCH = 32  # tiles per network call, always (see in_fixed_batches)
+TILE_BATCH = 8  # tiles per network call on CPU: small, so that a one-tile file stays quick
+CUDA_TILE_BATCH = 256  # a GPU needs larger batches to be busy
+
+
+def tile_batch(device_type: str) -> int:
+    """The fixed number of tiles per network call on a device ("cpu", "cuda")."""
+    return CUDA_TILE_BATCH if device_type == "cuda" else TILE_BATCH
 
 
 def in_fixed_batches(
@@ -55,9 +61,9 @@ def in_fixed_batches(
     """``run`` over the rows of ``batches`` re-cut into batches of exactly ``size`` rows (the last
     one padded with zeros, whose outputs are dropped). A network's float result for a tile
     depends on the batch size it runs in (convolution kernels are chosen by shape), but at a
-    fixed size not on its batch-mates, its position or the thread count (measured for every
-    shipped model): so a tile codes and decodes the same alone, in a large image or among many
-    files, and memory stays bounded. ``size``: TILE_BATCH by default."""
+    fixed size not on its batch-mates, its position or the thread count (measured on CPU for
+    every shipped model): so a tile codes and decodes the same alone, in a large image or among
+    many files, and memory stays bounded. ``size``: TILE_BATCH by default."""
     size = size or TILE_BATCH
     pending: list[np.ndarray] = []
     held = 0

@@ -70,13 +70,16 @@ def test_reconstruction_matches_network_directly(rgb_image):
     np.testing.assert_array_equal(np.asarray(lbaecodec.decode(lbaecodec.encode(img, model=m))), expected)
 
 
-def test_large_image_is_processed_in_batches(monkeypatch):
-    monkeypatch.setattr(tiling, "TILE_BATCH", 7)
+def test_large_image_is_processed_in_fixed_batches(monkeypatch):
+    m = lbaecodec.load_model("cifar10", device="cpu")
+    seen = []
+    for net, method in ((m.net, "encode"), (m.net, "decode")):
+        original = getattr(net, method)
+        monkeypatch.setattr(net, method, lambda x, f=original: seen.append(len(x)) or f(x))
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (100, 330, 3), dtype=np.uint8))
-    data = lbaecodec.encode(img)
-    monkeypatch.setattr(tiling, "TILE_BATCH", 256)
-    assert lbaecodec.decode(data).size == (330, 100)
-    assert len(data) == len(lbaecodec.encode(img))
+    assert lbaecodec.decode(lbaecodec.encode(img, model=m), model=m).size == (330, 100)
+    tiles = 11 * 4
+    assert seen == [tiling.TILE_BATCH] * (2 * -(-tiles // tiling.TILE_BATCH))
 
 
 @pytest.mark.parametrize("shipped", [False, True])
