@@ -83,6 +83,7 @@ PRESETS: dict[str, Architecture] = {
     "fashion-mnist": Architecture(channels=1, size=32, bits=200, loss="bce"),
     "cifar10": Architecture(channels=3, size=32, bits=600),
     "celeba": Architecture(channels=3, size=64, bits=1500),
+    "photo": Architecture(channels=3, size=32, bits=600),  # tiles of photographs (lab/photos.py)
 }
 
 BOTTOM = 4  # spatial side of the innermost feature map

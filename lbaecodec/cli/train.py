@@ -192,7 +192,10 @@ def train_cmd(
     found = celeba_attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
     arch = replace(PRESETS[preset], width=width)
     data = load_training_data(dataset or preset, data_dir, arch, limit)
-    fit_images, _, val_images = split_validation(data.train, data.labels, min(val_size, len(data.train) // 5 or 1))
+    if data.val is not None:  # held out by whole photo, not carved from the training tiles
+        fit_images, val_images = data.train, data.val
+    else:
+        fit_images, _, val_images = split_validation(data.train, data.labels, min(val_size, len(data.train) // 5 or 1))
     start, init_progress = None, None
     if init_from and not (resume and (Path(out or "") / "last.json").is_file()):
         start, arch, init_progress = initial_weights(init_from, kind, stage)

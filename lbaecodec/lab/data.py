@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..architecture import DATASETS  # noqa: F401  (re-exported: the loaders below serve these)
+from ..architecture import DATASETS, PRESETS  # noqa: F401  (DATASETS re-exported: the loaders below serve these)
 from ..errors import DataError
 from ..files import atomic_path
 from ..registry import cache_dir
@@ -148,6 +148,11 @@ def describe_source(dataset: str, data_dir: str | Path | None) -> str:
     """Where ``load`` takes a dataset from, in words for model cards and bench tables."""
     if data_dir is not None:
         return Path(data_dir).name
+    if dataset == "photo":
+        from . import photos
+
+        names = ", ".join(photos.describe(p) for p in photos.default_photos())
+        return f"Debian mate-backgrounds and plasma-workspace-wallpapers photos: {names}"
     system = SYSTEM_COPIES.get(dataset)
     if system is not None and system.is_dir():
         return f"system copy in {system}"
@@ -295,6 +300,10 @@ def load(dataset: str, split: str, data_dir: str | Path | None = None) -> tuple[
     """Images (N, H, W, C) uint8 and labels (N,) or None, for a named dataset and split.
 
     ``data_dir`` may hold the official files, or be/contain an ``.npz`` local copy."""
+    if dataset == "photo":  # tiles of whole photos, held out by photo: also a "val" split
+        from . import photos
+
+        return photos.load_tiles(split, PRESETS["photo"].size, data_dir), None
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     data_dir = Path(data_dir) if data_dir is not None else None

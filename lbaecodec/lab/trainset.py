@@ -19,6 +19,7 @@ class TrainingData:
     labels: np.ndarray | None  # (N,) class indexes, where the dataset has them
     test: np.ndarray
     note: str  # what the data is, for logs and model cards
+    val: np.ndarray | None = None  # a dataset's own validation split (photos: held-out photos)
 
 
 def load_training_data(
@@ -44,8 +45,9 @@ def load_training_data(
     if limit:
         train, test = train[:limit], test[: max(1, limit // 5)]
         labels = None if labels is None else labels[:limit]
+    val = data.load(dataset, "val", data_dir)[0] if dataset == "photo" else None
     note = f"{dataset} ({data.describe_source(dataset, data_dir)}), {len(train)} train / {len(test)} test images"
-    return TrainingData(train, labels, test, note)
+    return TrainingData(train, labels, test, note, val)
 
 
 def split_validation(
