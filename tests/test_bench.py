@@ -231,3 +231,16 @@ def test_missing_extra_is_one_line_with_its_own_exit_code(monkeypatch, tmp_path)
     assert r.output.strip().splitlines() == [
         "error: SSIM needs the Python package 'pytorch_msssim': pip install 'lbaecodec[bench]'"
     ]
+
+
+def test_blockiness_sees_a_tile_grid_and_bd_rate_a_saving():
+    from lbaecodec.lab.metrics import quality
+
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (96, 128, 3)).astype(np.uint8)
+    assert abs(quality.blockiness(smooth, 32) - 1) < 0.05
+    grid = np.kron(rng.integers(0, 256, (3, 4, 3)), np.ones((32, 32, 1))).astype(np.uint8)
+    assert quality.blockiness(grid + rng.integers(0, 3, grid.shape).astype(np.uint8), 32) > 10
+    anchor = [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0)]
+    assert quality.bd_rate(anchor, [(r * 0.9, d) for r, d in anchor]) == pytest.approx(-10, abs=0.01)
+    assert quality.bd_rate(anchor, anchor[:1]) is None  # one operating point: no curve to compare

@@ -1,0 +1,150 @@
+"""Rate–distortion on held-out photos: LBAE models against Pillow's WebP, AVIF and JPEG.
+
+    python bench/rd_photos.py                      # the test photos of lbaecodec.lab.photos
+    python bench/rd_photos.py --data-dir PHOTOS --long-side 512 --models cifar10 photo
+
+Each test photo (whole photos held out of the `photo` model's training) is downscaled to
+--long-side pixels and coded by every codec at every quality: bits per pixel of the whole file,
+PSNR (RGB), MS-SSIM, and blockiness at the LBAE tile grid (1.0: no visible grid). Curves are
+averaged over the photos at each quality. Writes bench/results/photos-rd/{results.json,
+results.md, rd.png}: per codec and quality the mean figures; for each LBAE model, WebP's PSNR
+at the same bits per pixel (interpolated on WebP's curve) and the BD-rate against WebP where a
+model offers at least four qualities.
+"""
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import lbaecodec
+from lbaecodec import codec
+from lbaecodec.lab import photos
+from lbaecodec.lab.metrics import quality
+from lbaecodec.zoo import load_model
+
+QUALITIES = {
+    "WEBP": (0, 5, 10, 20, 35, 50, 70, 90),
+    "AVIF": (0, 10, 25, 40, 55, 70, 85),
+    "JPEG": (2, 5, 10, 20, 35, 50, 70, 90),
+}
+
+
+def test_photos(data_dir: str | None, long_side: int) -> list[tuple[str, np.ndarray]]:
+    found = photos.folder_photos(Path(data_dir)) if data_dir else photos.default_photos()
+    chosen = photos.split_photos(found, "test")
+    return [(photos.describe(p), photos.downscales(p, (long_side,))[0]) for p in chosen]
+
+
+def measure(original: np.ndarray, data: bytes, decoded: np.ndarray, tile: int) -> dict:
+    h, w = original.shape[:2]
+    return {
+        "bpp": 8 * len(data) / (w * h),
+        "psnr": quality.psnr(original[None], decoded[None]),
+        "ms_ssim": quality.ms_ssim(original[None], decoded[None]),
+        "blockiness": quality.blockiness(decoded, tile),
+    }
+
+
+def pillow_point(original: np.ndarray, fmt: str, q: int, tile: int) -> dict:
+    buf = io.BytesIO()
+    Image.fromarray(original).save(buf, fmt, quality=q)
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return measure(original, buf.getvalue(), decoded, tile)
+
+
+def lbae_point(original: np.ndarray, model) -> dict:
+    data = lbaecodec.encode(Image.fromarray(original), model=model)
+    decoded = np.asarray(codec.decode(data, model=model).convert("RGB"))
+    return measure(original, data, decoded, model.arch.size)
+
+
+def mean_point(points: list[dict]) -> dict:
+    return {k: round(float(np.mean([p[k] for p in points])), 4) for k in points[0]}
+
+
+def webp_psnr_at(bpp: float, webp: list[dict]) -> float | None:
+    curve = sorted((p["bpp"], p["psnr"]) for p in webp)
+    rates, psnrs = zip(*curve, strict=True)
+    if not rates[0] <= bpp <= rates[-1]:
+        return None
+    return round(float(np.interp(np.log(bpp), np.log(rates), psnrs)), 3)
+
+
+def plot(path: Path, curves: dict[str, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in curves.items():
+        pts = sorted(points, key=lambda p: p["bpp"])
+        style = "o-" if len(pts) > 1 else "*"
+        for ax, key in zip(axes, ("psnr", "ms_ssim"), strict=True):
+            ax.plot(
+                [p["bpp"] for p in pts], [p[key] for p in pts], style, label=name, markersize=9 if len(pts) == 1 else 4
+            )
+    for ax, label in zip(axes, ("PSNR (dB)", "MS-SSIM"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None, help="a folder of photos [default: the Debian photos]")
+    p.add_argument("--long-side", type=int, default=512)
+    p.add_argument("--models", nargs="+", default=["cifar10", "cifar10-w64"])
+    p.add_argument("--out", default="bench/results/photos-rd")
+    a = p.parse_args()
+    images = test_photos(a.data_dir, a.long_side)
+    models = [load_model(m, "cpu") for m in a.models]
+    tile = models[0].arch.size
+    curves: dict[str, list[dict]] = {}
+    for fmt, qualities in QUALITIES.items():
+        curves[f"{fmt} (Pillow)"] = [
+            {"quality": q, **mean_point([pillow_point(img, fmt, q, tile) for _, img in images])} for q in qualities
+        ]
+    webp = curves["WEBP (Pillow)"]
+    summary = []
+    for m in models:
+        point = mean_point([lbae_point(img, m) for _, img in images])
+        curves[f"LBAE {m.id}"] = [point]
+        at = webp_psnr_at(point["bpp"], webp)
+        bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(point["bpp"], point["psnr"])])
+        summary.append({"model": m.id, **point, "webp_psnr_same_bpp": at, "bd_rate_vs_webp_pct": bd})
+    meta = {
+        "photos": [name for name, _ in images],
+        "long_side": a.long_side,
+        "sizes": [list(img.shape[:2]) for _, img in images],
+        "command": "python " + " ".join(sys.argv),
+        "lbaecodec": lbaecodec.__version__,
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "curves": curves, "lbae": summary}, indent=2) + "\n")
+    lines = ["| codec | quality | bpp | PSNR | MS-SSIM | blockiness |", "|---|---|---|---|---|---|"]
+    for name, points in curves.items():
+        for pt in points:
+            q = pt.get("quality", "")
+            lines.append(f"| {name} | {q} | {pt['bpp']} | {pt['psnr']} | {pt['ms_ssim']} | {pt['blockiness']} |")
+    lines += ["", "| LBAE model | bpp | PSNR | WebP PSNR at the same bpp | BD-rate vs WebP |", "|---|---|---|---|---|"]
+    for s in summary:
+        bd = "n/a (one quality)" if s["bd_rate_vs_webp_pct"] is None else f"{s['bd_rate_vs_webp_pct']:.1f} %"
+        lines.append(f"| {s['model']} | {s['bpp']} | {s['psnr']} | {s['webp_psnr_same_bpp']} | {bd} |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    plot(out / "rd.png", curves)
+    print(json.dumps(meta), *lines, sep="\n")
+
+
+if __name__ == "__main__":
+    main()
