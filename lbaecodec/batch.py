@@ -153,6 +153,8 @@ def decode_files(
         for m, files in pending.values():
             datas = [data for _, data in files]
             _fill(results, [k for k, _ in files], codec.decode_many, datas, m, decoder, max_pixels)
+            for k, _ in files:  # held as encoded bytes, not as images
+                results[k] = results[k] if isinstance(results[k], BaseException) else _image_bytes(results[k], fmt)
         pending.clear()
 
     held = 0
@@ -169,7 +171,7 @@ def decode_files(
             flush()
             held = 0
     flush()
-    return [r if isinstance(r, BaseException) or r is None else _image_bytes(r, fmt) for r in results]
+    return results
 
 
 def _fill(results: list, indices: list[int], convert: Callable[..., list], *args) -> None:
@@ -184,11 +186,14 @@ def _fill(results: list, indices: list[int], convert: Callable[..., list], *args
         results[k] = output
 
 
-def _image_bytes(img, fmt: str) -> bytes:
+def _image_bytes(img, fmt: str) -> bytes | InputError:
     import io
 
     buf = io.BytesIO()
-    img.save(buf, format=fmt)
+    try:
+        img.save(buf, format=fmt)
+    except (KeyError, ValueError, OSError) as e:
+        return InputError(f"cannot write {fmt} images: {e}")
     return buf.getvalue()
 
 

@@ -145,8 +145,6 @@ def encode(
     factorized or context. ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
     guard as the process set it; None: no limit of ours). ``version``: the container format
     (2, the default, names the model by hash in a 15-byte frame; 1 for older readers)."""
-    if version not in container.VERSIONS:
-        raise InputError(f"format version {version}: this build writes {' and '.join(map(str, container.VERSIONS))}")
     img = open_image(image, pixel_limit(max_pixels))
     return encode_many([img], _as_model(model, device), coding, version)[0]
 
@@ -156,6 +154,8 @@ def encode_many(
 ) -> list[bytes]:
     """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
     ``encode`` gives for it alone; their tiles share the network's batches."""
+    if version not in container.VERSIONS:
+        raise InputError(f"format version {version}: this build writes {' and '.join(map(str, container.VERSIONS))}")
     arrays = [tiling.as_model_array(img, model.arch.channels) for img in images]
     files = []
     for img, codes in zip(images, encode_codes_many(model, arrays), strict=True):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..batch import IMAGE_SUFFIXES
 from ..errors import DataError
 
 MATE = Path("/usr/share/backgrounds/mate/nature")
@@ -52,8 +53,6 @@ def default_photos() -> list[Path]:
 
 
 def folder_photos(folder: Path) -> list[Path]:
-    from .data import IMAGE_SUFFIXES
-
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(found) < 3:
         raise DataError(f"{folder}: {len(found)} photos; a train/validation/test split needs at least 3")
