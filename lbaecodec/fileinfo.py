@@ -123,10 +123,14 @@ def with_installed_model(h: container.Header) -> container.Header:
     import json
 
     from . import registry
+    from .architecture import Architecture
 
     path = registry.find_by_hash(h.model_hash) if not h.model_name else None
     if path is None:
         return h
-    meta = registry.read_metadata(path)
-    arch = json.loads(meta[registry.META_ARCH])
-    return replace(h, model_name=meta[registry.META_NAME], tile=arch["size"], bits=arch["bits"])
+    try:  # a broken model file is reported when it is loaded, not here
+        meta = registry.read_metadata(path)
+        arch = Architecture.from_dict(json.loads(meta[registry.META_ARCH]))
+        return replace(h, model_name=meta[registry.META_NAME], tile=arch.size, bits=arch.bits)
+    except (ModelError, KeyError, ValueError, TypeError):
+        return h
