@@ -21,7 +21,7 @@ from .container import Coding
 from .errors import ModelError, require
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, pixel_limit
 from .registry import cache_dir
-from .tiling import TILE_BATCH, Canvas, Grid
+from .tiling import Canvas, Grid, in_fixed_batches
 
 MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
 
@@ -106,8 +106,11 @@ def decode(
     session = model.session(decoder)  # a missing decoder or onnxruntime fails before any work
     codes = entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else model.prior(h.coding))
     canvas = Canvas(Grid(h.width, h.height, h.tile), model.manifest["channels"])
-    for start in range(0, len(codes), TILE_BATCH):
-        batch = np.ascontiguousarray(codes[start : start + TILE_BATCH], np.float32)
+
+    def run(batch: np.ndarray) -> np.ndarray:
         pixels = session.run(None, {"codes": batch})[0]
-        canvas.add(np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
+        return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+    for tiles in in_fixed_batches([np.asarray(codes, np.float32)], run):
+        canvas.add(tiles)
     return canvas.image(container.MODES[h.mode])
