@@ -11,7 +11,9 @@ written atomically.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ def run(tasks: list[Task], convert: Convert, force: bool, workers: int = 1) -> I
             yield from _run_group(group, convert, force)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, initializer=_set_threads, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, _pool_context(), _set_threads, (threads,)) as pool:
         for outcomes in pool.map(_run_group, groups, [convert] * len(groups), [force] * len(groups)):
             yield from outcomes
 
@@ -102,6 +104,14 @@ def _write(task: Task, result: bytes | BaseException | None, force: bool) -> Out
         return Outcome(task, f"{task.source}: {e.strerror or e}", 1)
     except MemoryError:
         return Outcome(task, f"{task.source}: out of memory", 1)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Forked workers start quickest, but a process that has started CUDA cannot fork workers
+    that use it: then they are spawned (fresh interpreters)."""
+    torch = sys.modules.get("torch")
+    cuda_started = torch is not None and torch.cuda.is_initialized()
+    return multiprocessing.get_context("spawn" if cuda_started else None)
 
 
 def _set_threads(threads: int) -> None:

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
-from lbaecodec import cli
+from lbaecodec import batch, cli
 
 from .conftest import save_image
 
@@ -81,6 +82,19 @@ def test_workers_give_the_same_files(images, tmp_path, weights_dir):
         assert r.exit_code == 0, r.output
     for one in (tmp_path / "w1").rglob("*.lbae"):
         assert one.read_bytes() == (tmp_path / "w2" / one.relative_to(tmp_path / "w1")).read_bytes()
+
+
+def test_workers_are_spawned_once_cuda_has_started(images, tmp_path, weights_dir, monkeypatch):
+    """A process that has started CUDA cannot fork workers that use it (found on a GPU machine):
+    they are spawned instead, and write the same files."""
+    model = weights_dir / "cifar10.safetensors"
+    run("encode", images, "-r", "-o", tmp_path / "one", "--model", model)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert batch._pool_context().get_start_method() == "spawn"
+    r = run("encode", images, "-r", "-o", tmp_path / "spawned", "--workers", 2, "--model", model)
+    assert r.exit_code == 0, r.output
+    for one in (tmp_path / "one").rglob("*.lbae"):
+        assert one.read_bytes() == (tmp_path / "spawned" / one.relative_to(tmp_path / "one")).read_bytes()
 
 
 def test_usage_errors(images, tmp_path):

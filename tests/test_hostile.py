@@ -273,13 +273,16 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
 
 
 def test_a_forged_giant_stays_within_a_memory_and_cpu_limit(rgb_image, weights_dir, tmp_path):
-    """65535×65535 pixels claimed with no pixel limit: refused under 1.5 GB of address space and
-    a minute of CPU (the canvas alone would be 12 GB)."""
+    """65535×65535 pixels claimed with no pixel limit: refused within 1.5 GB of address space
+    beyond what torch maps when imported (a CUDA build maps far more than a CPU build) and a
+    minute of CPU (the canvas alone would be 12 GB)."""
     model = weights_dir / "cifar10.safetensors"
     forged = tmp_path / "giant.lbae"
     forged.write_bytes(_claiming(lbaecodec.encode(rgb_image, model=model, coding="context"), 65535, 65535))
     code = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000,) * 2); "
+        "import resource, sys, lbaecodec.codec; "
+        "mapped = int(next(line for line in open('/proc/self/status') if line.startswith('VmSize:')).split()[1]); "
+        "resource.setrlimit(resource.RLIMIT_AS, (mapped * 1024 + 1_500_000_000,) * 2); "
         "resource.setrlimit(resource.RLIMIT_CPU, (60, 60)); from lbaecodec.cli import main; "
         f"sys.argv = ['lbaecodec', 'decode', {str(forged)!r}, {str(tmp_path / 'o.png')!r}, "
         f"'--max-pixels', '0', '--model', {str(model)!r}, '--device', 'cpu']; main()"
