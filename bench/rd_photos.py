@@ -2,14 +2,15 @@
 
     python bench/rd_photos.py                      # the test photos of lbaecodec.lab.photos
     python bench/rd_photos.py --data-dir PHOTOS --long-side 512 --models cifar10 photo
+    python bench/rd_photos.py --split val --out runs/rd-val --models A B   # choose between models
 
 Each test photo (whole photos held out of the `photo` model's training) is downscaled to
 --long-side pixels and coded by every codec at every quality: bits per pixel of the whole file,
 PSNR (RGB), MS-SSIM, and blockiness at the LBAE tile grid (1.0: no visible grid). Curves are
-averaged over the photos at each quality. Writes bench/results/photos-rd/{results.json,
-results.md, rd.png}: per codec and quality the mean figures; for each LBAE model, WebP's PSNR
-at the same bits per pixel (interpolated on WebP's curve) and the BD-rate against WebP where a
-model offers at least four qualities.
+averaged over the photos at each quality (LBAE: `--quality` 1–5). Writes
+bench/results/photos-rd/{results.json, results.md, rd.png}: per codec and quality the mean
+figures; for each LBAE model, WebP's PSNR at the bits per pixel of its native quality
+(interpolated on WebP's curve) and the BD-rate against WebP over its qualities.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from PIL import Image
 
 import lbaecodec
 from lbaecodec import codec
+from lbaecodec import quality as knob
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
 from lbaecodec.zoo import load_model
@@ -34,9 +36,9 @@ QUALITIES = {
 }
 
 
-def test_photos(data_dir: str | None, long_side: int) -> list[tuple[str, np.ndarray]]:
+def held_out_photos(data_dir: str | None, long_side: int, split: str = "test") -> list[tuple[str, np.ndarray]]:
     found = photos.folder_photos(Path(data_dir)) if data_dir else photos.default_photos()
-    chosen = photos.split_photos(found, "test")
+    chosen = photos.split_photos(found, split)
     return [(photos.describe(p), photos.downscales(p, (long_side,))[0]) for p in chosen]
 
 
@@ -57,14 +59,20 @@ def pillow_point(original: np.ndarray, fmt: str, q: int, tile: int) -> dict:
     return measure(original, buf.getvalue(), decoded, tile)
 
 
-def lbae_point(original: np.ndarray, model) -> dict:
-    data = lbaecodec.encode(Image.fromarray(original), model=model)
+def lbae_point(original: np.ndarray, model, level: int) -> dict:
+    data = lbaecodec.encode(Image.fromarray(original), model=model, quality_level=level)
     decoded = np.asarray(codec.decode(data, model=model).convert("RGB"))
-    return measure(original, data, decoded, model.arch.size)
+    point = measure(original, data, decoded, model.arch.size)
+    if level != knob.NATIVE:  # the canvas was resampled: its tile grid is not on whole pixels
+        point["blockiness"] = None
+    return point
 
 
 def mean_point(points: list[dict]) -> dict:
-    return {k: round(float(np.mean([p[k] for p in points])), 4) for k in points[0]}
+    def mean(values):
+        return None if None in values else round(float(np.mean(values)), 4)
+
+    return {k: mean([p[k] for p in points]) for k in points[0]}
 
 
 def webp_psnr_at(bpp: float, webp: list[dict]) -> float | None:
@@ -103,10 +111,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None, help="a folder of photos [default: the Debian photos]")
     p.add_argument("--long-side", type=int, default=512)
+    p.add_argument("--split", default="test", choices=["val", "test"], help="val: for choosing among models")
     p.add_argument("--models", nargs="+", default=["cifar10", "cifar10-w64"])
     p.add_argument("--out", default="bench/results/photos-rd")
     a = p.parse_args()
-    images = test_photos(a.data_dir, a.long_side)
+    images = held_out_photos(a.data_dir, a.long_side, a.split)
     models = [load_model(m, "cpu") for m in a.models]
     tile = models[0].arch.size
     curves: dict[str, list[dict]] = {}
@@ -117,13 +126,15 @@ def main() -> None:
     webp = curves["WEBP (Pillow)"]
     summary = []
     for m in models:
-        point = mean_point([lbae_point(img, m) for _, img in images])
-        curves[f"LBAE {m.id}"] = [point]
+        curve = [{"quality": q, **mean_point([lbae_point(img, m, q) for _, img in images])} for q in knob.SCALES]
+        curves[f"LBAE {m.id}"] = curve
+        point = next(p for p in curve if p["quality"] == knob.NATIVE)
         at = webp_psnr_at(point["bpp"], webp)
-        bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(point["bpp"], point["psnr"])])
+        bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(p["bpp"], p["psnr"]) for p in curve])
         summary.append({"model": m.id, **point, "webp_psnr_same_bpp": at, "bd_rate_vs_webp_pct": bd})
     meta = {
         "photos": [name for name, _ in images],
+        "split": a.split,
         "long_side": a.long_side,
         "sizes": [list(img.shape[:2]) for _, img in images],
         "command": "python " + " ".join(sys.argv),
@@ -135,9 +146,13 @@ def main() -> None:
     lines = ["| codec | quality | bpp | PSNR | MS-SSIM | blockiness |", "|---|---|---|---|---|---|"]
     for name, points in curves.items():
         for pt in points:
-            q = pt.get("quality", "")
-            lines.append(f"| {name} | {q} | {pt['bpp']} | {pt['psnr']} | {pt['ms_ssim']} | {pt['blockiness']} |")
-    lines += ["", "| LBAE model | bpp | PSNR | WebP PSNR at the same bpp | BD-rate vs WebP |", "|---|---|---|---|---|"]
+            q, blocks = pt.get("quality", ""), pt["blockiness"] if pt["blockiness"] is not None else "—"
+            lines.append(f"| {name} | {q} | {pt['bpp']} | {pt['psnr']} | {pt['ms_ssim']} | {blocks} |")
+    lines += [
+        "",
+        "| LBAE model, quality 3 | bpp | PSNR | WebP PSNR at the same bpp | BD-rate vs WebP, qualities 1–5 |",
+        "|---|---|---|---|---|",
+    ]
     for s in summary:
         bd = "n/a (one quality)" if s["bd_rate_vs_webp_pct"] is None else f"{s['bd_rate_vs_webp_pct']:.1f} %"
         lines.append(f"| {s['model']} | {s['bpp']} | {s['psnr']} | {s['webp_psnr_same_bpp']} | {bd} |")

@@ -124,7 +124,13 @@ FILE_ERRORS = (LbaeError, OSError, MemoryError)
 
 
 def encode_files(
-    model: str | None, device: str, coding: str, version: int, max_pixels: int | None, sources: list[Path]
+    model: str | None,
+    device: str,
+    coding: str,
+    version: int,
+    quality_level: int,
+    max_pixels: int | None,
+    sources: list[Path],
 ) -> list:
     """Image files → the bytes of their .lbae files (or each file's error), GROUP_PIXELS at a time."""
     from . import codec
@@ -136,12 +142,12 @@ def encode_files(
 
     def flush() -> None:
         images = [img for _, img in pending]
-        _fill(results, [k for k, _ in pending], codec.encode_many, images, m, coding, version)
+        _fill(results, [k for k, _ in pending], codec.encode_many, images, m, coding, version, quality_level)
         pending.clear()
 
     for k, source in enumerate(sources):
         try:
-            pending.append((k, codec.open_image(source, pixel_limit(max_pixels))))
+            pending.append((k, codec.open_for_coding(source, pixel_limit(max_pixels), quality_level)))
         except FILE_ERRORS as e:
             results[k] = e
         if sum(img.width * img.height for _, img in pending) >= GROUP_PIXELS:
@@ -174,7 +180,7 @@ def decode_files(
             h = container.read(data)[0]
             m = load_model(model if model is not None else ("file", h), device)
             pending.setdefault(m.id, (m, []))[1].append((k, data))
-            held += h.width * h.height
+            held += max(h.width * h.height, h.coded_size[0] * h.coded_size[1])
         except FILE_ERRORS as e:
             results[k] = e
         if held >= GROUP_PIXELS:

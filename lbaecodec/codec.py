@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import bits, container, entropy, tiling
+from . import bits, container, deblock, entropy, quality, tiling
+from .architecture import pick_decoder
 from .container import Coding
 from .errors import InputError, LbaeError, ModelError, value_or_raise
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, check_pixels, pixel_limit
-from .images import to_float, to_uint8
+from .images import to_float, to_pil, to_uint8
 from .zoo import FIDELITY, Model, load_for, load_model
 
 
@@ -43,6 +44,15 @@ def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None 
     if img.width < 1 or img.height < 1:
         raise InputError("empty image")
     return tiling.normalise_mode(img)
+
+
+def open_for_coding(
+    source: str | Path | bytes | Image.Image, max_pixels: int | None, quality_level: int = quality.NATIVE
+) -> Image.Image:
+    """``open_image``, with the canvas the quality codes it on checked against ``max_pixels`` too."""
+    img = open_image(source, max_pixels)
+    check_pixels(*quality.coded_size(img.width, img.height, quality_level), max_pixels)
+    return img
 
 
 def _as_model(model: Model | str | Path | None, device: str) -> Model:
@@ -138,37 +148,57 @@ def encode(
     coding: str = "auto",
     max_pixels: int | None = PILLOW_LIMIT,
     version: int = container.VERSION,
+    quality_level: int = quality.NATIVE,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
     ``coding``: auto (the model's best prior, raw when that saves nothing), raw,
     factorized or context. ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
     guard as the process set it; None: no limit of ours). ``version``: the container format
-    (2, the default, names the model by hash in a 15-byte frame; 1 for older readers)."""
-    img = open_image(image, pixel_limit(max_pixels))
-    return encode_many([img], _as_model(model, device), coding, version)[0]
+    (2, the default, names the model by hash in a 15-byte frame; 1 for older readers; a
+    resampled file is always version 3). ``quality_level``: 1–5 (``quality.SCALES``), 3 codes
+    the image at its own size."""
+    img = open_for_coding(image, pixel_limit(max_pixels), quality_level)
+    return encode_many([img], _as_model(model, device), coding, version, quality_level)[0]
 
 
 def encode_many(
-    images: Sequence[Image.Image], model: Model, coding: str = "auto", version: int = container.VERSION
+    images: Sequence[Image.Image],
+    model: Model,
+    coding: str = "auto",
+    version: int = container.VERSION,
+    quality_level: int = quality.NATIVE,
 ) -> list[bytes]:
     """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
     ``encode`` gives for it alone; their tiles share the network's batches."""
     if version not in container.VERSIONS:
-        raise InputError(f"format version {version}: this build writes {' and '.join(map(str, container.VERSIONS))}")
-    arrays = [tiling.as_model_array(img, model.arch.channels) for img in images]
+        raise InputError(f"format version {version}: this build writes {', '.join(map(str, container.VERSIONS))}")
+    canvases = [quality.resample(img, quality.coded_size(img.width, img.height, quality_level)) for img in images]
+    if version == 1 and any(c.size != img.size for c, img in zip(canvases, images, strict=True)):
+        raise InputError(f"quality {quality_level} needs format version {container.RESAMPLED_VERSION} (not 1)")
+    arrays = [tiling.as_model_array(c, model.arch.channels) for c in canvases]
     files = []
-    for img, codes in zip(images, encode_codes_many(model, arrays), strict=True):
+    for img, canvas, codes in zip(images, canvases, encode_codes_many(model, arrays), strict=True):
         method, payload = pack_codes(model, codes, coding)
-        header = file_header(model, img.width, img.height, img.mode, method, version)
+        header = file_header(model, img.width, img.height, img.mode, method, version, canvas.size)
         files.append(container.write(header, payload))
     return files
 
 
 def file_header(
-    m: Model, width: int, height: int, mode: str, coding: Coding, version: int = container.VERSION
+    m: Model,
+    width: int,
+    height: int,
+    mode: str,
+    coding: Coding,
+    version: int = container.VERSION,
+    canvas: tuple[int, int] | None = None,
 ) -> container.Header:
-    """The header of a file this model writes for an image of this size and mode ("L", "RGB")."""
+    """The header of a file this model writes for an image of this size and mode ("L", "RGB"),
+    coded on ``canvas`` (default: the image's size; another size makes it version 3)."""
+    canvas = canvas or (width, height)
+    if canvas != (width, height):
+        version = max(version, container.RESAMPLED_VERSION)
     return container.Header(
         model_name=m.name,
         model_hash=m.hash,
@@ -179,6 +209,8 @@ def file_header(
         tile=m.arch.size,
         bits=m.arch.bits,
         version=version,
+        coded_width=canvas[0] if version >= container.RESAMPLED_VERSION else 0,
+        coded_height=canvas[1] if version >= container.RESAMPLED_VERSION else 0,
     )
 
 
@@ -231,11 +263,19 @@ def decode_many(
                 results[k] = codes
             else:
                 decoded.append((k, h, codes))
-    grids = [tiling.Grid(h.width, h.height, h.tile) for _, h, _ in decoded]
-    canvases = decode_codes_many(model, [c for _, _, c in decoded], grids, decoder)
+    canvases = decode_codes_many(model, [c for _, _, c in decoded], [h.grid for _, h, _ in decoded], decoder)
     for (k, h, _), canvas in zip(decoded, canvases, strict=True):
-        results[k] = canvas.image(tiling.MODES[h.mode])
+        results[k] = finish_canvas(model, canvas, h, decoder)
     return results
+
+
+def finish_canvas(model: Model, canvas: tiling.Canvas, h: container.Header, decoder: str = FIDELITY) -> Image.Image:
+    """Decoded tiles → the image: the model's seam filter (fidelity decoder), the file's mode,
+    the image's size (a resampled file's canvas is resized back)."""
+    pixels = canvas.cropped()
+    if model.postfilter is not None and pick_decoder(decoder, model.decoders, model.id) == FIDELITY:
+        pixels = deblock.apply(model.postfilter, pixels, model.arch.size, model.device)
+    return quality.resample(to_pil(pixels).convert(tiling.MODES[h.mode]), (h.width, h.height))
 
 
 def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:

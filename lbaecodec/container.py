@@ -3,8 +3,9 @@
 The layout is specified in docs/FORMAT.md; this module is its only implementation. It knows
 nothing about torch or images: it moves numbers and bytes. Version 2 (written by default)
 names the model by its hash alone and leaves tile size, bits and payload length to the model
-and the file's length: 15 bytes around the payload of a 32×32 image. Version 1 is still read
-(and written on request).
+and the file's length: 15 bytes around the payload of a 32×32 image. Version 3 is version 2
+plus the size of the coded canvas, for images coded at another size than they are shown (the
+quality knob). Version 1 is still read (and written on request).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .errors import LbaeFormatError
 
 MAGIC = b"LBA"
 VERSION = 2  # written by default
-VERSIONS = (1, 2)  # read
+RESAMPLED_VERSION = 3  # written for an image coded at another size
+VERSIONS = (1, 2, 3)  # read
 MAX_NAME = 64
 
 
@@ -55,10 +57,25 @@ class Header:
     tile: int  # tile side in pixels; 0 until the model is known (version 2)
     bits: int  # latent bits per tile; 0 until the model is known (version 2)
     version: int = VERSION
+    coded_width: int = 0  # the canvas the tiles cover, when it differs from the image (version 3)
+    coded_height: int = 0
 
     @property
     def model_id(self) -> str:
         return f"{self.model_name}@{self.model_hash.hex()}"
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) of the canvas of decoded tiles, resampled to the image's size after."""
+        return (self.coded_width or self.width, self.coded_height or self.height)
+
+    @property
+    def resampled(self) -> bool:
+        return self.coded_size != (self.width, self.height)
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(*self.coded_size, self.tile)
 
 
 MODES = ("L", "RGB")  # index = the mode code stored in the header
@@ -126,9 +143,13 @@ class _Reader:
 
 def header_bytes(h: Header, payload_len: int) -> bytes:
     if len(h.model_hash) != 4 or h.version not in VERSIONS:
-        raise ValueError("the model hash is 4 bytes and the version 1 or 2")
+        raise ValueError("the model hash is 4 bytes and the version 1, 2 or 3")
+    if h.resampled and h.version < RESAMPLED_VERSION:
+        raise ValueError(f"an image coded at another size needs format version {RESAMPLED_VERSION}")
     flags = bytes([(h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)])
     size = _varint(h.width) + _varint(h.height)
+    if h.version == 3:
+        return MAGIC + b"\x03" + h.model_hash + size + flags + _varint(h.coded_size[0]) + _varint(h.coded_size[1])
     if h.version == 2:
         return MAGIC + b"\x02" + h.model_hash + size + flags
     name = h.model_name.encode("ascii")
@@ -152,21 +173,21 @@ def read(data: bytes) -> tuple[Header, bytes]:
     r.take(len(MAGIC))
     version = r.take(1)[0]
     if version not in VERSIONS:
-        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads 1 and 2)")
-    fields = _read_v1(r) if version == 1 else _read_v2(r)
+        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads 1, 2 and 3)")
+    fields = _read_v1(r) if version == 1 else _read_v2(r, coded_size=version == 3)
     if zlib.crc32(data[:-CRC_BYTES]).to_bytes(CRC_BYTES, "big") != data[-CRC_BYTES:]:
         raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
     # Past the CRC only a writer bug could trip these; they still get a clean error.
-    name_raw, model_hash, width, height, flags, tile, bits, payload = fields
+    name_raw, model_hash, width, height, flags, tile, bits, coded, payload = fields
     coding = flags >> CODING_SHIFT & 0b111
     if version == 1 and (not 1 <= len(name_raw) <= MAX_NAME or not name_raw.isascii()):
         raise LbaeFormatError("corrupted .lbae header (model name)")
     if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in set(Coding):
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
-    if min(width, height) < 1 or (version == 1 and min(tile, bits) < 1):
+    if min(width, height, *coded) < 1 or (version == 1 and min(tile, bits) < 1):
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")
     mode = flags & MODE_BITS
-    h = Header(name_raw.decode("ascii"), model_hash, width, height, mode, Coding(coding), tile, bits, version)
+    h = Header(name_raw.decode("ascii"), model_hash, width, height, mode, Coding(coding), tile, bits, version, *coded)
     return h, payload
 
 
@@ -180,14 +201,15 @@ def _read_v1(r: _Reader) -> tuple:
     r.take(CRC_BYTES)
     if r.pos != len(r.data):
         raise LbaeFormatError(f"{len(r.data) - r.pos} unexpected bytes after the end of the .lbae data")
-    return name_raw, model_hash, width, height, flags, tile, bits, payload
+    return name_raw, model_hash, width, height, flags, tile, bits, (), payload
 
 
-def _read_v2(r: _Reader) -> tuple:
+def _read_v2(r: _Reader, coded_size: bool) -> tuple:
     model_hash = r.take(4)
     width, height = r.varint(), r.varint()
     flags = r.take(1)[0]
+    coded = (r.varint(), r.varint()) if coded_size else ()
     if r.pos + CRC_BYTES > len(r.data):
         raise LbaeFormatError("truncated .lbae file")
     payload = r.data[r.pos : len(r.data) - CRC_BYTES]
-    return b"", model_hash, width, height, flags, 0, 0, payload
+    return b"", model_hash, width, height, flags, 0, 0, coded, payload

@@ -25,7 +25,7 @@ import constriction
 import numpy as np
 
 from . import bits
-from .container import Coding, Grid, Header
+from .container import Coding, Header
 from .errors import LbaeFormatError, ModelError, value_or_raise
 
 if TYPE_CHECKING:  # torch is imported where priors are fitted or read from model tensors
@@ -124,7 +124,7 @@ def payloads_codes(
 ) -> list[np.ndarray | LbaeFormatError]:
     """Many files' payloads (all of one coding, under one prior) → each file's codes, or the
     error that file alone raised. Range-coded files are decoded together, one step per bit."""
-    tiles = [Grid(h.width, h.height, h.tile).count for h in headers]
+    tiles = [h.grid.count for h in headers]
     if prior is None:
         return [_raw_codes(p, t, h.bits) for h, p, t in zip(headers, payloads, tiles, strict=True)]
     results = decode_many(payloads, tiles, prior)

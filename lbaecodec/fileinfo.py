@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from . import container
+from . import container, quality
 from .errors import InputError, LbaeFormatError, ModelError
 
 PILLOW_LIMIT = -1  # max_pixels: Pillow's refusal threshold as this process set it
@@ -57,6 +57,8 @@ class FileInfo:
     raw_payload_bytes: int
     file_bytes: int
     version: int = container.VERSION
+    coded_size: tuple[int, int] = (0, 0)  # the canvas the tiles cover (the image's size unless resampled)
+    quality: int | None = quality.NATIVE  # the --quality that codes this size on this canvas; None: none
 
     @property
     def bits_per_pixel(self) -> float:
@@ -74,12 +76,13 @@ def check_header(h: container.Header, payload: bytes, max_pixels: int | None) ->
     raw payload's length against the tile grid. (A coded payload's length is checked against
     the model's prior before decoding: ``entropy.decode``.)"""
     check_pixels(h.width, h.height, max_pixels)
+    check_pixels(*h.coded_size, max_pixels)
     if h.tile:  # known from a version-1 header, or once the model is bound
         check_payload_length(h, payload)
 
 
 def check_payload_length(h: container.Header, payload: bytes) -> None:
-    needed = container.packed_size(container.Grid(h.width, h.height, h.tile).count * h.bits)
+    needed = container.packed_size(h.grid.count * h.bits)
     if h.coding == container.Coding.RAW and len(payload) != needed:
         raise LbaeFormatError(
             f"corrupted .lbae payload: {len(payload)} bytes of raw bits, the tile grid needs {needed}"
@@ -96,7 +99,7 @@ def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
         h = with_installed_model(h)
         if h.tile:
             check_payload_length(h, payload)
-    grid = container.Grid(h.width, h.height, h.tile or 1)
+    grid = container.Grid(*h.coded_size, h.tile or 1)
     tiles = grid.count if h.tile else 0
     return FileInfo(
         model=h.model_id,
@@ -114,6 +117,8 @@ def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
         raw_payload_bytes=container.packed_size(tiles * h.bits),
         file_bytes=len(data),
         version=h.version,
+        coded_size=h.coded_size,
+        quality=quality.quality_of(h.width, h.height, h.coded_size),
     )
 
 

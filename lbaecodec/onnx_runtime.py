@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, entropy
+from . import container, entropy, quality
 from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
 from .errors import ModelError, require
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, pixel_limit
 from .registry import cache_dir
-from .tiling import Canvas, Grid, in_fixed_batches
+from .tiling import Canvas, in_fixed_batches
 
 MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
 
@@ -105,7 +105,7 @@ def decode(
     check_payload_length(h, payload)
     session = model.session(decoder)  # a missing decoder or onnxruntime fails before any work
     codes = entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else model.prior(h.coding))
-    canvas = Canvas(Grid(h.width, h.height, h.tile), model.manifest["channels"])
+    canvas = Canvas(h.grid, model.manifest["channels"])
 
     def run(batch: np.ndarray) -> np.ndarray:
         pixels = session.run(None, {"codes": batch})[0]
@@ -113,4 +113,4 @@ def decode(
 
     for tiles in in_fixed_batches([np.asarray(codes, np.float32)], run):
         canvas.add(tiles)
-    return canvas.image(container.MODES[h.mode])
+    return quality.resample(canvas.image(container.MODES[h.mode]), (h.width, h.height))

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile
 
-from . import container
+from . import container, quality
 from .architecture import FIDELITY
 from .errors import LbaeFormatError
 from .fileinfo import PILLOW_LIMIT, check_header, pixel_limit, with_installed_model
@@ -62,11 +62,12 @@ class LbaeImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """``img.save(path, model=..., coding=..., device=...)``: the options of ``lbaecodec encode``."""
+    """``img.save(path, model=..., coding=..., quality=..., device=...)``: the options of
+    ``lbaecodec encode`` (``quality`` 1–5, as ``--quality``)."""
     from . import codec
 
     options = im.encoderinfo
-    unknown = set(options) - {"model", "coding", "device", "max_pixels"}
+    unknown = set(options) - {"model", "coding", "quality", "device", "max_pixels"}
     if unknown:
         raise ValueError(f"unknown .lbae save options: {', '.join(sorted(unknown))}")
     fp.write(
@@ -76,6 +77,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             coding=options.get("coding", "auto"),
             device=options.get("device", _options["device"]),
             max_pixels=options.get("max_pixels", _options["max_pixels"]),
+            quality_level=options.get("quality", quality.NATIVE),
         )
     )
 

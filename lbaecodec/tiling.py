@@ -117,8 +117,11 @@ class Canvas:
             self.pixels[r * t : (r + 1) * t, c * t : (c + 1) * t] = tile_pixels
             self.filled += 1
 
-    def image(self, mode: str) -> Image.Image:
+    def cropped(self) -> np.ndarray:
+        """(height, width, channels) uint8: the decoded tiles without the edge padding."""
         if self.filled != self.grid.count:
             raise ValueError(f"{self.filled} of {self.grid.count} tiles decoded")
-        crop = self.pixels[: self.grid.height, : self.grid.width]
-        return to_pil(crop).convert(mode)
+        return self.pixels[: self.grid.height, : self.grid.width]
+
+    def image(self, mode: str) -> Image.Image:
+        return to_pil(self.cropped()).convert(mode)

@@ -20,6 +20,7 @@ from torch import nn
 
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Header
+from .deblock import PostFilter
 from .errors import LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .network import LBAE, Decoder, build_network
@@ -45,6 +46,7 @@ from .registry import (  # noqa: F401
 # Tensor names in a model file (docs/FORMAT.md, "Model files")
 MODEL_PREFIX = "model."  # the network: encoder and fidelity decoder
 REALISM_PREFIX = REALISM + "."  # the realism decoder, when the model has one
+POSTFILTER_PREFIX = "postfilter."  # the seam post-filter over decoded canvases, when the model has one
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
 LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
 ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
@@ -59,6 +61,7 @@ class Model:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
     realism: Decoder | None = None
+    postfilter: PostFilter | None = None  # run over the fidelity decoder's canvases
     derived: dict = field(default_factory=dict, repr=False, compare=False)  # e.g. priors, built once
 
     @property
@@ -91,6 +94,9 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
         expected = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
+        if any(k.startswith(POSTFILTER_PREFIX) for k in table):
+            post = PostFilter(arch.channels).state_dict()
+            expected.update({POSTFILTER_PREFIX + k: list(v.shape) for k, v in post.items()})
     for name, shape in expected.items():
         if name not in table or table[name]["shape"] != shape:
             found = table[name]["shape"] if name in table else "missing"
@@ -164,6 +170,7 @@ def load_model(
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
         realism = _realism_decoder(arch, tensors) if kind == ModelKind.LBAE else None
+        postfilter = _postfilter(arch, tensors)
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
@@ -176,10 +183,11 @@ def load_model(
         extras={
             k: v.float() if v.dtype == torch.float16 else v
             for k, v in tensors.items()
-            if not k.startswith((MODEL_PREFIX, REALISM_PREFIX))
+            if not k.startswith((MODEL_PREFIX, REALISM_PREFIX, POSTFILTER_PREFIX))
         },
         card=read_card(card),
         realism=_for_inference(realism, pick_device(device)) if realism is not None else None,
+        postfilter=_for_inference(postfilter, pick_device(device)) if postfilter is not None else None,
     )
     return model
 
@@ -188,6 +196,15 @@ def _for_inference(net: nn.Module, device: torch.device) -> nn.Module:
     """Eval mode on ``device``, convolution weights channels_last like the inputs (~15 % faster
     on CPU; ``tiling.in_fixed_batches`` fixes the batch shape the results depend on)."""
     return net.eval().to(device).to(memory_format=torch.channels_last)
+
+
+def _postfilter(arch: Architecture, tensors: dict[str, torch.Tensor]) -> PostFilter | None:
+    state = {k[len(POSTFILTER_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(POSTFILTER_PREFIX)}
+    if not state:
+        return None
+    post = PostFilter(arch.channels)
+    post.load_state_dict(state)
+    return post
 
 
 def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> Decoder | None:
@@ -207,13 +224,17 @@ def export(
     extras: dict[str, torch.Tensor] | None = None,
     half: bool = True,
     realism: Decoder | None = None,
+    postfilter: PostFilter | None = None,
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
-    ``realism``: a second decoder for the same codes, stored under ``realism.``."""
+    ``realism``: a second decoder for the same codes, stored under ``realism.``; ``postfilter``:
+    the seam filter over decoded canvases, under ``postfilter.`` (kept in float32: it is small)."""
     check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
+    if postfilter is not None:
+        tensors.update({POSTFILTER_PREFIX + k: v for k, v in _shipped_state(postfilter, False).items()})
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,7 @@ def test_real_photo_crops_round_trip(box, mode):
     assert data == lbaecodec.encode(img.copy())
 
 
-def test_both_format_versions_decode_to_the_same_pixels(rgb_image, tmp_path):
+def test_all_format_versions_decode_to_the_same_pixels(rgb_image, tmp_path):
     v1, v2 = (lbaecodec.encode(rgb_image, version=v) for v in (1, 2))
     assert (container.read(v1)[0].version, container.read(v2)[0].version) == (1, 2)
     assert container.read(v1)[1] == container.read(v2)[1]  # the same payload in a smaller frame
@@ -156,8 +156,11 @@ def test_both_format_versions_decode_to_the_same_pixels(rgb_image, tmp_path):
     assert np.array_equal(np.asarray(lbaecodec.decode(v1)), np.asarray(lbaecodec.decode(v2)))
     one_tile = lbaecodec.encode(rgb_image.crop((0, 0, 32, 32)))
     assert lbaecodec.info(one_tile).header_bytes == 15 and lbaecodec.info(one_tile).tiles == 1
-    with pytest.raises(InputError, match="format version 3"):
-        lbaecodec.encode(rgb_image, version=3)
+    v3 = lbaecodec.encode(rgb_image, version=3)  # version 3 at the image's own size: a canvas field more
+    assert container.read(v3)[0].coded_size == rgb_image.size and len(v3) == len(v2) + 2
+    assert np.array_equal(np.asarray(lbaecodec.decode(v3)), np.asarray(lbaecodec.decode(v2)))
+    with pytest.raises(InputError, match="format version 4"):
+        lbaecodec.encode(rgb_image, version=4)
 
 
 def test_version_2_finds_its_model_by_hash_and_checks_an_explicit_one(rgb_image, weights_dir):

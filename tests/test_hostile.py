@@ -238,6 +238,17 @@ def test_headers_over_the_pixel_limit_are_refused_before_the_model_loads(rgb_ima
     assert CliRunner().invoke(cli.main, ["info", str(tmp_path / "f.lbae"), "--max-pixels", "0"]).exit_code == 0
 
 
+def test_a_giant_coded_canvas_is_refused_before_the_model_loads(rgb_image, monkeypatch):
+    """Version 3: the canvas of tiles is checked against the limit as well as the image."""
+    h, payload = container.read(lbaecodec.encode(rgb_image, coding="context", quality_level=1))
+    _no_work(monkeypatch)
+    monkeypatch.setattr(zoo, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    forged = container.write(replace(h, coded_width=65535, coded_height=65535), payload)
+    for call in (lambda: lbaecodec.decode(forged), lambda: lbaecodec.info(forged)):
+        with pytest.raises(InputError, match="over the limit"):
+            call()
+
+
 def test_encode_checks_the_size_before_decoding_the_pixels(png_file, tmp_path):
     r = CliRunner().invoke(cli.main, ["encode", str(png_file), str(tmp_path / "o.lbae"), "--max-pixels", "100"])
     assert r.exit_code == 2 and "over the limit of 100" in r.output and not (tmp_path / "o.lbae").exists()
@@ -249,6 +260,7 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
     m = lbaecodec.load_model(device="cpu")
     tile = Image.fromarray(np.asarray(rgb_image)[:20, :20])
     seeds = [lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context") for v in (1, 2)]
+    seeds += [lbaecodec.encode(tile, m, coding="context", quality_level=q) for q in (1, 5)]  # version 3
     rng = random.Random(7)
     outcomes = {"decoded": 0, "refused": 0}
     for i in range(10_000):
@@ -262,7 +274,8 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
             data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "big")
         else:
             h, payload = container.read(bytes(data))
-            field = rng.choice(["width", "height", "tile", "bits"])
+            canvas = ("coded_width", "coded_height") if h.version == 3 else ()
+            field = rng.choice(["width", "height", "tile", "bits", *canvas])
             data = container.write(replace(h, **{field: rng.choice([1, 2, 31, 33, 2**16, 2**31, 2**62])}), payload)
         try:
             lbaecodec.decode(bytes(data), model=m)

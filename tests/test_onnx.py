@@ -90,6 +90,12 @@ def test_cli_decode_with_onnx_runtime(shipped_export, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.split() == ["False"], r.stderr[-800:]
+    from lbaecodec import onnx_runtime
+
+    small = lbaecodec.encode(ROOT / "examples" / "astronaut.png", model=model, device="cpu", quality_level=2)
+    resampled = np.asarray(onnx_runtime.decode(small, folder)).astype(int)  # a version-3 file: canvas resized back
+    assert resampled.shape == torch_pixels.shape
+    assert np.abs(resampled - np.asarray(lbaecodec.decode(small, model=model, device="cpu")).astype(int)).max() <= 2
 
 
 def test_missing_export_is_one_line(tmp_path, rgb_image):

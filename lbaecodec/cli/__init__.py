@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, codec, generate, train
+from . import bench, codec, generate, postfilter, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +29,7 @@ for command in (
     train.train_cmd,
     train.export_cmd,
     train.add_decoder_cmd,
+    postfilter.add_postfilter_cmd,
     train.export_onnx_cmd,
     bench.evaluate_cmd,
     bench.bench_cmd,

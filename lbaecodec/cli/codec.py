@@ -115,7 +115,15 @@ def many_files(command):
     default=2,
     show_default=True,
     help="Container version: 2 names the model by hash (15 bytes around a 32×32 image's payload); "
-    "1 (27 bytes) for lbaecodec 0.1 readers.",
+    "1 (27 bytes) for lbaecodec 0.1 readers. A --quality other than 3 always writes version 3.",
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 5),
+    default=3,
+    show_default=True,
+    help="1 (smallest) to 5 (best): the image is coded on a canvas 0.5, 0.7, 1, 1.4 or 2 times "
+    "its size and resampled back when decoded, for about 1/4, 1/2, 1, 2 or 4 times the bits.",
 )
 @MAX_PIXELS
 @clean_errors
@@ -130,6 +138,7 @@ def encode(
     coding: str,
     raw: bool,
     format_version: int,
+    quality: int,
     max_pixels: int | None,
 ) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
@@ -142,6 +151,7 @@ def encode(
 
     \b
     Example:  lbaecodec encode photo.png photo.lbae --model cifar10
+    Smaller:  lbaecodec encode photo.png small.lbae --quality 1
     Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
     """
     from .. import batch, codec
@@ -149,7 +159,7 @@ def encode(
     coding = "raw" if raw else coding
     if out_dir is not None:
         batch.load_model(model, device)  # a bad --model is one error, not one per file
-        convert = (batch.encode_files, model, device, coding, format_version, pixel_limit(max_pixels))
+        convert = (batch.encode_files, model, device, coding, format_version, quality, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
         return
     image, output = _image_and_output(paths)
@@ -164,6 +174,7 @@ def encode(
             coding=coding,
             max_pixels=pixel_limit(max_pixels),
             version=format_version,
+            quality_level=quality,
         ),
         force,
     )
@@ -300,6 +311,7 @@ def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
     click.echo(
         f"model:        {printable(i.model)}\n"
         f"image:        {i.width}x{i.height} {i.mode}\n"
+        f"quality:      {_quality_line(i)}\n"
         f"tiles:        {tiles}\n"
         f"coding:       {i.coding}, format version {i.version}\n"
         f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload"
@@ -307,6 +319,14 @@ def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
         + f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
         f"compression:  {i.compression_ratio:.2f}x (8-bit {i.mode} pixels over file bits)"
     )
+
+
+def _quality_line(i) -> str:
+    canvas = f"{i.coded_size[0]}x{i.coded_size[1]}"
+    if i.coded_size == (i.width, i.height):
+        return f"{i.quality} (coded at its own size)"
+    level = i.quality if i.quality is not None else "custom"
+    return f"{level} (coded on a {canvas} canvas, resampled to {i.width}x{i.height} when decoded)"
 
 
 @click.command()

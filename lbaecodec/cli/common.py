@@ -20,6 +20,13 @@ DEVICE = click.option(
 )
 
 
+def NEW_MODEL(command: Callable) -> Callable:  # noqa: N802  (a decorator, named like the options)
+    """--name and --out of a command that ships a model as a new one."""
+    command = click.option("--out", "target", required=True, metavar="PATH", help="The new .safetensors file.")(command)
+    help_name = "Name of the new model (a new name: files name models by id)."
+    return click.option("--name", required=True, help=help_name)(command)
+
+
 def decoder_option(default: str) -> Callable:
     """--decoder: which of the model's decoders turns codes into pixels."""
     return click.option(

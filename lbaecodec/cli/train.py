@@ -10,7 +10,7 @@ import click
 from ..architecture import DATASETS, PRESETS, STAGES, ModelKind
 from ..errors import InputError
 from ..registry import check_name
-from .common import DATA_DIR, clean_errors
+from .common import DATA_DIR, NEW_MODEL, clean_errors
 
 ATTRIBUTES = click.option(
     "--attributes",
@@ -299,8 +299,7 @@ def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, real
 @click.command("add-decoder")
 @click.argument("model")
 @click.argument("realism_run")
-@click.option("--name", required=True, help="Name of the new model (a new name: files name models by id).")
-@click.option("--out", "target", required=True, metavar="PATH", help="The new .safetensors file.")
+@NEW_MODEL
 @click.option(
     "--dataset",
     type=click.Choice(DATASETS),

@@ -19,7 +19,7 @@ import torch
 
 from .. import entropy
 from ..container import Coding
-from ..errors import require
+from ..errors import ModelError, require
 from ..files import atomic_path, write_atomic
 from ..onnx_runtime import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, default_folder
 from ..zoo import FIDELITY, Model
@@ -49,6 +49,8 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
     """Write ``model``'s ONNX files, priors and manifest into ``folder`` (default: the folder
     ``lbaecodec decode --runtime onnx`` looks in for this model)."""
     require("onnx", "onnx", "ONNX export")  # torch's exporter writes through it
+    if model.postfilter is not None:
+        raise ModelError(f"model {model.id} has a seam post-filter, which the ONNX export does not carry yet")
     folder = Path(folder) if folder is not None else default_folder(model.name, model.hash)
     folder.mkdir(parents=True, exist_ok=True)
     arch = model.arch

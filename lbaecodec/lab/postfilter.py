@@ -1,0 +1,130 @@
+"""Training a model's seam post-filter (``deblock.PostFilter``) on decoded photos.
+
+The model's encoder and decoder stay as they are: whole training photos are coded and decoded
+at several sizes, and the filter learns to map each decoded canvas back to its original on
+random crops (MSE). Each batch's crops share one position relative to the tile grid, so the
+filter is told where the borders are exactly as when it runs over a whole canvas.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import codec
+from ..deblock import PostFilter, apply
+from ..images import to_float
+from ..tiling import Grid
+from ..zoo import Model
+from .metrics import quality
+
+
+@dataclass
+class PostFilterRecipe:
+    steps: int = 3000
+    batch: int = 16
+    crop: int = 96
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def decoded_canvases(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Each (H, W, C) uint8 image coded and decoded by ``model`` (fidelity decoder, no filter)."""
+    codes = codec.encode_codes_many(model, images)
+    grids = [Grid(a.shape[1], a.shape[0], model.arch.size) for a in images]
+    return [c.cropped().copy() for c in codec.decode_codes_many(model, codes, grids)]
+
+
+def train_postfilter(
+    model: Model, train: list[np.ndarray], recipe: PostFilterRecipe, log=print
+) -> tuple[PostFilter, dict]:
+    """A post-filter for ``model`` trained on the photos ``train`` (RGB arrays at several sizes)."""
+    started, cpu0 = time.time(), time.process_time()
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    decoded = decoded_canvases(model, train)
+    pairs = [(d, o) for d, o in zip(decoded, train, strict=True) if min(o.shape[:2]) >= recipe.crop]
+    weights = np.array([o.shape[0] * o.shape[1] for _, o in pairs], np.float64)
+    post = PostFilter(model.arch.channels)
+    opt = torch.optim.Adam(post.parameters(), lr=recipe.lr)
+    tile, total = model.arch.size, 0.0
+    for step in range(recipe.steps):
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / recipe.steps)))
+        top, left = rng.integers(tile, size=2)  # this batch's position relative to the tile grid
+        decoded, original = _crops(pairs, weights, recipe, rng, tile, int(top), int(left))
+        loss = F.mse_loss(post(decoded, tile, int(top), int(left)), original)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        if (step + 1) % 500 == 0:
+            log(f"step {step + 1}/{recipe.steps}: train MSE {total / 500:.6f}")
+            total = 0.0
+    post.eval()
+    return post, {"wall_s": round(time.time() - started, 1), "cpu_hours": round((time.process_time() - cpu0) / 3600, 3)}
+
+
+def _crops(pairs, weights, recipe, rng, tile, top, left) -> tuple[torch.Tensor, torch.Tensor]:
+    decoded, original = [], []
+    for k in rng.choice(len(pairs), size=recipe.batch, p=weights / weights.sum()):
+        d, o = pairs[k]
+        rows = (o.shape[0] - recipe.crop - top) // tile + 1
+        cols = (o.shape[1] - recipe.crop - left) // tile + 1
+        y = top + tile * int(rng.integers(max(rows, 1)))
+        x = left + tile * int(rng.integers(max(cols, 1)))
+        decoded.append(d[y : y + recipe.crop, x : x + recipe.crop])
+        original.append(o[y : y + recipe.crop, x : x + recipe.crop])
+    return to_float(np.stack(decoded)), to_float(np.stack(original))
+
+
+def evaluate_postfilter(model: Model, post: PostFilter, images: list[np.ndarray]) -> dict:
+    """Mean PSNR and blockiness of decoded ``images`` without and with the filter."""
+    before = decoded_canvases(model, images)
+    after = [apply(post, d, model.arch.size, torch.device("cpu")) for d in before]
+
+    def figures(decoded):
+        psnrs = [quality.psnr(o[None], d[None]) for o, d in zip(images, decoded, strict=True)]
+        blocks = [quality.blockiness(d, model.arch.size) for d in decoded]
+        return {"psnr_db": round(float(np.mean(psnrs)), 3), "blockiness": round(float(np.mean(blocks)), 3)}
+
+    return {"without": figures(before), "with": figures(after), "images": len(images)}
+
+
+TRAIN_LONG_SIDES = (512, 1024)  # the training photos are decoded at these sizes of their long side
+VAL_LONG_SIDE = 512
+
+
+def photo_sets(data_dir: str | None) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(training canvases, validation photos, every photo's name and split) from ``lab.photos``."""
+    from pathlib import Path
+
+    from . import photos
+
+    found = photos.folder_photos(Path(data_dir)) if data_dir else photos.default_photos()
+    train = [a for p in photos.split_photos(found, "train") for a in photos.downscales(p, TRAIN_LONG_SIDES)]
+    val = [photos.downscales(p, (VAL_LONG_SIDE,))[0] for p in photos.split_photos(found, "val")]
+    names = [f"{photos.describe(p).split(' (')[0]} ({s})" for s in photos.SPLITS for p in photos.split_photos(found, s)]
+    return train, val, names
+
+
+def add_postfilter(base: Model, post: PostFilter, name: str, path, card: dict) -> object:
+    """A new model file: ``base`` unchanged (weights, priors, a realism decoder) plus ``post``.
+    A new name, since the id of the old one names its files."""
+    from safetensors.torch import load_file
+
+    from .. import zoo
+
+    if name == base.name:
+        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
+    kept = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(zoo.POSTFILTER_PREFIX)}
+    extras = {k: v for k, v in kept.items() if not k.startswith(zoo.MODEL_PREFIX)}
+    exported = zoo.export(base.net, name, path, extras=extras, postfilter=post)  # stored as they were
+    base_card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
+    zoo.write_card(exported, {**base_card, "base_model": base.id, "postfilter": card})
+    return exported
