@@ -10,6 +10,7 @@ weights, statistics or priors changes it. Loading never executes code.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,8 +170,8 @@ def load_model(
         net = build_network(kind, arch)
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
-        realism = _realism_decoder(arch, tensors) if kind == ModelKind.LBAE else None
-        postfilter = _postfilter(arch, tensors)
+        realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
+        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, lambda: PostFilter(arch.channels))
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
@@ -198,22 +199,14 @@ def _for_inference(net: nn.Module, device: torch.device) -> nn.Module:
     return net.eval().to(device).to(memory_format=torch.channels_last)
 
 
-def _postfilter(arch: Architecture, tensors: dict[str, torch.Tensor]) -> PostFilter | None:
-    state = {k[len(POSTFILTER_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(POSTFILTER_PREFIX)}
+def _optional_part(tensors: dict[str, torch.Tensor], prefix: str, build: Callable[[], nn.Module]) -> nn.Module | None:
+    """The network a model file stores under ``prefix`` (a realism decoder, a seam filter), or None."""
+    state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         return None
-    post = PostFilter(arch.channels)
-    post.load_state_dict(state)
-    return post
-
-
-def _realism_decoder(arch: Architecture, tensors: dict[str, torch.Tensor]) -> Decoder | None:
-    state = {k[len(REALISM_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(REALISM_PREFIX)}
-    if not state:
-        return None
-    decoder = Decoder(arch)
-    decoder.load_state_dict(state)
-    return decoder
+    part = build()
+    part.load_state_dict(state)
+    return part
 
 
 def export(
