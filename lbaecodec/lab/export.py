@@ -231,15 +231,9 @@ def add_realism(
     """A new model file: ``base`` (a shipped model: its weights, statistics and priors unchanged)
     plus the realism decoder of a run trained on its frozen encoder. A new name, since the id
     of the old one names its files."""
-    if name == base.name:
-        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
-    realism = realism_decoder(base.net, realism_run)
-    extras = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(zoo.MODEL_PREFIX)}
-    exported = zoo.export(base.net, name, path, extras=extras, realism=realism)  # stored as they were
-    card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
+    exported, card = extend_model(base, name, path, realism=realism_decoder(base.net, realism_run))
     card.update(
         {
-            "base_model": base.id,
             **_realism_card(realism_run, exported, test_images),
             "measured_on": measured_on(),
             "realism_command": command,
@@ -247,6 +241,27 @@ def add_realism(
     )
     zoo.write_card(exported, card)
     return exported
+
+
+def extend_model(
+    base: zoo.Model,
+    name: str,
+    path: Path,
+    realism: torch.nn.Module | None = None,
+    postfilter: torch.nn.Module | None = None,
+) -> tuple[Path, dict]:
+    """A new model file: ``base``'s tensors (weights, statistics, priors) stored as they were,
+    plus the given realism decoder or seam filter in place of any ``base`` had. A new name, since
+    the id of the old one names its files. Returns the file and the card it starts from: base's
+    card without what names base's file, and ``base_model``."""
+    if name == base.name:
+        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
+    replaced = (zoo.MODEL_PREFIX,)
+    replaced += (zoo.REALISM_PREFIX,) * (realism is not None) + (zoo.POSTFILTER_PREFIX,) * (postfilter is not None)
+    extras = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(replaced)}
+    exported = zoo.export(base.net, name, path, extras=extras, realism=realism, postfilter=postfilter)
+    card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
+    return exported, {**card, "base_model": base.id}
 
 
 def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from .. import codec
 from ..deblock import PostFilter, apply
 from ..images import to_float
 from ..tiling import Grid
-from ..zoo import Model
+from ..zoo import Model, write_card
+from .export import extend_model
 from .metrics import quality
 
 
@@ -102,8 +104,6 @@ VAL_LONG_SIDE = 512
 
 def photo_sets(data_dir: str | None) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """(training canvases, validation photos, every photo's name and split) from ``lab.photos``."""
-    from pathlib import Path
-
     from . import photos
 
     found = photos.folder_photos(Path(data_dir)) if data_dir else photos.default_photos()
@@ -113,18 +113,9 @@ def photo_sets(data_dir: str | None) -> tuple[list[np.ndarray], list[np.ndarray]
     return train, val, names
 
 
-def add_postfilter(base: Model, post: PostFilter, name: str, path, card: dict) -> object:
-    """A new model file: ``base`` unchanged (weights, priors, a realism decoder) plus ``post``.
-    A new name, since the id of the old one names its files."""
-    from safetensors.torch import load_file
-
-    from .. import zoo
-
-    if name == base.name:
-        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
-    kept = {k: v for k, v in load_file(str(base.path)).items() if not k.startswith(zoo.POSTFILTER_PREFIX)}
-    extras = {k: v for k, v in kept.items() if not k.startswith(zoo.MODEL_PREFIX)}
-    exported = zoo.export(base.net, name, path, extras=extras, postfilter=post)  # stored as they were
-    base_card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
-    zoo.write_card(exported, {**base_card, "base_model": base.id, "postfilter": card})
+def add_postfilter(base: Model, post: PostFilter, name: str, path: Path, card: dict) -> Path:
+    """A new model file: ``base`` unchanged (weights, priors, a realism decoder) plus ``post``,
+    its card ``base``'s with ``card`` as its ``postfilter`` entry."""
+    exported, base_card = extend_model(base, name, path, postfilter=post)
+    write_card(exported, {**base_card, "postfilter": card})
     return exported
