@@ -243,7 +243,8 @@ def decode_many(
 ) -> list[Image.Image | LbaeError]:
     """Many .lbae files made with ``model`` → their images, or for a file that cannot be decoded
     the error it alone raises. Each image is the one ``decode`` gives for its file alone."""
-    model.with_decoder(decoder)  # an unknown or missing decoder fails before any work
+    chosen = pick_decoder(decoder, model.decoders, model.id)  # an unknown or missing one fails before any work
+    post = model.postfilter if chosen == FIDELITY else None  # the seam filter follows the fidelity decoder
     results: list = [None] * len(files)
     parsed = []
     for k, data in enumerate(files):
@@ -263,18 +264,20 @@ def decode_many(
                 results[k] = codes
             else:
                 decoded.append((k, h, codes))
-    canvases = decode_codes_many(model, [c for _, _, c in decoded], [h.grid for _, h, _ in decoded], decoder)
+    canvases = decode_codes_many(model, [c for _, _, c in decoded], [h.grid for _, h, _ in decoded], chosen)
     for (k, h, _), canvas in zip(decoded, canvases, strict=True):
-        results[k] = finish_canvas(model, canvas, h, decoder)
+        results[k] = _finish_canvas(model, canvas, h, post)
     return results
 
 
-def finish_canvas(model: Model, canvas: tiling.Canvas, h: container.Header, decoder: str = FIDELITY) -> Image.Image:
-    """Decoded tiles → the image: the model's seam filter (fidelity decoder), the file's mode,
-    the image's size (a resampled file's canvas is resized back)."""
+def _finish_canvas(
+    model: Model, canvas: tiling.Canvas, h: container.Header, post: deblock.PostFilter | None
+) -> Image.Image:
+    """Decoded tiles → the image: the seam filter ``post`` if any, the file's mode, the image's
+    size (a resampled file's canvas is resized back)."""
     pixels = canvas.cropped()
-    if model.postfilter is not None and pick_decoder(decoder, model.decoders, model.id) == FIDELITY:
-        pixels = deblock.apply(model.postfilter, pixels, model.arch.size, model.device)
+    if post is not None:
+        pixels = deblock.apply(post, pixels, model.arch.size, model.device)
     return quality.resample(to_pil(pixels).convert(tiling.MODES[h.mode]), (h.width, h.height))
 
 
