@@ -7,7 +7,8 @@
 Each test photo (whole photos held out of the `photo` model's training) is downscaled to
 --long-side pixels and coded by every codec at every quality: bits per pixel of the whole file,
 PSNR (RGB), MS-SSIM, and blockiness at the LBAE tile grid (1.0: no visible grid). Curves are
-averaged over the photos at each quality (LBAE: `--quality` 1–5). Writes
+averaged over the photos at each quality (LBAE: `--quality` 1–5, and for a model with residual
+stages one curve per `--stages` count, plus the upper envelope of all its operating points). Writes
 bench/results/photos-rd/{results.json, results.md, rd.png}: per codec and quality the mean
 figures; for each LBAE model, WebP's PSNR at the bits per pixel of its native quality
 (interpolated on WebP's curve) and the BD-rate against WebP over its qualities.
@@ -17,6 +18,7 @@ import argparse
 import io
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +61,8 @@ def pillow_point(original: np.ndarray, fmt: str, q: int, tile: int) -> dict:
     return measure(original, buf.getvalue(), decoded, tile)
 
 
-def lbae_point(original: np.ndarray, model, level: int) -> dict:
-    data = lbaecodec.encode(Image.fromarray(original), model=model, quality_level=level)
+def lbae_point(original: np.ndarray, model, level: int, stage_count: int = 1) -> dict:
+    data = lbaecodec.encode(Image.fromarray(original), model=model, quality_level=level, stage_count=stage_count)
     decoded = np.asarray(codec.decode(data, model=model).convert("RGB"))
     point = measure(original, data, decoded, model.arch.size)
     if level != knob.NATIVE:  # the canvas was resampled: its tile grid is not on whole pixels
@@ -73,6 +75,35 @@ def mean_point(points: list[dict]) -> dict:
         return None if None in values else round(float(np.mean(values)), 4)
 
     return {k: mean([p[k] for p in points]) for k in points[0]}
+
+
+def envelope(points: list[dict]) -> list[dict]:
+    """The operating points no other beats in PSNR at fewer or equal bits per pixel."""
+    best, out = -np.inf, []
+    for pt in sorted(points, key=lambda p: (p["bpp"], -p["psnr"])):
+        if pt["psnr"] > best:
+            best = pt["psnr"]
+            out.append(pt)
+    return out
+
+
+def lbae_curves(model, images, label: str) -> dict[str, list[dict]]:
+    """One curve over the qualities per stage count (one for a model without stages), and for a
+    staged model the envelope of all of them."""
+    curves = {}
+    for stage_count in range(1, model.stage_count + 1):
+        name = label if model.stage_count == 1 else f"{label}, {stage_count} stage{'s' * (stage_count > 1)}"
+        curves[name] = [
+            {
+                "quality": q,
+                "stages": stage_count,
+                **mean_point([lbae_point(img, model, q, stage_count) for _, img in images]),
+            }
+            for q in knob.SCALES
+        ]
+    if model.stage_count > 1:
+        curves[f"{label}, best of qualities × stages"] = envelope([p for c in curves.values() for p in c])
+    return curves
 
 
 def webp_psnr_at(bpp: float, webp: list[dict]) -> float | None:
@@ -114,10 +145,13 @@ def main() -> None:
     p.add_argument("--split", default="test", choices=["val", "test"], help="val: for choosing among models")
     p.add_argument("--models", nargs="+", default=["cifar10", "cifar10-w64"])
     p.add_argument("--out", default="bench/results/photos-rd")
+    p.add_argument("--without-filter", action="store_true", help="also each model with its seam filter left out")
     a = p.parse_args()
     images = held_out_photos(a.data_dir, a.long_side, a.split)
-    models = [load_model(m, "cpu") for m in a.models]
-    tile = models[0].arch.size
+    models = [(f"LBAE {m.id}", m) for m in (load_model(name, "cpu") for name in a.models)]
+    if a.without_filter:
+        models += [(f"{label}, no filter", replace(m, postfilter=None)) for label, m in models if m.postfilter]
+    tile = models[0][1].arch.size
     curves: dict[str, list[dict]] = {}
     for fmt, qualities in QUALITIES.items():
         curves[f"{fmt} (Pillow)"] = [
@@ -125,13 +159,15 @@ def main() -> None:
         ]
     webp = curves["WEBP (Pillow)"]
     summary = []
-    for m in models:
-        curve = [{"quality": q, **mean_point([lbae_point(img, m, q) for _, img in images])} for q in knob.SCALES]
-        curves[f"LBAE {m.id}"] = curve
-        point = next(p for p in curve if p["quality"] == knob.NATIVE)
-        at = webp_psnr_at(point["bpp"], webp)
-        bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(p["bpp"], p["psnr"]) for p in curve])
-        summary.append({"model": m.id, **point, "webp_psnr_same_bpp": at, "bd_rate_vs_webp_pct": bd})
+    for label, m in models:
+        for name, curve in lbae_curves(m, images, label).items():
+            curves[name] = curve
+            point = next((p for p in curve if p["quality"] == knob.NATIVE), curve[0])
+            at = webp_psnr_at(point["bpp"], webp)
+            bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(p["bpp"], p["psnr"]) for p in curve])
+            summary.append(
+                {"model": name.removeprefix("LBAE "), **point, "webp_psnr_same_bpp": at, "bd_rate_vs_webp_pct": bd}
+            )
     meta = {
         "photos": [name for name, _ in images],
         "split": a.split,
@@ -147,15 +183,17 @@ def main() -> None:
     for name, points in curves.items():
         for pt in points:
             q, blocks = pt.get("quality", ""), pt["blockiness"] if pt["blockiness"] is not None else "—"
+            q = f"{q}, {pt['stages']} stages" if pt.get("stages", 1) > 1 else q
             lines.append(f"| {name} | {q} | {pt['bpp']} | {pt['psnr']} | {pt['ms_ssim']} | {blocks} |")
     lines += [
         "",
-        "| LBAE model, quality 3 | bpp | PSNR | WebP PSNR at the same bpp | BD-rate vs WebP, qualities 1–5 |",
-        "|---|---|---|---|---|",
+        "| LBAE curve | point: quality, stages | bpp | PSNR | WebP PSNR at the same bpp | BD-rate vs WebP |",
+        "|---|---|---|---|---|---|",
     ]
     for s in summary:
-        bd = "n/a (one quality)" if s["bd_rate_vs_webp_pct"] is None else f"{s['bd_rate_vs_webp_pct']:.1f} %"
-        lines.append(f"| {s['model']} | {s['bpp']} | {s['psnr']} | {s['webp_psnr_same_bpp']} | {bd} |")
+        bd = "n/a (one point)" if s["bd_rate_vs_webp_pct"] is None else f"{s['bd_rate_vs_webp_pct']:.1f} %"
+        at = f"{s['quality']}, {s['stages']}"
+        lines.append(f"| {s['model']} | {at} | {s['bpp']} | {s['psnr']} | {s['webp_psnr_same_bpp']} | {bd} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "rd.png", curves)
     print(json.dumps(meta), *lines, sep="\n")

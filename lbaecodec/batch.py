@@ -129,6 +129,7 @@ def encode_files(
     coding: str,
     version: int,
     quality_level: int,
+    stage_count: int,
     max_pixels: int | None,
     sources: list[Path],
 ) -> list:
@@ -142,7 +143,8 @@ def encode_files(
 
     def flush() -> None:
         images = [img for _, img in pending]
-        _fill(results, [k for k, _ in pending], codec.encode_many, images, m, coding, version, quality_level)
+        args = (images, m, coding, version, quality_level, stage_count)
+        _fill(results, [k for k, _ in pending], codec.encode_many, *args)
         pending.clear()
 
     for k, source in enumerate(sources):
@@ -157,7 +159,13 @@ def encode_files(
 
 
 def decode_files(
-    model: str | None, device: str, decoder: str, fmt: str, max_pixels: int | None, sources: list[Path]
+    model: str | None,
+    device: str,
+    decoder: str,
+    fmt: str,
+    stage_limit: int | None,
+    max_pixels: int | None,
+    sources: list[Path],
 ) -> list:
     """.lbae files → the bytes of their images in ``fmt`` (or each file's error), GROUP_PIXELS at a time."""
     from . import codec, container
@@ -168,7 +176,7 @@ def decode_files(
     def flush() -> None:
         for m, files in pending.values():
             datas = [data for _, data in files]
-            _fill(results, [k for k, _ in files], codec.decode_many, datas, m, decoder, max_pixels)
+            _fill(results, [k for k, _ in files], codec.decode_many, datas, m, decoder, max_pixels, stage_limit)
             for k, _ in files:  # held as encoded bytes, not as images
                 results[k] = results[k] if isinstance(results[k], BaseException) else _image_bytes(results[k], fmt)
         pending.clear()

@@ -9,15 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import bits, container, deblock, entropy, quality, tiling
-from .architecture import pick_decoder
+from . import bits, container, deblock, entropy, quality, stages, tiling
+from .architecture import REALISM, pick_decoder
 from .container import Coding
 from .errors import InputError, LbaeError, ModelError, value_or_raise
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, check_pixels, pixel_limit
-from .images import to_float, to_pil, to_uint8
+from .images import to_pil
 from .zoo import FIDELITY, Model, load_for, load_model
 
 
@@ -61,46 +60,55 @@ def _as_model(model: Model | str | Path | None, device: str) -> Model:
 
 def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
-    return encode_codes_many(model, [pixels])[0]
+    return encode_codes_many(model, [pixels])[0][0]
 
 
-def encode_codes_many(model: Model, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Many (H, W, C) uint8 images → each one's codes; all tiles go through the network
-    together, each with the result it would get alone (``tiling.in_fixed_batches``)."""
-    size = model.arch.size
+def encode_codes_many(model: Model, images: Sequence[np.ndarray], stage_count: int = 1) -> list[list[np.ndarray]]:
+    """Many (H, W, C) uint8 images → for each, the (tiles, bits) codes of its stages 1 to
+    ``stage_count``; all tiles go through the network together, each with the result it would
+    get alone (``tiling.in_fixed_batches``). Stage k codes what stages < k left of each tile."""
     if not images:
         return []
-
-    def run(tiles: np.ndarray) -> np.ndarray:
-        return model.net.encode(to_float(tiles).to(model.device)).cpu().numpy()
-
     batch = tiling.tile_batch(model.device.type)
-    tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, size, batch) for a in images)
-    codes = np.concatenate([np.zeros((0, model.arch.bits), np.float32), *tiling.in_fixed_batches(tiles, run, batch)])
-    counts = [tiling.Grid(a.shape[1], a.shape[0], size).count for a in images]
-    return np.split(codes, np.cumsum(counts)[:-1])
+    tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, model.arch.size, batch) for a in images)
+    counts = [tiling.Grid(a.shape[1], a.shape[0], model.arch.size).count for a in images]
+    split = np.cumsum(counts)[:-1]
+    if stage_count == 1:  # streamed: no image's tiles are all held at once
+        return [[c] for c in np.split(stages.encoded_tiles(model, tiles), split)]
+    codes = stages.code_tiles(model, np.concatenate(list(tiles)), stage_count)[0]
+    return [list(per_image) for per_image in zip(*(np.split(c, split) for c in codes), strict=True)]
 
 
 def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
     return decode_codes_many(model, [codes], [grid], decoder)[0]
 
 
+_REALISM_STAGES = "residual stages refine the fidelity decoder's tiles: decode with --decoder fidelity"
+
+
 def decode_codes_many(
-    model: Model, codes: Sequence[np.ndarray], grids: Sequence[tiling.Grid], decoder: str = FIDELITY
+    model: Model,
+    codes: Sequence[np.ndarray],
+    grids: Sequence[tiling.Grid],
+    decoder: str = FIDELITY,
+    later: Sequence[Sequence[np.ndarray]] = (),
 ) -> list[tiling.Canvas]:
     """Each image's (tiles, bits) codes → its canvas of decoded tiles; all tiles through the
-    network together, each decoding as it would alone."""
-    net = model.with_decoder(decoder)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return to_uint8(net.decode(torch.from_numpy(batch).to(model.device)))
-
+    network together, each decoding as it would alone. ``later``: for each image, the codes of
+    its stages 2, 3, … (residual stages, fidelity decoder only), each refining the tiles."""
+    later = list(later) or [()] * len(codes)
+    if decoder == REALISM and any(later):
+        raise InputError(_REALISM_STAGES)
+    tiles = stages.decoded_tiles(model, codes, decoder)
+    starts = np.cumsum([0, *(len(c) for c in codes)])
+    for k in range(2, 2 + max(map(len, later), default=0)):
+        images = [i for i, stage_codes in enumerate(later) if len(stage_codes) >= k - 1]
+        rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in images])
+        residuals = stages.decoded_tiles(model.stage(k), [later[i][k - 2] for i in images])
+        tiles[rows] = stages.add_residual(tiles[rows], residuals)
     canvases = [tiling.Canvas(g, model.arch.channels) for g in grids]
-    waiting = (c for c in canvases for _ in range(c.grid.count))  # the canvas of each tile, in order
-    batch = tiling.tile_batch(model.device.type)
-    for tiles in tiling.in_fixed_batches((np.asarray(c, np.float32) for c in codes), run, batch):
-        for tile in tiles:
-            next(waiting).add(tile[None])
+    for canvas, start in zip(canvases, starts, strict=False):
+        canvas.add(tiles[start : start + canvas.grid.count])
     return canvases
 
 
@@ -141,6 +149,14 @@ def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[
     return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
 
 
+def pack_stages(m: Model, stage_codes: Sequence[np.ndarray], coding: str = AUTO_CODING) -> tuple[Coding, list[bytes]]:
+    """The codes of stages 1, 2, … → (coding method, each stage's payload): one method for the
+    file, the one ``pack_codes`` picks for stage 1; each stage is coded under its own prior."""
+    method, first = pack_codes(m, stage_codes[0], coding)
+    later = [pack_codes(m.stage(k), c, method.label)[1] for k, c in enumerate(stage_codes[1:], start=2)]
+    return method, [first, *later]
+
+
 def encode(
     image: str | Path | bytes | Image.Image,
     model: Model | str | Path | None = None,
@@ -149,6 +165,7 @@ def encode(
     max_pixels: int | None = PILLOW_LIMIT,
     version: int = container.VERSION,
     quality_level: int = quality.NATIVE,
+    stage_count: int = 1,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
@@ -157,9 +174,10 @@ def encode(
     guard as the process set it; None: no limit of ours). ``version``: the container format
     (2, the default, names the model by hash in a 15-byte frame; 1 for older readers; a
     resampled file is always version 3). ``quality_level``: 1–5 (``quality.SCALES``), 3 codes
-    the image at its own size."""
+    the image at its own size. ``stage_count``: residual stages, up to the model's (more than
+    one writes version 4; a reader may stop after any stage)."""
     img = open_for_coding(image, pixel_limit(max_pixels), quality_level)
-    return encode_many([img], _as_model(model, device), coding, version, quality_level)[0]
+    return encode_many([img], _as_model(model, device), coding, version, quality_level, stage_count)[0]
 
 
 def encode_many(
@@ -168,21 +186,34 @@ def encode_many(
     coding: str = "auto",
     version: int = container.VERSION,
     quality_level: int = quality.NATIVE,
+    stage_count: int = 1,
 ) -> list[bytes]:
     """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
     ``encode`` gives for it alone; their tiles share the network's batches."""
     if version not in container.VERSIONS:
         raise InputError(f"format version {version}: this build writes {', '.join(map(str, container.VERSIONS))}")
+    check_stage_count(model, stage_count)
+    if version == 1 and stage_count > 1:
+        raise InputError(f"{stage_count} stages need format version {container.STAGED_VERSION} (not 1)")
     canvases = [quality.resample(img, quality.coded_size(img.width, img.height, quality_level)) for img in images]
     if version == 1 and any(c.size != img.size for c, img in zip(canvases, images, strict=True)):
         raise InputError(f"quality {quality_level} needs format version {container.RESAMPLED_VERSION} (not 1)")
     arrays = [tiling.as_model_array(c, model.arch.channels) for c in canvases]
     files = []
-    for img, canvas, codes in zip(images, canvases, encode_codes_many(model, arrays), strict=True):
-        method, payload = pack_codes(model, codes, coding)
-        header = file_header(model, img.width, img.height, img.mode, method, version, canvas.size)
-        files.append(container.write(header, payload))
+    for img, canvas, codes in zip(images, canvases, encode_codes_many(model, arrays, stage_count), strict=True):
+        method, payloads = pack_stages(model, codes, coding)
+        header = file_header(model, img.width, img.height, img.mode, method, version, canvas.size, stage_count)
+        files.append(container.write(header, payloads))
     return files
+
+
+def check_stage_count(model: Model, stage_count: int) -> None:
+    if not 1 <= stage_count <= model.stage_count:
+        raise InputError(f"{stage_count} stages: model {model.id} has {_stages_of(model)}")
+
+
+def _stages_of(model: Model) -> str:
+    return f"{model.stage_count} stages" if model.stage_count > 1 else "one stage (no residual stages)"
 
 
 def file_header(
@@ -193,12 +224,16 @@ def file_header(
     coding: Coding,
     version: int = container.VERSION,
     canvas: tuple[int, int] | None = None,
+    stage_count: int = 1,
 ) -> container.Header:
     """The header of a file this model writes for an image of this size and mode ("L", "RGB"),
-    coded on ``canvas`` (default: the image's size; another size makes it version 3)."""
+    coded on ``canvas`` (default: the image's size; another size makes it version 3) in
+    ``stage_count`` stages (more than one: version 4)."""
     canvas = canvas or (width, height)
     if canvas != (width, height):
         version = max(version, container.RESAMPLED_VERSION)
+    if stage_count > 1:
+        version = max(version, container.STAGED_VERSION)
     return container.Header(
         model_name=m.name,
         model_hash=m.hash,
@@ -211,6 +246,7 @@ def file_header(
         version=version,
         coded_width=canvas[0] if version >= container.RESAMPLED_VERSION else 0,
         coded_height=canvas[1] if version >= container.RESAMPLED_VERSION else 0,
+        stages=stage_count,
     )
 
 
@@ -225,49 +261,80 @@ def decode(
     device: str = "auto",
     decoder: str = FIDELITY,
     max_pixels: int | None = PILLOW_LIMIT,
+    stage_limit: int | None = None,
 ) -> Image.Image:
     """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
 
     Without ``model`` the model named in the file is loaded. ``decoder``: fidelity (closest
     to the original in PSNR) or realism (sharper textures from the same bits, where the model
     has one). ``max_pixels`` as for ``encode``: a header claiming more is refused before any
-    model is loaded or memory allocated."""
+    model is loaded or memory allocated. ``stage_limit``: decode at most this many of the
+    file's stages (None: every stage it holds)."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
     m = _as_model(model, device) if model is not None else load_for(h, device)
-    return value_or_raise(decode_many([data], m, decoder, max_pixels)[0])
+    return value_or_raise(decode_many([data], m, decoder, max_pixels, stage_limit)[0])
 
 
 def decode_many(
-    files: Sequence[bytes], model: Model, decoder: str = FIDELITY, max_pixels: int | None = PILLOW_LIMIT
+    files: Sequence[bytes],
+    model: Model,
+    decoder: str = FIDELITY,
+    max_pixels: int | None = PILLOW_LIMIT,
+    stage_limit: int | None = None,
 ) -> list[Image.Image | LbaeError]:
     """Many .lbae files made with ``model`` → their images, or for a file that cannot be decoded
     the error it alone raises. Each image is the one ``decode`` gives for its file alone."""
     chosen = pick_decoder(decoder, model.decoders, model.id)  # an unknown or missing one fails before any work
     post = model.postfilter if chosen == FIDELITY else None  # the seam filter follows the fidelity decoder
+    if stage_limit is not None and stage_limit < 1:
+        raise InputError(f"--stages {stage_limit}: decode at least one stage")
     results: list = [None] * len(files)
     parsed = []
     for k, data in enumerate(files):
         try:
-            h, payload = container.read(data)
-            check_header(h, payload, pixel_limit(max_pixels))
-            h = check_model(h, model)
-            check_payload_length(h, payload)
-            parsed.append((k, h, payload))
+            parsed.append((k, *_parse(data, model, max_pixels, stage_limit, chosen)))
         except LbaeError as e:
             results[k] = e
     decoded = []
-    for coding in Coding:
-        group = [p for p in parsed if p[1].coding == coding]
-        for (k, h, _), codes in zip(group, _unpack_many(model, coding, group), strict=True):
-            if isinstance(codes, LbaeError):
-                results[k] = codes
-            else:
-                decoded.append((k, h, codes))
-    canvases = decode_codes_many(model, [c for _, _, c in decoded], [h.grid for _, h, _ in decoded], chosen)
+    for k, h, codes in _unpack_stages(model, parsed):
+        if isinstance(codes, LbaeError):
+            results[k] = codes
+        else:
+            decoded.append((k, h, codes))
+    stage_one, grids = [c[0] for _, _, c in decoded], [h.grid for _, h, _ in decoded]
+    canvases = decode_codes_many(model, stage_one, grids, chosen, [c[1:] for _, _, c in decoded])
     for (k, h, _), canvas in zip(decoded, canvases, strict=True):
         results[k] = _finish_canvas(model, canvas, h, post)
     return results
+
+
+def _parse(data: bytes, model: Model, max_pixels: int | None, stage_limit: int | None, decoder: str) -> tuple:
+    """A file's (header bound to ``model``, the payloads of the stages to decode), checked."""
+    h, payloads = container.read_stages(data)
+    check_header(h, payloads[0], pixel_limit(max_pixels))
+    h = check_model(h, model)
+    if h.stages > model.stage_count:
+        raise ModelError(f"the file has {h.stages} stages; model {model.id} has {_stages_of(model)}")
+    payloads = payloads[:stage_limit]
+    if decoder == REALISM and len(payloads) > 1:
+        raise InputError(f"{_REALISM_STAGES}, or decode stage 1 only (--stages 1)")
+    for payload in payloads:
+        check_payload_length(h, payload)
+    return h, payloads
+
+
+def _unpack_stages(model: Model, parsed: list) -> list[tuple]:
+    """Files (index, header, payloads) → (index, header, codes of each stage, or the file's error),
+    the files of one coding and stage range-decoded together."""
+    codes = {k: [] for k, _, _ in parsed}
+    for stage in range(1, 1 + max((len(p) for _, _, p in parsed), default=0)):
+        for coding in Coding:
+            group = [(k, h, p[stage - 1]) for k, h, p in parsed if h.coding == coding and len(p) >= stage]
+            group = [g for g in group if not isinstance(codes[g[0]], LbaeError)]
+            for (k, _, _), c in zip(group, _unpack_many(model.stage(stage), coding, group), strict=True):
+                codes[k] = c if isinstance(c, LbaeError) else [*codes[k], c]
+    return [(k, h, codes[k]) for k, h, _ in parsed]
 
 
 def _finish_canvas(

@@ -5,7 +5,9 @@ nothing about torch or images: it moves numbers and bytes. Version 2 (written by
 names the model by its hash alone and leaves tile size, bits and payload length to the model
 and the file's length: 15 bytes around the payload of a 32×32 image. Version 3 is version 2
 plus the size of the coded canvas, for images coded at another size than they are shown (the
-quality knob). Version 1 is still read (and written on request).
+quality knob). Version 4 is version 3 plus residual stages: the payload of each stage, each
+followed by a CRC-32 of the file up to there, so a file cut after any stage still reads (progressive
+decoding). Version 1 is still read (and written on request).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from .errors import LbaeFormatError
 MAGIC = b"LBA"
 VERSION = 2  # written by default
 RESAMPLED_VERSION = 3  # written for an image coded at another size
-VERSIONS = (1, 2, 3)  # read
+STAGED_VERSION = 4  # written for an image coded in more than one stage
+VERSIONS = (1, 2, 3, 4)  # read
 MAX_NAME = 64
+MAX_STAGES = 16
 
 
 class Coding(IntEnum):
@@ -59,6 +63,7 @@ class Header:
     version: int = VERSION
     coded_width: int = 0  # the canvas the tiles cover, when it differs from the image (version 3)
     coded_height: int = 0
+    stages: int = 1  # stages the file was written with (version 4); a cut file holds fewer
 
     @property
     def model_id(self) -> str:
@@ -143,13 +148,18 @@ class _Reader:
 
 def header_bytes(h: Header, payload_len: int) -> bytes:
     if len(h.model_hash) != 4 or h.version not in VERSIONS:
-        raise ValueError("the model hash is 4 bytes and the version 1, 2 or 3")
+        raise ValueError("the model hash is 4 bytes and the version 1, 2, 3 or 4")
     if h.resampled and h.version < RESAMPLED_VERSION:
         raise ValueError(f"an image coded at another size needs format version {RESAMPLED_VERSION}")
+    if not 1 <= h.stages <= MAX_STAGES or (h.stages > 1 and h.version < STAGED_VERSION):
+        raise ValueError(f"1 to {MAX_STAGES} stages; more than one needs format version {STAGED_VERSION}")
     flags = bytes([(h.mode & MODE_BITS) | (h.coding << CODING_SHIFT)])
     size = _varint(h.width) + _varint(h.height)
+    canvas = _varint(h.coded_size[0]) + _varint(h.coded_size[1])
+    if h.version == 4:
+        return MAGIC + b"\x04" + h.model_hash + size + flags + canvas + _varint(h.stages)
     if h.version == 3:
-        return MAGIC + b"\x03" + h.model_hash + size + flags + _varint(h.coded_size[0]) + _varint(h.coded_size[1])
+        return MAGIC + b"\x03" + h.model_hash + size + flags + canvas
     if h.version == 2:
         return MAGIC + b"\x02" + h.model_hash + size + flags
     name = h.model_name.encode("ascii")
@@ -159,26 +169,51 @@ def header_bytes(h: Header, payload_len: int) -> bytes:
     return MAGIC + bytes([1, len(name)]) + name + h.model_hash + size + flags + tail
 
 
-def write(h: Header, payload: bytes) -> bytes:
-    """Header + payload + CRC-32 (big-endian) of everything before it."""
-    body = header_bytes(h, len(payload)) + payload
-    return body + zlib.crc32(body).to_bytes(CRC_BYTES, "big")
+def write(h: Header, payload: bytes | list[bytes]) -> bytes:
+    """Header + payload + CRC-32 (big-endian) of everything before it. Version 4: header, then
+    per stage its payload's length, the payload and a CRC-32 of everything before it."""
+    payloads = [payload] if isinstance(payload, bytes) else list(payload)
+    if len(payloads) != h.stages:
+        raise ValueError(f"{len(payloads)} payloads for a header of {h.stages} stages")
+    if h.version < STAGED_VERSION:
+        body = header_bytes(h, len(payloads[0])) + payloads[0]
+        return body + _crc(body)
+    out = bytearray(header_bytes(h, 0))
+    for p in payloads:
+        out += _varint(len(p)) + p
+        out += _crc(out)
+    return bytes(out)
+
+
+def _crc(body: bytes | bytearray) -> bytes:
+    return zlib.crc32(body).to_bytes(CRC_BYTES, "big")
 
 
 def read(data: bytes) -> tuple[Header, bytes]:
-    """Parse and verify a .lbae file; raises LbaeFormatError on anything malformed."""
+    """Parse and verify a .lbae file → (header, the payload of its first stage); raises
+    LbaeFormatError on anything malformed. ``read_stages`` gives every stage's payload."""
+    h, payloads = read_stages(data)
+    return h, payloads[0]
+
+
+def read_stages(data: bytes) -> tuple[Header, list[bytes]]:
+    """Parse and verify a .lbae file → (header, the payload of each stage it holds: one before
+    version 4; in version 4 from 1 to ``header.stages``, fewer where the file was cut after a stage)."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise LbaeFormatError("not a .lbae file (wrong magic)")
     r = _Reader(data)
     r.take(len(MAGIC))
     version = r.take(1)[0]
     if version not in VERSIONS:
-        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads 1, 2 and 3)")
-    fields = _read_v1(r) if version == 1 else _read_v2(r, coded_size=version == 3)
-    if zlib.crc32(data[:-CRC_BYTES]).to_bytes(CRC_BYTES, "big") != data[-CRC_BYTES:]:
-        raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
+        raise LbaeFormatError(f".lbae format version {version} is not supported (this build reads 1 to 4)")
+    if version == 4:
+        fields = _read_v4(r)
+    else:
+        fields = _read_v1(r) if version == 1 else _read_v2(r, coded_size=version == 3)
+        if _crc(data[:-CRC_BYTES]) != data[-CRC_BYTES:]:
+            raise LbaeFormatError("corrupted .lbae file (CRC mismatch)")
     # Past the CRC only a writer bug could trip these; they still get a clean error.
-    name_raw, model_hash, width, height, flags, tile, bits, coded, payload = fields
+    name_raw, model_hash, width, height, flags, tile, bits, coded, payloads, stages = fields
     coding = flags >> CODING_SHIFT & 0b111
     if version == 1 and (not 1 <= len(name_raw) <= MAX_NAME or not name_raw.isascii()):
         raise LbaeFormatError("corrupted .lbae header (model name)")
@@ -186,9 +221,12 @@ def read(data: bytes) -> tuple[Header, bytes]:
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
     if min(width, height, *coded) < 1 or (version == 1 and min(tile, bits) < 1):
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")
+    if not 1 <= stages <= MAX_STAGES:
+        raise LbaeFormatError(f"corrupted .lbae header ({stages} stages; at most {MAX_STAGES})")
     mode = flags & MODE_BITS
-    h = Header(name_raw.decode("ascii"), model_hash, width, height, mode, Coding(coding), tile, bits, version, *coded)
-    return h, payload
+    name = name_raw.decode("ascii")
+    h = Header(name, model_hash, width, height, mode, Coding(coding), tile, bits, version, *coded, stages=stages)
+    return h, payloads
 
 
 def _read_v1(r: _Reader) -> tuple:
@@ -201,7 +239,7 @@ def _read_v1(r: _Reader) -> tuple:
     r.take(CRC_BYTES)
     if r.pos != len(r.data):
         raise LbaeFormatError(f"{len(r.data) - r.pos} unexpected bytes after the end of the .lbae data")
-    return name_raw, model_hash, width, height, flags, tile, bits, (), payload
+    return name_raw, model_hash, width, height, flags, tile, bits, (), [payload], 1
 
 
 def _read_v2(r: _Reader, coded_size: bool) -> tuple:
@@ -212,4 +250,23 @@ def _read_v2(r: _Reader, coded_size: bool) -> tuple:
     if r.pos + CRC_BYTES > len(r.data):
         raise LbaeFormatError("truncated .lbae file")
     payload = r.data[r.pos : len(r.data) - CRC_BYTES]
-    return b"", model_hash, width, height, flags, 0, 0, coded, payload
+    return b"", model_hash, width, height, flags, 0, 0, coded, [payload], 1
+
+
+def _read_v4(r: _Reader) -> tuple:
+    """The header, then stage records (length, payload, CRC of the file so far) up to the end;
+    each CRC is checked before the next record is parsed."""
+    model_hash = r.take(4)
+    width, height = r.varint(), r.varint()
+    flags = r.take(1)[0]
+    coded = (r.varint(), r.varint())
+    stages = r.varint()
+    payloads = []
+    while r.pos < len(r.data) or not payloads:
+        payload = r.take(r.varint())
+        if _crc(r.data[: r.pos]) != r.take(CRC_BYTES):
+            raise LbaeFormatError(f"corrupted .lbae file (CRC mismatch in stage {len(payloads) + 1})")
+        payloads.append(payload)
+        if len(payloads) > stages:
+            raise LbaeFormatError(f"corrupted .lbae file (more stages than the {stages} its header names)")
+    return b"", model_hash, width, height, flags, 0, 0, coded, payloads, stages

@@ -59,6 +59,9 @@ class FileInfo:
     version: int = container.VERSION
     coded_size: tuple[int, int] = (0, 0)  # the canvas the tiles cover (the image's size unless resampled)
     quality: int | None = quality.NATIVE  # the --quality that codes this size on this canvas; None: none
+    stages: int = 1  # the stages the file was written with
+    stages_present: int = 1  # the stages it holds (fewer: the file was cut after a stage)
+    stage_payload_bytes: tuple[int, ...] = ()
 
     @property
     def bits_per_pixel(self) -> float:
@@ -93,14 +96,16 @@ def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
     """What a .lbae file holds, read from its header, with every check ``decode`` makes before
     decoding the payload (the CRC, the size limit, a raw payload's length). A version-2 file's
     tile size and bits come from its installed model (zero when that is not installed)."""
-    h, payload = container.read(data)
-    check_header(h, payload, pixel_limit(max_pixels))
+    h, payloads = container.read_stages(data)
+    check_header(h, payloads[0], pixel_limit(max_pixels))
     if h.version > 1:
         h = with_installed_model(h)
         if h.tile:
-            check_payload_length(h, payload)
+            for payload in payloads:
+                check_payload_length(h, payload)
     grid = container.Grid(*h.coded_size, h.tile or 1)
     tiles = grid.count if h.tile else 0
+    payload_bytes = sum(map(len, payloads))
     return FileInfo(
         model=h.model_id,
         width=h.width,
@@ -111,14 +116,17 @@ def info(data: bytes, max_pixels: int | None = PILLOW_LIMIT) -> FileInfo:
         grid=(grid.cols, grid.rows) if h.tile else (0, 0),
         tiles=tiles,
         bits_per_tile=h.bits,
-        code_bits=tiles * h.bits,
-        header_bytes=len(data) - len(payload),
-        payload_bytes=len(payload),
-        raw_payload_bytes=container.packed_size(tiles * h.bits),
+        code_bits=tiles * h.bits * len(payloads),
+        header_bytes=len(data) - payload_bytes,
+        payload_bytes=payload_bytes,
+        raw_payload_bytes=container.packed_size(tiles * h.bits) * len(payloads),
         file_bytes=len(data),
         version=h.version,
         coded_size=h.coded_size,
         quality=quality.quality_of(h.width, h.height, h.coded_size),
+        stages=h.stages,
+        stages_present=len(payloads),
+        stage_payload_bytes=tuple(map(len, payloads)),
     )
 
 

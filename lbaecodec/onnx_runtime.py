@@ -18,7 +18,7 @@ from PIL import Image
 from . import container, entropy, quality
 from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
-from .errors import ModelError, require
+from .errors import InputError, ModelError, require
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, pixel_limit
 from .registry import cache_dir
 from .tiling import Canvas, in_fixed_batches
@@ -98,7 +98,10 @@ def decode(
 ) -> Image.Image:
     """The bytes of a .lbae file → a PIL image, through the ONNX export in ``folder`` (default:
     the one `export-onnx` writes for the file's model)."""
-    h, payload = container.read(data)
+    h, payloads = container.read_stages(data)
+    if len(payloads) > 1:
+        raise InputError(f"the file holds {len(payloads)} residual stages; the ONNX runtime decodes one: use torch")
+    payload = payloads[0]
     check_header(h, payload, pixel_limit(max_pixels))
     model = OnnxModel.load(folder if folder is not None else folder_for(h))
     h = model.check_fits(h)

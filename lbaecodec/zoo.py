@@ -10,7 +10,8 @@ weights, statistics or priors changes it. Loading never executes code.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,8 @@ from .registry import (  # noqa: F401
 MODEL_PREFIX = "model."  # the network: encoder and fidelity decoder
 REALISM_PREFIX = REALISM + "."  # the realism decoder, when the model has one
 POSTFILTER_PREFIX = "postfilter."  # the seam post-filter over decoded canvases, when the model has one
+STAGE_PREFIX = "stage{}."  # residual stage k ≥ 2: its network and priors, named as a model's own
+STAGE_NAME = re.compile(r"stage([0-9]+)\.")
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
 LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
 ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
@@ -64,6 +67,15 @@ class Model:
     realism: Decoder | None = None
     postfilter: PostFilter | None = None  # run over the fidelity decoder's canvases
     derived: dict = field(default_factory=dict, repr=False, compare=False)  # e.g. priors, built once
+    later_stages: tuple[Model, ...] = ()  # residual stages 2, 3, … (lbaecodec/stages.py), same id
+
+    @property
+    def stage_count(self) -> int:
+        return 1 + len(self.later_stages)
+
+    def stage(self, k: int) -> Model:
+        """Stage k (1: this model; k ≥ 2: the network and priors coding what stages < k left)."""
+        return self if k == 1 else self.later_stages[k - 2]
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -88,11 +100,22 @@ class Model:
         return f"{self.name}@{self.hash.hex()}"
 
 
+def _stage_numbers(names: Iterable[str], path: Path) -> list[int]:
+    """The later stages a model file holds (2, 3, …); ModelError unless they follow on from 2."""
+    found = sorted({int(m.group(1)) for n in names if (m := STAGE_NAME.match(n))})
+    if found != list(range(2, 2 + len(found))):
+        raise ModelError(f"{path}: not a valid lbaecodec model (stages {found}: they must be 2, 3, …)")
+    return found
+
+
 def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Architecture) -> None:
     """Every network tensor the architecture implies is in the file with its shape: checked on
     a skeleton on the meta device, before any real allocation."""
     with torch.device("meta"):
-        expected = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
+        network = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
+        expected = dict(network)
+        for k in _stage_numbers(table, path):
+            expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
         if any(k.startswith(POSTFILTER_PREFIX) for k in table):
@@ -172,25 +195,41 @@ def load_model(
         net.load_state_dict(state)
         realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
         postfilter = _optional_part(tensors, POSTFILTER_PREFIX, lambda: PostFilter(arch.channels))
+        later = [
+            _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch))
+            for k in _stage_numbers(tensors, path)
+        ]
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
-    card = card_path(path)
-    model = Model(
-        name=meta.get(META_NAME, path.stem),
-        hash=model_hash(raw),
-        net=_for_inference(net, pick_device(device)),
-        path=path,
-        extras={
-            k: v.float() if v.dtype == torch.float16 else v
-            for k, v in tensors.items()
-            if not k.startswith((MODEL_PREFIX, REALISM_PREFIX, POSTFILTER_PREFIX))
-        },
-        card=read_card(card),
-        realism=_for_inference(realism, pick_device(device)) if realism is not None else None,
-        postfilter=_for_inference(postfilter, pick_device(device)) if postfilter is not None else None,
+    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raw), pick_device(device)
+    stages = tuple(
+        Model(name, digest, _for_inference(stage_net, where), path, _extras(tensors, STAGE_PREFIX.format(k)))
+        for k, stage_net in enumerate(later, start=2)
     )
-    return model
+    return Model(
+        name=name,
+        hash=digest,
+        net=_for_inference(net, where),
+        path=path,
+        extras=_extras(tensors),
+        card=read_card(card_path(path)),
+        realism=_for_inference(realism, where) if realism is not None else None,
+        postfilter=_for_inference(postfilter, where) if postfilter is not None else None,
+        later_stages=stages,
+    )
+
+
+def _extras(tensors: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """The statistics and priors of stage 1 (no ``prefix``) or of a later stage, without networks."""
+    if prefix:
+        tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    networks = (MODEL_PREFIX, REALISM_PREFIX, POSTFILTER_PREFIX)
+    return {
+        k: v.float() if v.dtype == torch.float16 else v
+        for k, v in tensors.items()
+        if not k.startswith(networks) and not STAGE_NAME.match(k)
+    }
 
 
 def _for_inference(net: nn.Module, device: torch.device) -> nn.Module:
@@ -218,12 +257,20 @@ def export(
     half: bool = True,
     realism: Decoder | None = None,
     postfilter: PostFilter | None = None,
+    later_stages: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
     ``realism``: a second decoder for the same codes, stored under ``realism.``; ``postfilter``:
-    the seam filter over decoded canvases, under ``postfilter.`` (kept in float32: it is small)."""
+    the seam filter over decoded canvases, under ``postfilter.`` (kept in float32: it is small);
+    ``later_stages``: (network, its priors) of stages 2, 3, … under ``stage2.``, ``stage3.``, …"""
     check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
+    for k, (stage_net, stage_extras) in enumerate(later_stages, start=2):
+        prefix = STAGE_PREFIX.format(k)
+        if stage_net.arch != net.arch:
+            raise ValueError(f"stage {k} has another architecture than stage 1")
+        tensors.update({prefix + MODEL_PREFIX + n: v for n, v in _shipped_state(stage_net, half).items()})
+        tensors.update({prefix + n: v.detach().cpu().contiguous() for n, v in stage_extras.items()})
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
     if postfilter is not None:

@@ -159,8 +159,11 @@ def test_all_format_versions_decode_to_the_same_pixels(rgb_image, tmp_path):
     v3 = lbaecodec.encode(rgb_image, version=3)  # version 3 at the image's own size: a canvas field more
     assert container.read(v3)[0].coded_size == rgb_image.size and len(v3) == len(v2) + 2
     assert np.array_equal(np.asarray(lbaecodec.decode(v3)), np.asarray(lbaecodec.decode(v2)))
-    with pytest.raises(InputError, match="format version 4"):
-        lbaecodec.encode(rgb_image, version=4)
+    v4 = lbaecodec.encode(rgb_image, version=4)  # one stage in version 4's stage records
+    assert container.read(v4)[0].stages == 1 and container.read(v4)[1] == container.read(v2)[1]
+    assert np.array_equal(np.asarray(lbaecodec.decode(v4)), np.asarray(lbaecodec.decode(v2)))
+    with pytest.raises(InputError, match="format version 5"):
+        lbaecodec.encode(rgb_image, version=5)
 
 
 def test_version_2_finds_its_model_by_hash_and_checks_an_explicit_one(rgb_image, weights_dir):

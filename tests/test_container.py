@@ -84,4 +84,4 @@ def test_rejects_bad_names():
     with pytest.raises(ValueError):
         container.write(container.Header("", b"abcd", 1, 1, 0, 0, 32, 600, version=1), b"")
     with pytest.raises(ValueError):
-        container.write(container.Header("m", b"abcd", 1, 1, 0, 0, 32, 600, version=4), b"")
+        container.write(container.Header("m", b"abcd", 1, 1, 0, 0, 32, 600, version=5), b"")

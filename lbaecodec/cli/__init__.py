@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, codec, generate, postfilter, train
+from . import bench, codec, generate, info, postfilter, stages, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,12 +24,14 @@ def main() -> None:
 for command in (
     codec.encode,
     codec.decode,
-    codec.info,
-    codec.models,
+    info.info,
+    info.models,
     train.train_cmd,
     train.export_cmd,
     train.add_decoder_cmd,
     postfilter.add_postfilter_cmd,
+    stages.stage_data_cmd,
+    stages.add_stage_cmd,
     train.export_onnx_cmd,
     bench.evaluate_cmd,
     bench.bench_cmd,

@@ -1,13 +1,12 @@
-"""`lbaecodec encode`, `decode`, `info` and `models`: the codec itself."""
+"""`lbaecodec encode` and `decode`: the codec itself."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from ..errors import InputError, printable
+from ..errors import InputError
 from .common import (
     DEVICE,
     FORCE,
@@ -125,6 +124,16 @@ def many_files(command):
     help="1 (smallest) to 5 (best): the image is coded on a canvas 0.5, 0.7, 1, 1.4 or 2 times "
     "its size and resampled back when decoded, for about 1/4, 1/2, 1, 2 or 4 times the bits.",
 )
+@click.option(
+    "--stages",
+    "stage_count",
+    type=click.IntRange(1, None),
+    default=1,
+    show_default=True,
+    help="Residual stages, up to the model's (`lbaecodec models`; e.g. photo-s2 has 2): each stage "
+    "codes what the ones before left, for about as many bits again and a sharper picture. More "
+    "than one writes format version 4, which a reader may cut after any stage.",
+)
 @MAX_PIXELS
 @clean_errors
 def encode(
@@ -139,6 +148,7 @@ def encode(
     raw: bool,
     format_version: int,
     quality: int,
+    stage_count: int,
     max_pixels: int | None,
 ) -> None:
     """Compress IMAGE (any size; gray or RGB) into OUTPUT (.lbae). Use - for stdin/stdout.
@@ -152,14 +162,16 @@ def encode(
     \b
     Example:  lbaecodec encode photo.png photo.lbae --model cifar10
     Smaller:  lbaecodec encode photo.png small.lbae --quality 1
+    Better:   lbaecodec encode photo.jpg best.lbae --model photo-s2 --stages 2 --quality 4
     Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
     """
     from .. import batch, codec
 
     coding = "raw" if raw else coding
     if out_dir is not None:
-        batch.load_model(model, device)  # a bad --model is one error, not one per file
-        convert = (batch.encode_files, model, device, coding, format_version, quality, pixel_limit(max_pixels))
+        codec.check_stage_count(batch.load_model(model, device), stage_count)  # one error, not one per file
+        convert = (batch.encode_files, model, device, coding, format_version, quality, stage_count)
+        convert += (pixel_limit(max_pixels),)
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
         return
     image, output = _image_and_output(paths)
@@ -175,6 +187,7 @@ def encode(
             max_pixels=pixel_limit(max_pixels),
             version=format_version,
             quality_level=quality,
+            stage_count=stage_count,
         ),
         force,
     )
@@ -209,6 +222,14 @@ def encode(
     help="With --runtime onnx: the export of the file's model. [default: where export-onnx puts it, "
     "~/.cache/lbaecodec/onnx/NAME@HASH]",
 )
+@click.option(
+    "--stages",
+    "stage_limit",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Decode at most this many of the file's residual stages (a quicker, softer preview). "
+    "[default: every stage the file holds]",
+)
 @MAX_PIXELS
 @clean_errors
 def decode(
@@ -223,6 +244,7 @@ def decode(
     fmt: str | None,
     runtime: str,
     onnx_dir: str | None,
+    stage_limit: int | None,
     max_pixels: int | None,
 ) -> None:
     """Restore LBAE_FILE to the image OUTPUT, at the original size and mode. With -o DIR:
@@ -252,7 +274,7 @@ def decode(
         if fmt not in Image.SAVE:
             raise InputError(f"cannot write {fmt} images; e.g. {', '.join(sorted(set(EXTENSIONS.values())))}")
         suffix = next((ext for ext, name in EXTENSIONS.items() if name == fmt), f".{fmt.lower()}")
-        convert = (batch.decode_files, model, device, decoder, fmt, pixel_limit(max_pixels))
+        convert = (batch.decode_files, model, device, decoder, fmt, stage_limit, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.LBAE_SUFFIXES, suffix, recursive, convert, force, workers)
         return
     lbae_file, output = _image_and_output(paths)
@@ -273,9 +295,9 @@ def decode(
     else:
         from .. import codec
 
-        img = codec.decode(
-            read_input(lbae_file), model=model, device=device, decoder=decoder, max_pixels=pixel_limit(max_pixels)
-        )
+        data = read_input(lbae_file)
+        img = codec.decode(data, model, device, decoder, pixel_limit(max_pixels), stage_limit)
+        _note_cut(lbae_file, data)
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt.upper())
@@ -284,78 +306,14 @@ def decode(
     write_output(output, buf.getvalue(), force)
 
 
-@click.command()
-@click.argument("lbae_file")
-@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
-@MAX_PIXELS
-@clean_errors
-def info(lbae_file: str, as_json: bool, max_pixels: int | None) -> None:
-    """Show what LBAE_FILE holds: model, image size, tiles, bits, bytes, compression ratio."""
-    from .. import fileinfo  # header only: no model, no torch
+def _note_cut(name: str, data: bytes) -> None:
+    """A line on stderr when a file holds fewer stages than it was written with."""
+    from .. import container
 
-    i = fileinfo.info(read_input(lbae_file), pixel_limit(max_pixels))
-    fields = {
-        **i.__dict__,
-        "bits_per_pixel": round(i.bits_per_pixel, 4),
-        "compression_ratio": round(i.compression_ratio, 2),
-    }
-    if as_json:
-        click.echo(json.dumps(fields))
-        return
-    grid = f"{i.grid[0]}x{i.grid[1]} = {i.tiles} of {i.tile}x{i.tile} px"
-    tiles = (
-        f"{grid}, {i.bits_per_tile} bits each ({i.code_bits} code bits)"
-        if i.tile
-        else "unknown: the file names its model by hash, and that model is not installed"
-    )
-    click.echo(
-        f"model:        {printable(i.model)}\n"
-        f"image:        {i.width}x{i.height} {i.mode}\n"
-        f"quality:      {_quality_line(i)}\n"
-        f"tiles:        {tiles}\n"
-        f"coding:       {i.coding}, format version {i.version}\n"
-        f"bytes:        {i.file_bytes} = {i.header_bytes} header+CRC + {i.payload_bytes} payload"
-        + (f" (raw bits: {i.raw_payload_bytes})\n" if i.tile else "\n")
-        + f"bits/pixel:   {i.bits_per_pixel:.4f}\n"
-        f"compression:  {i.compression_ratio:.2f}x (8-bit {i.mode} pixels over file bits)"
-    )
-
-
-def _quality_line(i) -> str:
-    canvas = f"{i.coded_size[0]}x{i.coded_size[1]}"
-    if i.coded_size == (i.width, i.height):
-        return f"{i.quality} (coded at its own size)"
-    level = i.quality if i.quality is not None else "custom"
-    return f"{level} (coded on a {canvas} canvas, resampled to {i.width}x{i.height} when decoded)"
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON.")
-@clean_errors
-def models(as_json: bool) -> None:
-    """List the installed models and their measured figures."""
-    from .. import registry  # headers and cards only: no torch
-
-    cards = []
-    for name, path in sorted(registry.available().items()):
-        card = {"name": name, **registry.read_card(registry.card_path(path))}
-        cards.append({**card, "path": str(path)})
-    if as_json:
-        click.echo(json.dumps(cards, indent=2))
-        return
-    if not cards:
-        click.echo("no models installed")
-    for c in cards:
-        a = c.get("architecture", {})
-        bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
-        kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
-        fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if "test_fid" in c else ""
-        if "realism" in c:
-            measured = c.get("test_fid_realism", {}).get("fid")
-            realism_fid = f", FID {measured}" if measured else ""
-            fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
+    h, payloads = container.read_stages(data)
+    if len(payloads) < h.stages:
         click.echo(
-            f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
-            f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
-            f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}"
+            f"note: {name} holds {len(payloads)} of its {h.stages} stages (cut after stage "
+            f"{len(payloads)}); decoded those",
+            err=True,
         )

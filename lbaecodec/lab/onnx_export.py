@@ -51,6 +51,8 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
     require("onnx", "onnx", "ONNX export")  # torch's exporter writes through it
     if model.postfilter is not None:
         raise ModelError(f"model {model.id} has a seam post-filter, which the ONNX export does not carry yet")
+    if model.later_stages:
+        raise ModelError(f"model {model.id} has residual stages, which the ONNX export does not carry yet")
     folder = Path(folder) if folder is not None else default_folder(model.name, model.hash)
     folder.mkdir(parents=True, exist_ok=True)
     arch = model.arch

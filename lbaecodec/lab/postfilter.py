@@ -35,22 +35,27 @@ class PostFilterRecipe:
     seed: int = 0
 
 
-def decoded_canvases(model: Model, images: list[np.ndarray]) -> list[np.ndarray]:
-    """Each (H, W, C) uint8 image coded and decoded by ``model`` (fidelity decoder, no filter)."""
-    codes = codec.encode_codes_many(model, images)
+def decoded_canvases(model: Model, images: list[np.ndarray], stage_count: int = 1) -> list[np.ndarray]:
+    """Each (H, W, C) uint8 image coded and decoded by ``model`` in ``stage_count`` stages
+    (fidelity decoder, no filter)."""
+    codes = codec.encode_codes_many(model, images, stage_count)
     grids = [Grid(a.shape[1], a.shape[0], model.arch.size) for a in images]
-    return [c.cropped().copy() for c in codec.decode_codes_many(model, codes, grids)]
+    canvases = codec.decode_codes_many(model, [c[0] for c in codes], grids, later=[c[1:] for c in codes])
+    return [c.cropped().copy() for c in canvases]
 
 
 def train_postfilter(
     model: Model, train: list[np.ndarray], recipe: PostFilterRecipe, log=print
 ) -> tuple[PostFilter, dict]:
-    """A post-filter for ``model`` trained on the photos ``train`` (RGB arrays at several sizes)."""
+    """A post-filter for ``model`` trained on the photos ``train`` (RGB arrays at several sizes),
+    decoded with each number of stages the model offers (one filter serves them all)."""
     started, cpu0 = time.time(), time.process_time()
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    decoded = decoded_canvases(model, train)
-    pairs = [(d, o) for d, o in zip(decoded, train, strict=True) if min(o.shape[:2]) >= recipe.crop]
+    stage_counts = range(1, model.stage_count + 1)
+    decoded = [d for k in stage_counts for d in decoded_canvases(model, train, k)]
+    originals = [o for _ in stage_counts for o in train]
+    pairs = [(d, o) for d, o in zip(decoded, originals, strict=True) if min(o.shape[:2]) >= recipe.crop]
     weights = np.array([o.shape[0] * o.shape[1] for _, o in pairs], np.float64)
     post = PostFilter(model.arch.channels)
     opt = torch.optim.Adam(post.parameters(), lr=recipe.lr)
@@ -86,8 +91,17 @@ def _crops(pairs, weights, recipe, rng, tile, top, left) -> tuple[torch.Tensor, 
 
 
 def evaluate_postfilter(model: Model, post: PostFilter, images: list[np.ndarray]) -> dict:
-    """Mean PSNR and blockiness of decoded ``images`` without and with the filter."""
-    before = decoded_canvases(model, images)
+    """Mean PSNR and blockiness of decoded ``images`` without and with the filter; for a model
+    with residual stages, also ``by_stages``: the same after each number of stages."""
+    result = _filter_figures(model, post, images, 1)
+    if model.stage_count > 1:
+        stage_counts = range(1, model.stage_count + 1)
+        result["by_stages"] = [{"stages": k, **_filter_figures(model, post, images, k)} for k in stage_counts]
+    return result
+
+
+def _filter_figures(model: Model, post: PostFilter, images: list[np.ndarray], stage_count: int) -> dict:
+    before = decoded_canvases(model, images, stage_count)
     after = [apply(post, d, model.arch.size, torch.device("cpu")) for d in before]
 
     def figures(decoded):

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..architecture import Architecture
-from ..errors import InputError
+from ..errors import DataError, InputError
 from . import data
+from .formats import load_npz
 
 
 @dataclass
@@ -22,15 +23,27 @@ class TrainingData:
     val: np.ndarray | None = None  # a dataset's own validation split (photos: held-out photos)
 
 
+def _tile_archive(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, test, validation or None) of an .npz with x_train, x_test and optionally x_val."""
+    train, test = load_npz(path, "train")[0], load_npz(path, "test")[0]
+    try:
+        val = load_npz(path, "val")[0]
+    except DataError:  # no x_val: validation is carved from the training tiles
+        val = None
+    return train, test, val
+
+
 def load_training_data(
     dataset: str, data_dir: str | None, arch: Architecture, limit: int | None = None
 ) -> TrainingData:
     """A named dataset's splits, or (``dataset="folder"``) the images of ``data_dir`` with a
     seeded tenth kept for testing; ``limit``: the first N training images (smoke runs)."""
-    labels = None
-    if dataset == "folder":
+    labels, val = None, None
+    if dataset == "folder" and data_dir and Path(data_dir).suffix == ".npz":  # tiles made elsewhere
+        train, test, val = _tile_archive(Path(data_dir))
+    elif dataset == "folder":
         if not data_dir:
-            raise InputError("--dataset folder needs --data-dir with your images")
+            raise InputError("--dataset folder needs --data-dir with your images (or an .npz of tiles)")
         images = data.load_folder(Path(data_dir), arch.size, arch.channels)
         cut = max(1, len(images) // 10)
         order = np.random.default_rng(0).permutation(len(images))
@@ -45,7 +58,8 @@ def load_training_data(
     if limit:
         train, test = train[:limit], test[: max(1, limit // 5)]
         labels = None if labels is None else labels[:limit]
-    val = data.load(dataset, "val", data_dir)[0] if dataset == "photo" else None
+    if dataset == "photo":
+        val = data.load(dataset, "val", data_dir)[0]
     note = f"{dataset} ({data.describe_source(dataset, data_dir)}), {len(train)} train / {len(test)} test images"
     return TrainingData(train, labels, test, note, val)
 
