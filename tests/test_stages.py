@@ -271,3 +271,17 @@ def test_a_seam_filter_for_a_staged_model_learns_every_stage_count(staged, photo
     figures = evaluate_postfilter(three, post, [photo])
     assert [f["stages"] for f in figures["by_stages"]] == [1, 2, 3]
     assert figures["by_stages"][0]["with"] == figures["with"]
+
+
+def test_a_tile_archive_trains_with_its_own_validation_split(tmp_path):
+    from lbaecodec.lab.trainset import load_training_data
+
+    rng = np.random.default_rng(0)
+    tiles = {
+        f"x_{s}": rng.integers(0, 256, (n, 32, 32, 3), np.uint8) for s, n in (("train", 20), ("val", 5), ("test", 4))
+    }
+    np.savez(tmp_path / "with.npz", **tiles)
+    data = load_training_data("folder", str(tmp_path / "with.npz"), PRESETS["cifar10"])
+    assert (len(data.train), len(data.val), len(data.test)) == (20, 5, 4)
+    np.savez(tmp_path / "without.npz", x_train=tiles["x_train"], x_test=tiles["x_test"])
+    assert load_training_data("folder", str(tmp_path / "without.npz"), PRESETS["cifar10"]).val is None
