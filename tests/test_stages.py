@@ -285,3 +285,16 @@ def test_a_tile_archive_trains_with_its_own_validation_split(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (20, 5, 4)
     np.savez(tmp_path / "without.npz", x_train=tiles["x_train"], x_test=tiles["x_test"])
     assert load_training_data("folder", str(tmp_path / "without.npz"), PRESETS["cifar10"]).val is None
+
+
+def test_the_onnx_path_refuses_stages_it_cannot_decode(staged, photo_like, tmp_path):
+    from lbaecodec import onnx_runtime
+
+    three, _ = staged
+    with pytest.raises(InputError, match="ONNX runtime decodes one"):
+        onnx_runtime.decode(codec.encode(photo_like, three, stage_count=2), tmp_path)
+    pytest.importorskip("onnx")
+    from lbaecodec.lab.onnx_export import export_onnx
+
+    with pytest.raises(ModelError, match="residual stages"):
+        export_onnx(three, tmp_path / "onnx")
