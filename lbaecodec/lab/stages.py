@@ -55,15 +55,23 @@ def training_residuals(model: Model, path: Path) -> np.ndarray:
 
 
 def stage_figures(model: Model, tiles: np.ndarray) -> list[dict]:
-    """After each stage of ``model``: pooled PSNR of the decoded tiles and the bits each stage
-    costs per tile under its context prior (ideal code length)."""
+    """After each stage of ``model``: PSNR of the decoded tiles (of their pooled MSE, and the
+    mean of each tile's) and the bits each stage costs per tile under its context prior (ideal
+    code length)."""
     figures = []
     for k in range(1, model.stage_count + 1):
         codes, decoded = stages.code_tiles(model, tiles, k, decoded=True)
         prior = entropy.from_tensors(model.stage(k).extras, entropy.Coding.CONTEXT)
         cost = prior.cost_bits(codes[-1]) / len(tiles) if prior is not None else float(model.arch.bits)
-        psnr_db = round(psnr(tiles, decoded), 3)
-        figures.append({"stages": k, "psnr_db": psnr_db, "context_bits_per_tile": round(cost, 1)})
+        mse = np.mean((tiles.astype(np.float64) - decoded) ** 2)
+        figures.append(
+            {
+                "stages": k,
+                "psnr_db": round(float(10 * np.log10(255**2 / mse)), 3),
+                "mean_tile_psnr_db": round(psnr(tiles, decoded), 3),
+                "context_bits_per_tile": round(cost, 1),
+            }
+        )
     return figures
 
 
