@@ -20,6 +20,14 @@ DEVICE = click.option(
 )
 
 
+PHOTO_DIR = click.option(
+    "--data-dir",
+    default=None,
+    metavar="FOLDER",
+    help="A folder of photos (split by whole photo as for training). [default: the Debian photos]",
+)
+
+
 def NEW_MODEL(command: Callable) -> Callable:  # noqa: N802  (a decorator, named like the options)
     """--name and --out of a command that ships a model as a new one."""
     command = click.option("--out", "target", required=True, metavar="PATH", help="The new .safetensors file.")(command)

@@ -9,18 +9,13 @@ import click
 
 from ..errors import InputError
 from ..registry import check_name
-from .common import NEW_MODEL, clean_errors
+from .common import NEW_MODEL, PHOTO_DIR, clean_errors
 
 
 @click.command("add-postfilter")
 @click.argument("model")
 @NEW_MODEL
-@click.option(
-    "--data-dir",
-    default=None,
-    metavar="FOLDER",
-    help="A folder of photos (split by whole photo as for training). [default: the Debian photos]",
-)
+@PHOTO_DIR
 @click.option("--steps", default=3000, show_default=True, help="Optimiser steps (batches of 16 crops of 96×96).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's choice].")
 @clean_errors

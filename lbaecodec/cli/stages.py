@@ -8,20 +8,13 @@ import click
 
 from ..errors import InputError
 from ..registry import check_name
-from .common import NEW_MODEL, clean_errors
-
-PHOTOS = click.option(
-    "--data-dir",
-    default=None,
-    metavar="FOLDER",
-    help="A folder of photos (split by whole photo as for training). [default: the Debian photos]",
-)
+from .common import NEW_MODEL, PHOTO_DIR, clean_errors
 
 
 @click.command("stage-data")
 @click.argument("model")
 @click.argument("out", metavar="OUT.npz")
-@PHOTOS
+@PHOTO_DIR
 @clean_errors
 def stage_data_cmd(model: str, out: str, data_dir: str | None) -> None:
     """Write the training tiles of MODEL's next residual stage to OUT.npz.
@@ -49,7 +42,7 @@ def stage_data_cmd(model: str, out: str, data_dir: str | None) -> None:
 @click.argument("run", metavar="RUN_DIR")
 @click.argument("residual_set", metavar="SET.npz")
 @NEW_MODEL
-@PHOTOS
+@PHOTO_DIR
 @clean_errors
 def add_stage_cmd(model: str, run: str, residual_set: str, name: str, target: str, data_dir: str | None) -> None:
     """Ship MODEL + the network of RUN_DIR (trained on SET.npz, which `stage-data MODEL` wrote)
