@@ -91,7 +91,9 @@ def models(as_json: bool) -> None:
             realism_fid = f", FID {measured}" if measured else ""
             fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
         if c.get("later_stages"):
-            fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages)"
+            by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
+            fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
+            fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
         click.echo(
             f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
             f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
