@@ -97,6 +97,7 @@ def decode_codes_many(
     network together, each decoding as it would alone. ``later``: for each image, the codes of
     its stages 2, 3, … (residual stages, fidelity decoder only), each refining the tiles."""
     later = list(later) or [()] * len(codes)
+    decoder = pick_decoder(decoder, model.decoders, model.id)  # "auto" may mean realism
     if decoder == REALISM and any(later):
         raise InputError(_REALISM_STAGES)
     tiles = stages.decoded_tiles(model, codes, decoder)

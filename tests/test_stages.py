@@ -160,10 +160,11 @@ def test_stage_errors_are_clear(staged, photo_like, weights_dir):
     fake = zoo.Model(**{**three.__dict__, "later_stages": three.later_stages[:0]})  # the hash, no stages
     assert isinstance(codec.decode_many([two], fake)[0], ModelError)
     dual = zoo.load_model(weights_dir / "dual.safetensors", "cpu")
-    with pytest.raises(InputError, match="fidelity"):
-        codec.decode_codes_many(
-            dual, [np.ones((1, 600))], [container.Grid(32, 32, 32)], "realism", [[np.ones((1, 600))]]
-        )
+    for decoder in ("realism", "auto"):  # auto: the realism decoder, where the model has one
+        with pytest.raises(InputError, match="fidelity"):
+            codec.decode_codes_many(
+                dual, [np.ones((1, 600))], [container.Grid(32, 32, 32)], decoder, [[np.ones((1, 600))]]
+            )
 
 
 def test_a_file_with_a_gap_in_its_stages_is_not_a_model(staged, tmp_path):
