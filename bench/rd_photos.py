@@ -29,7 +29,7 @@ from lbaecodec import codec
 from lbaecodec import quality as knob
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
-from lbaecodec.zoo import load_model
+from lbaecodec.zoo import Model, load_model
 
 QUALITIES = {
     "WEBP": (0, 5, 10, 20, 35, 50, 70, 90),
@@ -138,6 +138,16 @@ def plot(path: Path, curves: dict[str, list[dict]]) -> None:
     fig.savefig(path, dpi=110)
 
 
+def has_filters(m: Model) -> bool:
+    return any(m.stage(k).postfilter is not None for k in range(1, m.stage_count + 1))
+
+
+def without_filters(m: Model) -> Model:
+    """``m`` without its seam filters (one per number of stages decoded)."""
+    later = tuple(replace(stage, postfilter=None) for stage in m.later_stages)
+    return replace(m, postfilter=None, later_stages=later)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None, help="a folder of photos [default: the Debian photos]")
@@ -150,7 +160,7 @@ def main() -> None:
     images = held_out_photos(a.data_dir, a.long_side, a.split)
     models = [(f"LBAE {m.id}", m) for m in (load_model(name, "cpu") for name in a.models)]
     if a.without_filter:
-        models += [(f"{label}, no filter", replace(m, postfilter=None)) for label, m in models if m.postfilter]
+        models += [(f"{label}, no filter", without_filters(m)) for label, m in models if has_filters(m)]
     tile = models[0][1].arch.size
     curves: dict[str, list[dict]] = {}
     for fmt, qualities in QUALITIES.items():

@@ -287,7 +287,6 @@ def decode_many(
     """Many .lbae files made with ``model`` → their images, or for a file that cannot be decoded
     the error it alone raises. Each image is the one ``decode`` gives for its file alone."""
     chosen = pick_decoder(decoder, model.decoders, model.id)  # an unknown or missing one fails before any work
-    post = model.postfilter if chosen == FIDELITY else None  # the seam filter follows the fidelity decoder
     if stage_limit is not None and stage_limit < 1:
         raise InputError(f"--stages {stage_limit}: decode at least one stage")
     results: list = [None] * len(files)
@@ -305,7 +304,9 @@ def decode_many(
             decoded.append((k, h, codes))
     stage_one, grids = [c[0] for _, _, c in decoded], [h.grid for _, h, _ in decoded]
     canvases = decode_codes_many(model, stage_one, grids, chosen, [c[1:] for _, _, c in decoded])
-    for (k, h, _), canvas in zip(decoded, canvases, strict=True):
+    for (k, h, codes), canvas in zip(decoded, canvases, strict=True):
+        # the seam filter follows the fidelity decoder, one per number of stages decoded
+        post = model.stage(len(codes)).postfilter if chosen == FIDELITY else None
         results[k] = _finish_canvas(model, canvas, h, post)
     return results
 

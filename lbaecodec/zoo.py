@@ -48,8 +48,8 @@ from .registry import (  # noqa: F401
 # Tensor names in a model file (docs/FORMAT.md, "Model files")
 MODEL_PREFIX = "model."  # the network: encoder and fidelity decoder
 REALISM_PREFIX = REALISM + "."  # the realism decoder, when the model has one
-POSTFILTER_PREFIX = "postfilter."  # the seam post-filter over decoded canvases, when the model has one
-STAGE_PREFIX = "stage{}."  # residual stage k ≥ 2: its network and priors, named as a model's own
+POSTFILTER_PREFIX = "postfilter."  # the seam filter over canvases decoded with stage 1 alone, if any
+STAGE_PREFIX = "stage{}."  # residual stage k ≥ 2: its network, priors and seam filter, named as a model's own
 STAGE_NAME = re.compile(r"stage([0-9]+)\.")
 STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
 LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
@@ -65,7 +65,7 @@ class Model:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
     realism: Decoder | None = None
-    postfilter: PostFilter | None = None  # run over the fidelity decoder's canvases
+    postfilter: PostFilter | None = None  # run over fidelity canvases whose last decoded stage is this one
     derived: dict = field(default_factory=dict, repr=False, compare=False)  # e.g. priors, built once
     later_stages: tuple[Model, ...] = ()  # residual stages 2, 3, … (lbaecodec/stages.py), same id
 
@@ -118,9 +118,10 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
             expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
-        if any(k.startswith(POSTFILTER_PREFIX) for k in table):
-            post = PostFilter(arch.channels).state_dict()
-            expected.update({POSTFILTER_PREFIX + k: list(v.shape) for k, v in post.items()})
+        post = {k: list(v.shape) for k, v in PostFilter(arch.channels).state_dict().items()}
+        for prefix in [POSTFILTER_PREFIX, *(postfilter_prefix(k) for k in _stage_numbers(table, path))]:
+            if any(k.startswith(prefix) for k in table):
+                expected.update({prefix + k: shape for k, shape in post.items()})
     for name, shape in expected.items():
         if name not in table or table[name]["shape"] != shape:
             found = table[name]["shape"] if name in table else "missing"
@@ -196,7 +197,10 @@ def load_model(
         realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
         postfilter = _optional_part(tensors, POSTFILTER_PREFIX, lambda: PostFilter(arch.channels))
         later = [
-            _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch))
+            (
+                _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch)),
+                _optional_part(tensors, postfilter_prefix(k), lambda: PostFilter(arch.channels)),
+            )
             for k in _stage_numbers(tensors, path)
         ]
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
@@ -204,8 +208,15 @@ def load_model(
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
     name, digest, where = meta.get(META_NAME, path.stem), model_hash(raw), pick_device(device)
     stages = tuple(
-        Model(name, digest, _for_inference(stage_net, where), path, _extras(tensors, STAGE_PREFIX.format(k)))
-        for k, stage_net in enumerate(later, start=2)
+        Model(
+            name,
+            digest,
+            _for_inference(stage_net, where),
+            path,
+            _extras(tensors, STAGE_PREFIX.format(k)),
+            postfilter=_for_inference(stage_post, where) if stage_post is not None else None,
+        )
+        for k, (stage_net, stage_post) in enumerate(later, start=2)
     )
     return Model(
         name=name,
@@ -218,6 +229,16 @@ def load_model(
         postfilter=_for_inference(postfilter, where) if postfilter is not None else None,
         later_stages=stages,
     )
+
+
+def postfilter_prefix(stage: int) -> str:
+    """Where a model file keeps the seam filter for canvases decoded with stages 1..``stage``."""
+    return POSTFILTER_PREFIX if stage == 1 else STAGE_PREFIX.format(stage) + POSTFILTER_PREFIX
+
+
+def postfilter_tensors(post: PostFilter, stage: int = 1) -> dict[str, torch.Tensor]:
+    """The tensors a model file stores for ``post`` as the filter after ``stage`` (float32: it is small)."""
+    return {postfilter_prefix(stage) + k: v for k, v in _shipped_state(post, False).items()}
 
 
 def _extras(tensors: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -261,7 +282,8 @@ def export(
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
     ``realism``: a second decoder for the same codes, stored under ``realism.``; ``postfilter``:
-    the seam filter over decoded canvases, under ``postfilter.`` (kept in float32: it is small);
+    the seam filter over canvases decoded with stage 1 alone, under ``postfilter.`` (the filters
+    after later stages are ``postfilter_tensors(post, k)`` among ``extras``);
     ``later_stages``: (network, its priors) of stages 2, 3, … under ``stage2.``, ``stage3.``, …"""
     check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
@@ -274,7 +296,7 @@ def export(
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
     if postfilter is not None:
-        tensors.update({POSTFILTER_PREFIX + k: v for k, v in _shipped_state(postfilter, False).items()})
+        tensors.update(postfilter_tensors(postfilter))
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from lbaecodec import cli, zoo
 from lbaecodec.architecture import PRESETS, ModelKind
 from lbaecodec.errors import ModelError
 from lbaecodec.lab import bench, export
+from lbaecodec.lab.baselines import baseline_architecture
 from lbaecodec.lab.train import Recipe, train
 from lbaecodec.network import build_network
 
@@ -32,6 +33,21 @@ def test_code_sizes_follow_the_paper(kind, bits):
     assert net.reconstruct(x).shape == x.shape
     logits, aux = net.train()(x)
     assert logits.shape == x.shape and aux.dim() == 0 and aux.item() >= 0
+
+
+@pytest.mark.parametrize("dataset, bits", [("mnist", 512), ("fashion-mnist", 512), ("celeba", 2048), ("cifar10", 4096)])
+def test_vae_codes_the_papers_latent_bits(dataset, bits):
+    arch = baseline_architecture(replace(PRESETS[dataset], width=4), ModelKind.VAE, dataset)
+    net = build_network(ModelKind.VAE, arch).eval()
+    assert net.code_bits == bits and net.latents == bits // 32
+    x = torch.rand(2, arch.channels, arch.size, arch.size)
+    assert net.reconstruct(x).shape == x.shape
+    assert baseline_architecture(arch, ModelKind.VQVAE, dataset) == arch
+
+
+def test_vae_files_from_before_the_paper_sizes_keep_their_128_latents():
+    assert ARCH.bits == 600  # what the shipped vae-cifar10 file's architecture says
+    assert build_network(ModelKind.VAE, ARCH).latents == 128
 
 
 def test_vqvae_indexes_grid():

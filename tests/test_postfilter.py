@@ -99,4 +99,4 @@ def test_cli_add_postfilter(weights_dir, tmp_path):
     r = CliRunner().invoke(
         cli.main, ["add-postfilter", str(out), "--name", "x", "--out", str(tmp_path / "x.safetensors")]
     )
-    assert r.exit_code == 2 and "post-filter already" in r.output
+    assert r.exit_code == 2 and "post-filter after 1 stage(s) already" in r.output

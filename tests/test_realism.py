@@ -13,12 +13,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
+from torch.nn.utils import parametrize
 
 import lbaecodec
 from lbaecodec import cli, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.errors import InputError, ModelError
-from lbaecodec.lab import export
+from lbaecodec.lab import adversarial, export
 from lbaecodec.lab.train import Recipe, load_checkpoint, train
 from lbaecodec.lab.trainset import split_validation
 
@@ -45,7 +46,7 @@ def runs(tmp_path_factory, images):
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
     train(arch, images, images[:16], root / "fidelity", Recipe(epochs=1, batch=16), show_progress=False)
     base = load_checkpoint(root / "fidelity", "best").model
-    realism = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=2, lr=1e-3)
+    realism = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=2, lr=1e-3, disc_norm="batch")
     train(arch, images, images[:16], root / "realism", realism, init_from=base, show_progress=False)
     train(arch, images, images[:16], root / "realism", replace(realism, epochs=2), resume=True, show_progress=False)
     return root, base
@@ -55,6 +56,7 @@ def test_realism_stage_trains_the_decoder_only_and_resumes(runs):
     root, base = runs
     ckpt = load_checkpoint(root / "realism")
     assert ckpt.progress.epoch == 2 and ckpt.progress.step == 8 and ckpt.disc is not None and ckpt.disc_optim
+    assert ckpt.recipe.disc_norm == "batch" and any(isinstance(m, torch.nn.BatchNorm2d) for m in ckpt.disc.modules())
     log = [json.loads(line) for line in (root / "realism" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all(r["stage"] == "realism" for r in log)
     assert log[-1]["train_adv_weight"] > 0 and "train_d_loss" in log[-1]
@@ -64,6 +66,17 @@ def test_realism_stage_trains_the_decoder_only_and_resumes(runs):
     decoder = [k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()]
     assert any(not torch.equal(trained[k], base.state_dict()[k]) for k in decoder)
     assert (root / "realism" / "epoch-1.safetensors").is_file()  # no FID probe: every epoch kept
+
+
+@pytest.mark.parametrize("norm", ["batch", "spectral"])
+def test_patch_discriminator_norms(norm):
+    disc = adversarial.PatchDiscriminator(3, 8, norm)
+    assert disc(torch.rand(4, 3, 32, 32)).shape == (4, 1, 8, 8)
+    has_batch_norm = any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
+    has_spectral = any(parametrize.is_parametrized(m) for m in disc.modules())
+    assert (has_batch_norm, has_spectral) == (norm == "batch", norm == "spectral")
+    with pytest.raises(ValueError, match="choose from"):
+        adversarial.PatchDiscriminator(3, 8, "layer")
 
 
 def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):

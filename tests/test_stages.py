@@ -19,7 +19,7 @@ from lbaecodec.architecture import PRESETS
 from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError
 from lbaecodec.lab import photos
 from lbaecodec.lab.export import encode_all
-from lbaecodec.lab.postfilter import PostFilterRecipe, evaluate_postfilter, train_postfilter
+from lbaecodec.lab.postfilter import PostFilterRecipe, add_postfilter, evaluate_postfilter, train_postfilter
 from lbaecodec.lab.stages import add_stage, write_residual_set
 from lbaecodec.lab.train import Recipe, train
 from lbaecodec.network import LBAE
@@ -266,13 +266,38 @@ def test_mutated_staged_files_give_only_clean_errors(staged, rgb_image):
     assert refused > 1_000
 
 
-def test_a_seam_filter_for_a_staged_model_learns_every_stage_count(staged, photo_like):
+def test_each_stage_count_has_its_own_seam_filter(staged, photo_like, tmp_path):
     three, _ = staged
     photo = np.asarray(photo_like.resize((96, 96)))
-    post, _ = train_postfilter(three, [photo], PostFilterRecipe(steps=3, batch=2, crop=64), log=lambda _: None)
-    figures = evaluate_postfilter(three, post, [photo])
-    assert [f["stages"] for f in figures["by_stages"]] == [1, 2, 3]
-    assert figures["by_stages"][0]["with"] == figures["with"]
+    post, _ = train_postfilter(three, [photo], PostFilterRecipe(steps=3, batch=2, crop=64), 2, log=lambda _: None)
+    figures = evaluate_postfilter(three, post, [photo], 2)
+    assert figures["stages"] == 2 and set(figures) >= {"with", "without"}
+    torch.nn.init.constant_(post.layers[-1].bias, 0.1)  # a filter that visibly changes pixels
+    path = add_postfilter(three, post, "three-pf2", tmp_path / "pf2.safetensors", {"note": "test"}, 2)
+    with_filter = zoo.load_model(path, "cpu")
+    assert with_filter.postfilter is None and with_filter.stage(2).postfilter is not None
+    assert with_filter.stage(3).postfilter is None
+    assert "stage2_postfilter" in json.loads(path.with_suffix(".json").read_text())
+    plain = codec.encode(photo_like, three, stage_count=3)
+    filtered = codec.encode(photo_like, with_filter, stage_count=3)
+    for k in (1, 2, 3):
+        before = _pixels(codec.decode(plain, three, stage_limit=k))
+        after = _pixels(codec.decode(filtered, with_filter, stage_limit=k))
+        assert np.array_equal(before, after) == (k != 2)
+    with pytest.raises(ValueError, match="after stage 4"):
+        add_postfilter(three, post, "three-pf4", tmp_path / "pf4.safetensors", {}, 4)
+    args = ["add-postfilter", str(path), "--stages", "2", "--name", "x", "--out", str(tmp_path / "x.safetensors")]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code != 0 and "after 2 stage(s) already" in result.output
+
+
+def test_a_stage_filter_of_the_wrong_shape_is_not_a_model(staged, tmp_path):
+    three, _ = staged
+    tensors = load_file(str(three.path))
+    tensors["stage3.postfilter.layers.0.weight"] = torch.zeros(16, 5, 3, 3)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=zoo.read_metadata(three.path))
+    with pytest.raises(ModelError, match="stage3.postfilter"):
+        zoo.load_model(tmp_path / "bad.safetensors", "cpu")
 
 
 def test_a_tile_archive_trains_with_its_own_validation_split(tmp_path):

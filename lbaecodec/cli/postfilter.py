@@ -17,21 +17,32 @@ from .common import NEW_MODEL, PHOTO_DIR, clean_errors
 @NEW_MODEL
 @PHOTO_DIR
 @click.option("--steps", default=3000, show_default=True, help="Optimiser steps (batches of 16 crops of 96×96).")
+@click.option(
+    "--stages",
+    "stage_count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Train the filter for canvases decoded with this many residual stages (each number of "
+    "stages has its own filter, or none).",
+)
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's choice].")
 @clean_errors
 def add_postfilter_cmd(
-    model: str, name: str, target: str, data_dir: str | None, steps: int, threads: int | None
+    model: str, name: str, target: str, data_dir: str | None, steps: int, stage_count: int, threads: int | None
 ) -> None:
     """Train a seam post-filter for MODEL and ship MODEL + filter as a new model.
 
     Training photos are coded and decoded by MODEL (its weights stay as they are) at long sides
-    of 512 and 1024 pixels; a small convolutional filter (3 layers, 16 channels, told where the
-    tile borders are) learns to turn the decoded canvases back into the originals. Its card
-    records PSNR and blockiness on the validation photos without and with it.
+    of 512 and 1024 pixels, with --stages residual stages; a small convolutional filter (3
+    layers, 16 channels, told where the tile borders are) learns to turn the decoded canvases
+    back into the originals. Its card records PSNR and blockiness on the validation photos
+    without and with it. A staged model keeps one filter per number of stages decoded.
 
     \b
     Example:
       lbaecodec add-postfilter cifar10 --name cifar10-pf --out weights/lbae-cifar10-pf-600.safetensors
+      lbaecodec add-postfilter photo-s2 --stages 2 --name photo-s2-pf2 --out runs/photo-s2-pf2.safetensors
     """
     import torch
 
@@ -43,12 +54,14 @@ def add_postfilter_cmd(
     if threads:
         torch.set_num_threads(threads)
     base = load_model(model, "cpu")
-    if base.postfilter is not None:
-        raise InputError(f"model {base.id} has a post-filter already")
+    if stage_count > base.stage_count:
+        raise InputError(f"--stages {stage_count}: model {base.id} has {base.stage_count} stage(s)")
+    if base.stage(stage_count).postfilter is not None:
+        raise InputError(f"model {base.id} has a post-filter after {stage_count} stage(s) already")
     train, val, names = photo_sets(data_dir)
     recipe = PostFilterRecipe(steps=steps)
-    post, cost = train_postfilter(base, train, recipe, log=lambda line: click.echo(line, err=True))
-    figures = evaluate_postfilter(base, post, val)
+    post, cost = train_postfilter(base, train, recipe, stage_count, log=lambda line: click.echo(line, err=True))
+    figures = evaluate_postfilter(base, post, val, stage_count)
     click.echo(f"validation photos: {figures}", err=True)
     card = {
         "recipe": asdict(recipe),
@@ -59,7 +72,7 @@ def add_postfilter_cmd(
         "measured_on": measured_on(),
     }
     try:
-        path = add_postfilter(base, post, name, Path(target), card)
+        path = add_postfilter(base, post, name, Path(target), card, stage_count)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

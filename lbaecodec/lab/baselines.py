@@ -1,7 +1,8 @@
 """The paper's comparison models for the bench: a VAE and a VQ-VAE on LBAE's convolutional body.
 
-- VAE: 128 Gaussian latents, the decoder reads the mean; as the paper counts, 128 float32 =
-  4096 bits per image.
+- VAE: Gaussian latents, the decoder reads the mean; as the paper counts, 32 bits per float
+  latent. Its architecture record's ``bits`` holds that count: the paper's sizes are 512 bits
+  (16 latents) for MNIST, 4096 (128) for CIFAR-10 and 2048 (64) for CelebA (``PAPER_VAE_BITS``).
 - VQ-VAE: an 8×8 grid of 10 codebook indexes (512 codes each, separate codebook per head,
   EMA updates, from vector-quantize-pytorch) = 8·8·10·9 = 5760 bits per image.
 
@@ -21,7 +22,9 @@ from ..architecture import Architecture, ModelKind, level_width
 from ..errors import require
 from ..network import Decoder, Encoder, conv_bn_act, down_path, register_network, up_path
 
-VAE_LATENTS = 128
+FLOAT_BITS = 32
+PAPER_VAE_BITS = {"mnist": 512, "fashion-mnist": 512, "cifar10": 4096, "celeba": 2048}  # Fashion: as MNIST
+LEGACY_VAE_LATENTS = 128  # files from before the sizes above stored LBAE's 600 bits and held 128
 VAE_NOISE_STD = 0.1  # Gaussian decoder σ on [0, 1] pixels: sets the weight of KL against MSE
 VQ_SIDE, VQ_HEADS, VQ_CODES, VQ_HEAD_DIM = 8, 10, 512, 16
 VQ_COMMITMENT = 0.25
@@ -33,14 +36,15 @@ class VAE(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.arch = arch
-        self.encoder = Encoder(replace(arch, bits=2 * VAE_LATENTS))
-        self.decoder = Decoder(replace(arch, bits=VAE_LATENTS))
+        self.latents = vae_latents(arch)
+        self.encoder = Encoder(replace(arch, bits=2 * self.latents))
+        self.decoder = Decoder(replace(arch, bits=self.latents))
         # MSE is a per-pixel mean: the ELBO's KL per image, scaled the same way, weighs 2σ²/pixels
         self.kl_weight = 2 * VAE_NOISE_STD**2 / (arch.channels * arch.size**2)
 
     @property
     def code_bits(self) -> int:
-        return 32 * VAE_LATENTS
+        return FLOAT_BITS * self.latents
 
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder.to_latent(self.encoder.features(x).flatten(1))
@@ -56,6 +60,19 @@ class VAE(nn.Module):
     @torch.inference_mode()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.moments(x)[0])
+
+
+def vae_latents(arch: Architecture) -> int:
+    """Float latents of a VAE whose architecture counts ``bits`` of code (32 per latent)."""
+    return arch.bits // FLOAT_BITS if arch.bits % FLOAT_BITS == 0 else LEGACY_VAE_LATENTS
+
+
+def baseline_architecture(arch: Architecture, kind: ModelKind, dataset: str) -> Architecture:
+    """The architecture a baseline of ``kind`` trains with: a VAE codes the paper's latent bits
+    for its dataset (CIFAR-10's where the paper has none); a VQ-VAE has a fixed index grid."""
+    if kind != ModelKind.VAE:
+        return arch
+    return replace(arch, bits=PAPER_VAE_BITS.get(dataset, PAPER_VAE_BITS["cifar10"]))
 
 
 class VQVAE(nn.Module):

@@ -44,6 +44,7 @@ class Recipe:
     disc_width: int = 64
     disc_lr: float = 2e-4
     disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
+    disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
     ckpt = Checkpoint(arch, model, _strip(tensors, OPTIM_PREFIX), recipe, Progress.from_dict(meta["progress"]))
     disc_state = _strip(tensors, DISC_PREFIX)
     if disc_state:
-        ckpt.disc = adversarial.PatchDiscriminator(arch.channels, recipe.disc_width)
+        ckpt.disc = adversarial.PatchDiscriminator(arch.channels, recipe.disc_width, recipe.disc_norm)
         ckpt.disc.load_state_dict(disc_state)
         ckpt.disc_optim = _strip(tensors, DISC_OPTIM_PREFIX)
     return ckpt

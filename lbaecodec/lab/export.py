@@ -250,24 +250,28 @@ def extend_model(
     realism: torch.nn.Module | None = None,
     postfilter: torch.nn.Module | None = None,
     later_stages: list[tuple[torch.nn.Module, dict]] | None = None,
+    postfilter_stage: int = 1,
 ) -> tuple[Path, dict]:
     """A new model file: ``base``'s tensors (weights, statistics, priors) stored as they were,
-    plus the given realism decoder, seam filter or residual stages (network, priors) in place
-    of any ``base`` had. A new name, since the id of the old one names its files. Returns the
-    file and the card it starts from: base's card without what names base's file, and
-    ``base_model``."""
+    plus the given realism decoder, seam filter (for canvases decoded with ``postfilter_stage``
+    stages) or residual stages (network, priors) in place of any ``base`` had. A new name, since
+    the id of the old one names its files. Returns the file and the card it starts from: base's
+    card without what names base's file, and ``base_model``."""
     if name == base.name:
         raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
-    replaced = (zoo.MODEL_PREFIX,)
-    replaced += (zoo.REALISM_PREFIX,) * (realism is not None) + (zoo.POSTFILTER_PREFIX,) * (postfilter is not None)
+    stage_count = base.stage_count if later_stages is None else 1 + len(later_stages)
+    if postfilter is not None and not 1 <= postfilter_stage <= stage_count:
+        raise ValueError(f"a seam filter after stage {postfilter_stage}, but the model has {stage_count}")
+    replaced = (zoo.MODEL_PREFIX,) + (zoo.REALISM_PREFIX,) * (realism is not None)
+    replaced += (zoo.postfilter_prefix(postfilter_stage),) * (postfilter is not None)
     extras = {
         k: v
         for k, v in load_file(str(base.path)).items()
         if not k.startswith(replaced) and not (later_stages is not None and zoo.STAGE_NAME.match(k))
     }
-    exported = zoo.export(
-        base.net, name, path, extras=extras, realism=realism, postfilter=postfilter, later_stages=later_stages or ()
-    )
+    if postfilter is not None:
+        extras.update(zoo.postfilter_tensors(postfilter, postfilter_stage))
+    exported = zoo.export(base.net, name, path, extras=extras, realism=realism, later_stages=later_stages or ())
     card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
     return exported, {**card, "base_model": base.id}
 

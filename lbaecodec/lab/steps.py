@@ -62,7 +62,7 @@ class RealismStep:
             raise ValueError("the realism stage trains an LBAE decoder")
         self.model, self.recipe, self.world = model, recipe, world
         model.encoder.requires_grad_(False)
-        self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width)
+        self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
         self.disc = self.disc.to(device_of(model)).to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
