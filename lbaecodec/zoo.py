@@ -114,12 +114,13 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
     with torch.device("meta"):
         network = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
         expected = dict(network)
-        for k in _stage_numbers(table, path):
+        later = _stage_numbers(table, path)
+        for k in later:
             expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
         post = {k: list(v.shape) for k, v in PostFilter(arch.channels).state_dict().items()}
-        for prefix in [POSTFILTER_PREFIX, *(postfilter_prefix(k) for k in _stage_numbers(table, path))]:
+        for prefix in (postfilter_prefix(k) for k in (1, *later)):
             if any(k.startswith(prefix) for k in table):
                 expected.update({prefix + k: shape for k, shape in post.items()})
     for name, shape in expected.items():
@@ -277,13 +278,11 @@ def export(
     extras: dict[str, torch.Tensor] | None = None,
     half: bool = True,
     realism: Decoder | None = None,
-    postfilter: PostFilter | None = None,
     later_stages: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
-    ``realism``: a second decoder for the same codes, stored under ``realism.``; ``postfilter``:
-    the seam filter over canvases decoded with stage 1 alone, under ``postfilter.`` (the filters
-    after later stages are ``postfilter_tensors(post, k)`` among ``extras``);
+    ``realism``: a second decoder for the same codes, stored under ``realism.``; seam filters
+    go among ``extras`` as ``postfilter_tensors(post, k)`` (float32, after k stages);
     ``later_stages``: (network, its priors) of stages 2, 3, … under ``stage2.``, ``stage3.``, …"""
     check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
@@ -295,8 +294,6 @@ def export(
         tensors.update({prefix + n: v.detach().cpu().contiguous() for n, v in stage_extras.items()})
     if realism is not None:
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
-    if postfilter is not None:
-        tensors.update(postfilter_tensors(postfilter))
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     path.parent.mkdir(parents=True, exist_ok=True)
