@@ -1,0 +1,91 @@
+"""Diagnostics behind bench/TRAINING.md's session-11 realism section (none of them chooses anything).
+
+python bench/realism_probe.py disc
+    150 discriminator-only steps (batch 64, Adam 2e-4) on `cifar10`'s reconstructions of
+    CIFAR-10 training images against the originals, batch norm and spectral norm: the mean
+    hinge loss of every 50 steps.
+python bench/realism_probe.py fid --split val|test [RUN/last.safetensors ...]
+    FID and PSNR of `cifar10`'s fidelity decoder, and of each realism checkpoint given, on
+    1,000 images: the first 1,000 validation images the realism runs used (seed 0), or 1,000
+    evenly spaced test images (the JPEG copy is sorted by class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lbaecodec import zoo
+from lbaecodec.images import to_float
+from lbaecodec.lab import adversarial
+from lbaecodec.lab.checkpoint import load_checkpoint
+from lbaecodec.lab.metrics import quality
+from lbaecodec.lab.train import reconstruct, validation_fid_probe
+from lbaecodec.lab.trainset import load_training_data, split_validation
+
+DATA = "../shared/datasets/cifar10-jpeg75.npz"
+
+
+def disc_probe(model: zoo.Model, images: np.ndarray, steps: int = 150) -> None:
+    rng = np.random.default_rng(0)
+    for norm in adversarial.NORMS:
+        torch.manual_seed(0)
+        disc = adversarial.PatchDiscriminator(3, 32, norm)
+        opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))
+        losses = []
+        for step in range(steps):
+            x = to_float(images[rng.integers(0, len(images), 64)])
+            with torch.no_grad():
+                fake = torch.sigmoid(model.net.reconstruct(x))
+            loss = adversarial.hinge_d_loss(disc(x), disc(fake))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if (step + 1) % 50 == 0:
+                print(f"{norm}: steps {step - 48}-{step + 1}, mean hinge loss {np.mean(losses[-50:]):.3f}", flush=True)
+
+
+def fid_probe(model: zoo.Model, split: str, checkpoints: list[str]) -> None:
+    data = load_training_data("cifar10", DATA, model.arch)
+    if split == "val":
+        images = split_validation(data.train, data.labels, 5000)[2][:1000]
+    else:
+        images = data.test[np.linspace(0, len(data.test) - 1, 1000).astype(int)]
+    probe = validation_fid_probe(images, 1000)
+    nets = [("fidelity (cifar10)", model.net)] + [(c, _checkpoint_net(c)) for c in checkpoints]
+    for label, net in nets:
+        recs = reconstruct(net, probe.images)
+        print(f"{label}: {split} FID {probe.score(recs)}, PSNR {quality.psnr(probe.images, recs):.2f} dB", flush=True)
+
+
+def _checkpoint_net(path: str) -> torch.nn.Module:
+    """The network of a run's checkpoint file (best.safetensors, last.safetensors, …)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(Path(path).with_suffix(suffix), Path(folder) / f"last{suffix}")
+        return load_checkpoint(Path(folder)).model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="probe", required=True)
+    sub.add_parser("disc")
+    fid = sub.add_parser("fid")
+    fid.add_argument("--split", choices=["val", "test"], required=True)
+    fid.add_argument("checkpoints", nargs="*")
+    a = p.parse_args()
+    model = zoo.load_model("cifar10", "cpu")
+    if a.probe == "disc":
+        disc_probe(model, np.load(DATA)["x_train"])
+    else:
+        fid_probe(model, a.split, a.checkpoints)
+
+
+if __name__ == "__main__":
+    main()
