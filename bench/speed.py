@@ -8,6 +8,7 @@ For N 32×32 test images written as PNG files, measures
 - whole processes, start-up included: one file, and all N files in one call (lbaecodec's
   `-o DIR` form, with one and with two workers; for Pillow a Python process that loops over
   the files);
+- lbaecodec twice: with torch, and with ONNX Runtime (`--runtime onnx`, from an export-onnx folder);
 - peak memory (max RSS) of those processes.
 Writes bench/results/speed/results.{json,md} and prints the table.
 """
@@ -27,6 +28,7 @@ from PIL import Image
 import lbaecodec
 from lbaecodec import codec
 from lbaecodec.lab import data
+from lbaecodec.onnx_runtime import OnnxModel
 from lbaecodec.zoo import load_model
 
 PILLOW = {"WEBP": ("webp", 0), "AVIF": ("avif", 0), "JPEG": ("jpg", 1)}  # lowest quality: LBAE's byte range
@@ -54,16 +56,55 @@ def process(cmd: list[str]) -> tuple[float, float]:
 def in_process_lbae(images: list[Image.Image], model, together: bool) -> dict:
     """One call per image, or (``together``) one encode_many / decode_many call for all."""
     t = time.perf_counter()
-    files = codec.encode_many(images, model) if together else [lbaecodec.encode(img, model=model) for img in images]
+    files = codec.encode_many(images, model) if together else [codec.encode(img, model=model) for img in images]
     t_enc = time.perf_counter() - t
     t = time.perf_counter()
     if together:
         codec.decode_many(files, model)
     else:
         for f in files:
-            lbaecodec.decode(f, model=model)
+            codec.decode(f, model=model)
     t_dec = time.perf_counter() - t
     return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
+
+
+def lbae_rows(lbae: list[str], runtime: str, model, images: list[Image.Image], work: Path, mb: float) -> list[dict]:
+    """The two rows of one runtime: one call per image and one call for all, in process and as
+    whole processes (one file; the N files with one and with two workers)."""
+    figures = in_process_lbae(images, model, together=False)
+    together = in_process_lbae(images, model, together=True)
+    runtime_args = ["--runtime", runtime] + (["--onnx-dir", str(work / "onnx")] if runtime == "onnx" else [])
+    if runtime == "torch":
+        runtime_args += ["--device", "cpu"]
+    one, out = work / "png" / "00000.png", work / runtime
+    enc_one = process([*lbae, "encode", str(one), str(out) + "-one.lbae", *runtime_args])
+    dec_one = process([*lbae, "decode", str(out) + "-one.lbae", str(out) + "-one.png", *runtime_args])
+    enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(out / "lbae"), *runtime_args])
+    dec_all = process([*lbae, "decode", str(out / "lbae"), "-o", str(out / "back"), *runtime_args])
+    two = [*runtime_args, "--workers", "2"]
+    enc_two = process([*lbae, "encode", str(work / "png"), "-o", str(out / "lbae2"), *two])
+    dec_two = process([*lbae, "decode", str(out / "lbae2"), "-o", str(out / "back2"), *two])
+    name = f"LBAE {model.id} ({runtime})"
+    return [
+        row(
+            name,
+            figures,
+            len(images),
+            mb,
+            f"{enc_one[0]} + {dec_one[0]}",
+            f"{enc_all[0]} + {dec_all[0]}",
+            max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
+        ),
+        row(
+            f"{name}, all files in one call",
+            together,
+            len(images),
+            mb,
+            "",
+            f"{enc_two[0]} + {dec_two[0]} (--workers 2)",
+            max(enc_two[1], dec_two[1]),
+        ),
+    ]
 
 
 def in_process_pillow(images: list[Image.Image], fmt: str, quality: int) -> dict:
@@ -113,54 +154,12 @@ def main() -> None:
         img.save(work / "png" / f"{i:05d}.png")
     one = work / "png" / "00000.png"
     mb = pixels.nbytes / 1e6
-    model = load_model(a.model, "cpu")
     lbae = [sys.executable, "-m", "lbaecodec"]
-    rows = []
-
-    figures = in_process_lbae(images, model, together=False)
-    together = in_process_lbae(images, model, together=True)
     subprocess.run([*lbae, "export-onnx", a.model, str(work / "onnx")], check=True, capture_output=True)
-    enc_one = process([*lbae, "encode", str(one), str(work / "one.lbae"), "--device", "cpu"])
-    dec_one = process([*lbae, "decode", str(work / "one.lbae"), str(work / "one.png"), "--device", "cpu"])
-    onnx_one = process(
-        [
-            *lbae,
-            "decode",
-            str(work / "one.lbae"),
-            str(work / "one-onnx.png"),
-            "--runtime",
-            "onnx",
-            "--onnx-dir",
-            str(work / "onnx"),
-        ]
-    )
-    enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae"), "--device", "cpu"])
-    dec_all = process([*lbae, "decode", str(work / "lbae"), "-o", str(work / "back"), "--device", "cpu"])
-    two = ["--device", "cpu", "--workers", "2"]
-    enc_two = process([*lbae, "encode", str(work / "png"), "-o", str(work / "lbae2"), *two])
-    dec_two = process([*lbae, "decode", str(work / "lbae2"), "-o", str(work / "back2"), *two])
-    rows.append(
-        row(
-            f"LBAE {model.id}",
-            figures,
-            len(images),
-            mb,
-            f"{enc_one[0]} + {dec_one[0]} (onnx decode {onnx_one[0]})",
-            f"{enc_all[0]} + {dec_all[0]}",
-            max(enc_one[1], dec_one[1], enc_all[1], dec_all[1]),
-        )
-    )
-    rows.append(
-        row(
-            f"LBAE {model.id}, all files in one call",
-            together,
-            len(images),
-            mb,
-            "",
-            f"{enc_two[0]} + {dec_two[0]} (--workers 2)",
-            max(enc_two[1], dec_two[1]),
-        )
-    )
+    models = {"torch": load_model(a.model, "cpu"), "onnx": OnnxModel.load(work / "onnx")}
+    rows = []
+    for runtime, model in models.items():
+        rows += lbae_rows(lbae, runtime, model, images, work, mb)
     for fmt, (ext, quality) in PILLOW.items():
         figures = in_process_pillow(images, fmt, quality)
         loop = [sys.executable, "-c", PILLOW_LOOP, fmt, str(quality)]

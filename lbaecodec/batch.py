@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import container
 from .errors import InputError, LbaeError, printable, value_or_raise
 from .files import write_atomic
 
@@ -115,17 +116,19 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    """A worker's share of the cores: OMP_NUM_THREADS for torch imported from here on and for
+    ONNX Runtime (onnx_runtime reads it), and torch's own setting if a fork brought it along."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 FILE_ERRORS = (LbaeError, OSError, MemoryError)
 
 
 def encode_files(
+    loader: Loader,
     model: str | None,
-    device: str,
     coding: str,
     version: int,
     quality_level: int,
@@ -137,7 +140,7 @@ def encode_files(
     from . import codec
     from .fileinfo import pixel_limit
 
-    m = load_model(model, device)
+    m = loader.load(model)
     results: list = [None] * len(sources)
     pending: list = []  # (index, opened image)
 
@@ -147,20 +150,24 @@ def encode_files(
         _fill(results, [k for k, _ in pending], codec.encode_many, *args)
         pending.clear()
 
+    held = 0
     for k, source in enumerate(sources):
         try:
-            pending.append((k, codec.open_for_coding(source, pixel_limit(max_pixels), quality_level)))
+            img = codec.open_for_coding(source, pixel_limit(max_pixels), quality_level)
+            pending.append((k, img))
+            held += img.width * img.height
         except FILE_ERRORS as e:
             results[k] = e
-        if sum(img.width * img.height for _, img in pending) >= GROUP_PIXELS:
+        if held >= GROUP_PIXELS:
             flush()
+            held = 0
     flush()
     return results
 
 
 def decode_files(
+    loader: Loader,
     model: str | None,
-    device: str,
     decoder: str,
     fmt: str,
     stage_limit: int | None,
@@ -168,7 +175,7 @@ def decode_files(
     sources: list[Path],
 ) -> list:
     """.lbae files → the bytes of their images in ``fmt`` (or each file's error), GROUP_PIXELS at a time."""
-    from . import codec, container
+    from . import codec
 
     results: list = [None] * len(sources)
     pending: dict = {}  # model id → (model, [(index, file bytes)])
@@ -186,7 +193,7 @@ def decode_files(
         try:
             data = source.read_bytes()
             h = container.read(data)[0]
-            m = load_model(model if model is not None else ("file", h), device)
+            m = loader.load(model if model is not None else h)
             pending.setdefault(m.id, (m, []))[1].append((k, data))
             held += max(h.width * h.height, h.coded_size[0] * h.coded_size[1])
         except FILE_ERRORS as e:
@@ -221,15 +228,33 @@ def _image_bytes(img, fmt: str) -> bytes | InputError:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class Loader:
+    """How a process gets its models: with torch on ``device``, or with ONNX Runtime from
+    `lbaecodec export-onnx` folders (``onnx_dir``, or where export-onnx puts each model's)."""
+
+    device: str = "auto"
+    runtime: str = "torch"  # or "onnx"
+    onnx_dir: str | None = None
+
+    def load(self, spec: str | container.Header | None):
+        """A model by --model spec, or the one a file's header names; loaded once per process."""
+        named = isinstance(spec, container.Header)
+        key = (self, (spec.model_name, spec.model_hash) if named else spec)
+        if key not in _loaded:
+            _loaded[key] = self._load(spec, named)
+        return _loaded[key]
+
+    def _load(self, spec, named: bool):
+        if self.runtime == "onnx":
+            from . import onnx_runtime
+
+            if self.onnx_dir is not None:
+                return onnx_runtime.OnnxModel.load(Path(self.onnx_dir))
+            return onnx_runtime.load_for(spec) if named else onnx_runtime.load_installed(spec)
+        from . import zoo
+
+        return zoo.load_for(spec, self.device) if named else zoo.load_model(spec, self.device)
+
+
 _loaded: dict = {}
-
-
-def load_model(spec: str | tuple | None, device: str):
-    """A model by --model spec, or ("file", header) for the one a file names; loaded once per process."""
-    from . import zoo
-
-    named = isinstance(spec, tuple)
-    key = ((spec[1].model_name, spec[1].model_hash) if named else spec, device)
-    if key not in _loaded:
-        _loaded[key] = zoo.load_for(spec[1], device) if named else zoo.load_model(spec, device)
-    return _loaded[key]

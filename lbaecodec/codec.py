@@ -7,17 +7,21 @@ import io
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import bits, container, deblock, entropy, quality, stages, tiling
-from .architecture import REALISM, pick_decoder
+from . import bits, container, entropy, quality, stages, tiling
+from .architecture import FIDELITY, REALISM, pick_decoder
 from .container import Coding
 from .errors import InputError, LbaeError, ModelError, value_or_raise
 from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, check_pixels, pixel_limit
 from .images import to_pil
-from .zoo import FIDELITY, Model, load_for, load_model
+from .stages import TileNetwork
+
+if TYPE_CHECKING:
+    from .deblock import PostFilter
 
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
@@ -54,22 +58,27 @@ def open_for_coding(
     return img
 
 
-def _as_model(model: Model | str | Path | None, device: str) -> Model:
-    return model if isinstance(model, Model) else load_model(model, device)
+def _as_model(model: TileNetwork | str | Path | None, device: str) -> TileNetwork:
+    """A model object as given, else the installed model or file named (loaded with torch)."""
+    if model is not None and not isinstance(model, (str, Path)):
+        return model
+    from .zoo import load_model
+
+    return load_model(model, device)
 
 
-def encode_codes(model: Model, pixels: np.ndarray) -> np.ndarray:
+def encode_codes(model: TileNetwork, pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) uint8 → (tiles, bits) array of ±1 in grid order."""
     return encode_codes_many(model, [pixels])[0][0]
 
 
-def encode_codes_many(model: Model, images: Sequence[np.ndarray], stage_count: int = 1) -> list[list[np.ndarray]]:
+def encode_codes_many(model: TileNetwork, images: Sequence[np.ndarray], stage_count: int = 1) -> list[list[np.ndarray]]:
     """Many (H, W, C) uint8 images → for each, the (tiles, bits) codes of its stages 1 to
     ``stage_count``; all tiles go through the network together, each with the result it would
     get alone (``tiling.in_fixed_batches``). Stage k codes what stages < k left of each tile."""
     if not images:
         return []
-    batch = tiling.tile_batch(model.device.type)
+    batch = model.tile_batch
     tiles = itertools.chain.from_iterable(tiling.iter_tile_batches(a, model.arch.size, batch) for a in images)
     counts = [tiling.Grid(a.shape[1], a.shape[0], model.arch.size).count for a in images]
     split = np.cumsum(counts)[:-1]
@@ -79,7 +88,7 @@ def encode_codes_many(model: Model, images: Sequence[np.ndarray], stage_count: i
     return [list(per_image) for per_image in zip(*(np.split(c, split) for c in codes), strict=True)]
 
 
-def decode_codes(model: Model, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
+def decode_codes(model: TileNetwork, codes: np.ndarray, grid: tiling.Grid, decoder: str = FIDELITY) -> tiling.Canvas:
     return decode_codes_many(model, [codes], [grid], decoder)[0]
 
 
@@ -87,7 +96,7 @@ _REALISM_STAGES = "residual stages refine the fidelity decoder's tiles: decode w
 
 
 def decode_codes_many(
-    model: Model,
+    model: TileNetwork,
     codes: Sequence[np.ndarray],
     grids: Sequence[tiling.Grid],
     decoder: str = FIDELITY,
@@ -117,9 +126,9 @@ AUTO_CODING = "auto"
 CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` accepts
 
 
-def _prior(m: Model, coding: Coding, required: bool = True) -> entropy.Prior | None:
+def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Prior | None:
     if coding not in m.derived.setdefault("priors", {}):
-        m.derived["priors"][coding] = entropy.from_tensors(m.extras, coding)
+        m.derived["priors"][coding] = m.prior(coding)
     prior = m.derived["priors"][coding]
     if prior is None:
         if not required:
@@ -130,7 +139,7 @@ def _prior(m: Model, coding: Coding, required: bool = True) -> entropy.Prior | N
     return prior
 
 
-def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[Coding, bytes]:
+def pack_codes(m: TileNetwork, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[Coding, bytes]:
     """Codes → (coding method, payload). ``auto`` takes the model's best prior and falls
     back to raw bits when coding would not save space."""
     if coding not in CODINGS:
@@ -150,7 +159,9 @@ def pack_codes(m: Model, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[
     return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
 
 
-def pack_stages(m: Model, stage_codes: Sequence[np.ndarray], coding: str = AUTO_CODING) -> tuple[Coding, list[bytes]]:
+def pack_stages(
+    m: TileNetwork, stage_codes: Sequence[np.ndarray], coding: str = AUTO_CODING
+) -> tuple[Coding, list[bytes]]:
     """The codes of stages 1, 2, … → (coding method, each stage's payload): one method for the
     file, the one ``pack_codes`` picks for stage 1; each stage is coded under its own prior."""
     method, first = pack_codes(m, stage_codes[0], coding)
@@ -160,7 +171,7 @@ def pack_stages(m: Model, stage_codes: Sequence[np.ndarray], coding: str = AUTO_
 
 def encode(
     image: str | Path | bytes | Image.Image,
-    model: Model | str | Path | None = None,
+    model: TileNetwork | str | Path | None = None,
     device: str = "auto",
     coding: str = "auto",
     max_pixels: int | None = PILLOW_LIMIT,
@@ -183,7 +194,7 @@ def encode(
 
 def encode_many(
     images: Sequence[Image.Image],
-    model: Model,
+    model: TileNetwork,
     coding: str = "auto",
     version: int = container.VERSION,
     quality_level: int = quality.NATIVE,
@@ -208,17 +219,17 @@ def encode_many(
     return files
 
 
-def check_stage_count(model: Model, stage_count: int) -> None:
+def check_stage_count(model: TileNetwork, stage_count: int) -> None:
     if not 1 <= stage_count <= model.stage_count:
         raise InputError(f"{stage_count} stages: model {model.id} has {_stages_of(model)}")
 
 
-def _stages_of(model: Model) -> str:
+def _stages_of(model: TileNetwork) -> str:
     return f"{model.stage_count} stages" if model.stage_count > 1 else "one stage (no residual stages)"
 
 
 def file_header(
-    m: Model,
+    m: TileNetwork,
     width: int,
     height: int,
     mode: str,
@@ -251,14 +262,14 @@ def file_header(
     )
 
 
-def check_model(h: container.Header, m: Model) -> container.Header:
+def check_model(h: container.Header, m: TileNetwork) -> container.Header:
     """The header bound to ``m`` (name, tile, bits filled in); ModelError if the file needs another."""
     return bind_model(h, m.name, m.hash, m.arch.size, m.arch.bits)
 
 
 def decode(
     data: bytes,
-    model: Model | str | Path | None = None,
+    model: TileNetwork | str | Path | None = None,
     device: str = "auto",
     decoder: str = FIDELITY,
     max_pixels: int | None = PILLOW_LIMIT,
@@ -273,13 +284,18 @@ def decode(
     file's stages (None: every stage it holds)."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
-    m = _as_model(model, device) if model is not None else load_for(h, device)
+    if model is None:
+        from .zoo import load_for
+
+        m = load_for(h, device)
+    else:
+        m = _as_model(model, device)
     return value_or_raise(decode_many([data], m, decoder, max_pixels, stage_limit)[0])
 
 
 def decode_many(
     files: Sequence[bytes],
-    model: Model,
+    model: TileNetwork,
     decoder: str = FIDELITY,
     max_pixels: int | None = PILLOW_LIMIT,
     stage_limit: int | None = None,
@@ -311,7 +327,7 @@ def decode_many(
     return results
 
 
-def _parse(data: bytes, model: Model, max_pixels: int | None, stage_limit: int | None, decoder: str) -> tuple:
+def _parse(data: bytes, model: TileNetwork, max_pixels: int | None, stage_limit: int | None, decoder: str) -> tuple:
     """A file's (header bound to ``model``, the payloads of the stages to decode), checked."""
     h, payloads = container.read_stages(data)
     check_header(h, payloads[0], pixel_limit(max_pixels))
@@ -326,7 +342,7 @@ def _parse(data: bytes, model: Model, max_pixels: int | None, stage_limit: int |
     return h, payloads
 
 
-def _unpack_stages(model: Model, parsed: list) -> list[tuple]:
+def _unpack_stages(model: TileNetwork, parsed: list) -> list[tuple]:
     """Files (index, header, payloads) → (index, header, codes of each stage, or the file's error),
     the files of one coding and stage range-decoded together."""
     codes = {k: [] for k, _, _ in parsed}
@@ -340,23 +356,25 @@ def _unpack_stages(model: Model, parsed: list) -> list[tuple]:
 
 
 def _finish_canvas(
-    model: Model, canvas: tiling.Canvas, h: container.Header, post: deblock.PostFilter | None
+    model: TileNetwork, canvas: tiling.Canvas, h: container.Header, post: PostFilter | None
 ) -> Image.Image:
     """Decoded tiles → the image: the seam filter ``post`` if any, the file's mode, the image's
     size (a resampled file's canvas is resized back)."""
     pixels = canvas.cropped()
     if post is not None:
+        from . import deblock  # torch: only a torch model carries a seam filter
+
         pixels = deblock.apply(post, pixels, model.arch.size, model.device)
     return quality.resample(to_pil(pixels).convert(tiling.MODES[h.mode]), (h.width, h.height))
 
 
-def unpack_codes(h: container.Header, payload: bytes, m: Model) -> np.ndarray:
+def unpack_codes(h: container.Header, payload: bytes, m: TileNetwork) -> np.ndarray:
     """Payload → (tiles, bits) codes; coded payloads need the model's prior. ``h`` bound to ``m``
     (``check_model``)."""
     return value_or_raise(_unpack_many(m, h.coding, [(0, h, payload)])[0])
 
 
-def _unpack_many(model: Model, coding: Coding, group: list) -> list[np.ndarray | LbaeError]:
+def _unpack_many(model: TileNetwork, coding: Coding, group: list) -> list[np.ndarray | LbaeError]:
     """The codes of files (index, header, payload) of one coding, or each file's error."""
     if not group:
         return []

@@ -1,27 +1,31 @@
-"""Decoding .lbae files with ONNX Runtime instead of torch: `lbaecodec decode --runtime onnx`.
+"""The network step on ONNX Runtime instead of torch: `lbaecodec encode|decode --runtime onnx`.
 
-Reads a folder written by `lbaecodec export-onnx` (``model.json``, the decoder graphs, the priors
-as raw integers). Imports neither torch nor the model zoo, so it starts fast; the pixels are the
-torch decoder's within 1/255 (float rounding differs between runtimes). Needs the ``onnx`` extra.
+Reads a folder written by `lbaecodec export-onnx` (``model.json``, the encoder and decoder
+graphs, the priors as raw integers) as an ``OnnxModel``, which the codec pipeline (``codec.py``)
+runs like a torch model. Imports neither torch nor the model zoo, so it starts fast; the bits are
+the torch encoder's but for latents within ~1e-6 of zero, the pixels the torch decoder's within
+1/255 (float rounding differs between runtimes). Needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import container, entropy, quality
+from . import codec, container, entropy
 from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
-from .errors import InputError, ModelError, require
-from .fileinfo import PILLOW_LIMIT, bind_model, check_header, check_payload_length, pixel_limit
-from .registry import cache_dir
-from .tiling import Canvas, in_fixed_batches
+from .errors import InputError, ModelError, require, value_or_raise
+from .fileinfo import PILLOW_LIMIT, check_header, pixel_limit
+from .registry import META_NAME, cache_dir, model_hash, read_metadata, resolve
+from .tiling import TILE_BATCH
 
 MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
 
@@ -39,11 +43,24 @@ def folder_for(h: container.Header) -> Path:
     return found[0] if found else default_folder("MODEL", h.model_hash)
 
 
+@dataclass(frozen=True)
+class TileFormat:
+    size: int  # tile side in pixels
+    channels: int
+    bits: int
+
+
 @dataclass
 class OnnxModel:
+    """A model's ONNX export, offering the codec pipeline the same network step as a torch
+    ``zoo.Model`` (``stages.TileNetwork``): one stage, no seam filter (export refuses both)."""
+
     folder: Path
     manifest: dict
-    sessions: dict = field(default_factory=dict)  # decoder name → onnxruntime.InferenceSession
+    sessions: dict = field(default_factory=dict)  # "encoder" or a decoder name → InferenceSession
+    derived: dict = field(default_factory=dict)
+    postfilter: None = None
+    stage_count: int = 1
 
     @classmethod
     def load(cls, folder: Path) -> OnnxModel:
@@ -61,17 +78,54 @@ class OnnxModel:
         return cls(Path(folder), manifest)
 
     @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
     def hash(self) -> bytes:
         return bytes.fromhex(self.manifest["hash"])
 
-    def check_fits(self, h: container.Header) -> container.Header:
-        m = self.manifest
-        return bind_model(h, m["name"], self.hash, m["tile"], m["bits"])
+    @property
+    def id(self) -> str:
+        return self.manifest["model_id"]
 
-    def prior(self, coding: Coding) -> entropy.Prior:
+    @property
+    def arch(self) -> TileFormat:
+        m = self.manifest
+        return TileFormat(m["tile"], m["channels"], m["bits"])
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        return tuple(d for d in DECODERS if d in self.manifest["decoders"])
+
+    def stage(self, k: int) -> OnnxModel:
+        return self
+
+    tile_batch = TILE_BATCH
+
+    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
+        session = self._session("encoder", self.manifest["encoder"])
+
+        def run(tiles: np.ndarray) -> np.ndarray:  # as images.to_float: channels first, x / 255 in float32
+            pixels = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+            return session.run(None, {"pixels": pixels})[0]
+
+        return run
+
+    def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
+        name = pick_decoder(decoder, self.decoders, f"{self.id} (ONNX export)")
+        session = self._session(name, self.manifest["decoders"][name])
+
+        def run(codes: np.ndarray) -> np.ndarray:  # as images.to_uint8
+            pixels = session.run(None, {"codes": np.ascontiguousarray(codes, np.float32)})[0]
+            return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+        return run
+
+    def prior(self, coding: Coding) -> entropy.Prior | None:
         entry = self.manifest["priors"].get(coding.label)
         if entry is None:
-            raise ModelError(f"the ONNX export of {self.manifest['model_id']} has no {coding.label} prior")
+            return None
         weight = self._array(entry["weight"]) if "weight" in entry else None
         return entropy.Prior(self._array(entry["bias"]), weight)
 
@@ -81,16 +135,40 @@ class OnnxModel:
             raise ModelError(f"{self.folder / entry['file']}: does not match its checksum in {MANIFEST}")
         return np.frombuffer(raw, entry["dtype"]).reshape(entry["shape"])
 
-    def session(self, decoder: str):
-        decoders = self.manifest["decoders"]
-        available = tuple(d for d in DECODERS if d in decoders)
-        name = pick_decoder(decoder, available, f"{self.manifest['model_id']} (ONNX export)")
-        if name not in self.sessions:
-            ort = require("onnxruntime", "onnx", "Decoding with --runtime onnx")
-            self.sessions[name] = ort.InferenceSession(
-                str(self.folder / decoders[name]), providers=["CPUExecutionProvider"]
+    def _session(self, key: str, file: str):
+        if key not in self.sessions:
+            ort = require("onnxruntime", "onnx", "The ONNX runtime (--runtime onnx)")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = _threads()
+            self.sessions[key] = ort.InferenceSession(
+                str(self.folder / file), options, providers=["CPUExecutionProvider"]
             )
-        return self.sessions[name]
+        return self.sessions[key]
+
+
+def _threads() -> int:
+    """ONNX Runtime's threads: OMP_NUM_THREADS where it is set (``batch`` sets it for each of
+    ``--workers``), else the CPUs this process may use."""
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
+    return int(value) if value.isdigit() and int(value) > 0 else len(os.sched_getaffinity(0))
+
+
+def load_installed(spec: str | None) -> OnnxModel:
+    """The export of a model named as ``--model`` names it (default: cifar10), from the folder
+    export-onnx puts it in; its file is hashed, not loaded (no torch)."""
+    path = resolve(spec)
+    name = read_metadata(path).get(META_NAME, path.stem)
+    folder = default_folder(name, model_hash(path.read_bytes()))
+    if not (folder / MANIFEST).is_file():
+        raise ModelError(f"model {name} has no ONNX export yet: run `lbaecodec export-onnx {spec or name}` first")
+    return OnnxModel.load(folder)
+
+
+def load_for(h: container.Header, folder: Path | None = None) -> OnnxModel:
+    """The ONNX export a file's header names (``folder``, or where export-onnx puts it)."""
+    if h.stages > 1:
+        raise InputError(f"the file holds {h.stages} residual stages; the ONNX runtime decodes one: use torch")
+    return OnnxModel.load(folder if folder is not None else folder_for(h))
 
 
 def decode(
@@ -98,22 +176,6 @@ def decode(
 ) -> Image.Image:
     """The bytes of a .lbae file → a PIL image, through the ONNX export in ``folder`` (default:
     the one `export-onnx` writes for the file's model)."""
-    h, payloads = container.read_stages(data)
-    if len(payloads) > 1:
-        raise InputError(f"the file holds {len(payloads)} residual stages; the ONNX runtime decodes one: use torch")
-    payload = payloads[0]
+    h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
-    model = OnnxModel.load(folder if folder is not None else folder_for(h))
-    h = model.check_fits(h)
-    check_payload_length(h, payload)
-    session = model.session(decoder)  # a missing decoder or onnxruntime fails before any work
-    codes = entropy.payload_codes(h, payload, None if h.coding == Coding.RAW else model.prior(h.coding))
-    canvas = Canvas(h.grid, model.manifest["channels"])
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        pixels = session.run(None, {"codes": batch})[0]
-        return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-    for tiles in in_fixed_batches([np.asarray(codes, np.float32)], run):
-        canvas.add(tiles)
-    return quality.resample(canvas.image(container.MODES[h.mode]), (h.width, h.height))
+    return value_or_raise(codec.decode_many([data], load_for(h, folder), decoder, max_pixels)[0])

@@ -10,14 +10,41 @@ so a tile codes and decodes the same alone, in a large image or among many files
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from . import tiling
-from .images import to_float, to_uint8
-from .zoo import FIDELITY, Model
+from .architecture import FIDELITY
+
+if TYPE_CHECKING:
+    from .entropy import Prior
+
+
+class TileNetwork(Protocol):
+    """What the codec pipeline needs of a model: ``zoo.Model`` runs it with torch,
+    ``onnx_runtime.OnnxModel`` with ONNX Runtime (one stage, no seam filter)."""
+
+    name: str
+    hash: bytes
+    arch: Any  # its size (tile side), channels and bits
+    postfilter: Any  # the seam filter after this stage (a deblock.PostFilter), or None
+    derived: dict  # built once per model, e.g. priors
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def decoders(self) -> tuple[str, ...]: ...
+    @property
+    def stage_count(self) -> int: ...
+    def stage(self, k: int) -> TileNetwork: ...
+    @property
+    def tile_batch(self) -> int: ...  # tiles per network call (tiling.in_fixed_batches)
+    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]: ...
+    def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]: ...
+    def prior(self, coding: Any) -> Prior | None: ...
+
 
 GAIN = 2.0  # residual pixels are scaled by this around mid-grey: ±64 levels fill the 0..255 range
 MID = 127.5
@@ -35,31 +62,22 @@ def add_residual(decoded: np.ndarray, residual: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(refined), 0, 255).astype(np.uint8)
 
 
-def encoded_tiles(model: Model, tiles: Iterable[np.ndarray]) -> np.ndarray:
+def encoded_tiles(model: TileNetwork, tiles: Iterable[np.ndarray]) -> np.ndarray:
     """Batches of uint8 tiles (n, S, S, C) → their codes (tiles, bits) of ±1."""
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return model.net.encode(to_float(batch).to(model.device)).cpu().numpy()
-
-    batch = tiling.tile_batch(model.device.type)
-    return np.concatenate([np.zeros((0, model.arch.bits), np.float32), *tiling.in_fixed_batches(tiles, run, batch)])
+    out = tiling.in_fixed_batches(tiles, model.tile_encoder(), model.tile_batch)
+    return np.concatenate([np.zeros((0, model.arch.bits), np.float32), *out])
 
 
-def decoded_tiles(model: Model, codes: Sequence[np.ndarray], decoder: str = FIDELITY) -> np.ndarray:
+def decoded_tiles(model: TileNetwork, codes: Sequence[np.ndarray], decoder: str = FIDELITY) -> np.ndarray:
     """Codes (tiles, bits) of many images → their decoded uint8 tiles, concatenated."""
-    net = model.with_decoder(decoder)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return to_uint8(net.decode(torch.from_numpy(batch).to(model.device)))
-
     size, channels = model.arch.size, model.arch.channels
-    batch = tiling.tile_batch(model.device.type)
-    out = tiling.in_fixed_batches((np.asarray(c, np.float32) for c in codes), run, batch)
+    batches = (np.asarray(c, np.float32) for c in codes)
+    out = tiling.in_fixed_batches(batches, model.tile_decoder(decoder), model.tile_batch)
     return np.concatenate([np.zeros((0, size, size, channels), np.uint8), *out])
 
 
 def code_tiles(
-    model: Model, tiles: np.ndarray, stage_count: int, decoded: bool = False
+    model: TileNetwork, tiles: np.ndarray, stage_count: int, decoded: bool = False
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """uint8 tiles → (the codes of stages 1..``stage_count``, and with ``decoded`` the tiles those
     stages decode to, exactly as a decoder gets them; else None)."""

@@ -15,16 +15,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
+from . import entropy, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
-from .container import Header
+from .container import Coding, Header
 from .deblock import PostFilter
 from .errors import LbaeFormatError, ModelError, printable
 from .files import write_atomic
+from .images import to_float, to_uint8
 from .network import LBAE, Decoder, build_network
 from .registry import (  # noqa: F401
     DEFAULT_MODEL,
@@ -98,6 +101,26 @@ class Model:
     @property
     def id(self) -> str:
         return f"{self.name}@{self.hash.hex()}"
+
+    # The network step as the codec pipeline calls it (``stages.py``); onnx_runtime.OnnxModel
+    # offers the same, so one pipeline serves both runtimes.
+
+    @property
+    def tile_batch(self) -> int:
+        return tiling.tile_batch(self.device.type)
+
+    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A function: uint8 tiles (n, S, S, C) → their codes (n, bits) of ±1."""
+        return lambda tiles: self.net.encode(to_float(tiles).to(self.device)).cpu().numpy()
+
+    def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
+        """A function: codes (n, bits) → uint8 tiles (n, S, S, C) through the named decoder."""
+        net = self.with_decoder(decoder)
+        return lambda codes: to_uint8(net.decode(torch.from_numpy(codes).to(self.device)))
+
+    def prior(self, coding: Coding) -> entropy.Prior | None:
+        """The entropy prior this model ships for ``coding``, or None."""
+        return entropy.from_tensors(self.extras, coding)
 
 
 def _stage_numbers(names: Iterable[str], path: Path) -> list[int]:

@@ -111,3 +111,43 @@ def test_missing_export_is_one_line(tmp_path, rgb_image):
     ]
     r = CliRunner().invoke(cli.main, args)
     assert r.exit_code == 4 and r.output.count("\n") == 1 and "no ONNX export here" in r.output
+
+
+def test_many_files_with_onnx_runtime(shipped_export, tmp_path):
+    """encode/decode -o --runtime onnx: the torch runtime's files byte for byte, its pixels within
+    one level, and torch never imported."""
+    model, folder = shipped_export
+    sources = sorted((ROOT / "examples").glob("*.png"))
+    code = (
+        "import sys\nfrom lbaecodec.cli import main\n"
+        "for args in sys.argv[1:]:\n"
+        "    try:\n        main(args.split('|'))\n    except SystemExit as e:\n        assert not e.code, e.code\n"
+        "print('torch' in sys.modules)"
+    )
+    onnx = ["--runtime", "onnx", "--onnx-dir", str(folder)]
+    encode = ["encode", *map(str, sources), "-o", str(tmp_path / "coded"), *onnx]
+    decode = ["decode", str(tmp_path / "coded"), "-o", str(tmp_path / "back"), *onnx]
+    r = subprocess.run([sys.executable, "-c", code, "|".join(encode), "|".join(decode)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["False"], r.stderr[-800:]
+    for source in sources:
+        data = (tmp_path / "coded" / source.name).with_suffix(".lbae").read_bytes()
+        assert data == lbaecodec.encode(source, model=model, device="cpu")
+        onnx_pixels = np.asarray(Image.open(tmp_path / "back" / source.name)).astype(int)
+        assert np.abs(onnx_pixels - np.asarray(lbaecodec.decode(data, model=model, device="cpu"))).max() <= 1
+
+
+def test_onnx_dir_names_the_model(shipped_export, tmp_path, rgb_image):
+    _, folder = shipped_export
+    rgb_image.save(tmp_path / "a.png")
+    args = ["encode", str(tmp_path / "a.png"), str(tmp_path / "a.lbae"), "--onnx-dir", str(folder)]
+    for extra in ([], ["--runtime", "onnx", "--model", "cifar10"]):
+        r = CliRunner().invoke(cli.main, args + extra)
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and "drop --model" in r.output
+
+
+def test_encode_without_an_export_says_how_to_make_one(tmp_path, rgb_image, monkeypatch):
+    monkeypatch.setenv("LBAECODEC_CACHE", str(tmp_path / "cache"))
+    rgb_image.save(tmp_path / "a.png")
+    r = CliRunner().invoke(cli.main, ["encode", str(tmp_path / "a.png"), str(tmp_path / "a.lbae"), "--runtime", "onnx"])
+    assert r.exit_code == 4 and r.output.count("\n") == 1 and "lbaecodec export-onnx cifar10" in r.output
+    assert not (tmp_path / "a.lbae").exists()
