@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from lbaecodec import zoo
+from lbaecodec.architecture import DISC_NORMS
 from lbaecodec.images import to_float
 from lbaecodec.lab import adversarial
 from lbaecodec.lab.checkpoint import load_checkpoint
@@ -33,7 +34,7 @@ DATA = "../shared/datasets/cifar10-jpeg75.npz"
 
 def disc_probe(model: zoo.Model, images: np.ndarray, steps: int = 150) -> None:
     rng = np.random.default_rng(0)
-    for norm in adversarial.NORMS:
+    for norm in DISC_NORMS:
         torch.manual_seed(0)
         disc = adversarial.PatchDiscriminator(3, 32, norm)
         opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))

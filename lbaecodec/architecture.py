@@ -12,6 +12,7 @@ from .errors import InputError, ModelError
 FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 STAGES = DECODERS  # a training stage is named after the decoder it trains
+DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
 
 
 def pick_decoder(decoder: str, available: tuple[str, ...], model_id: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..architecture import DATASETS, PRESETS, STAGES, ModelKind
+from ..architecture import DATASETS, DISC_NORMS, PRESETS, STAGES, ModelKind
 from ..errors import InputError
 from ..registry import check_name
 from .common import DATA_DIR, NEW_MODEL, clean_errors
@@ -89,7 +89,7 @@ ATTRIBUTES = click.option(
 @click.option("--disc-width", default=64, show_default=True, help="realism: discriminator channels.")
 @click.option(
     "--disc-norm",
-    type=click.Choice(["batch", "spectral"]),
+    type=click.Choice(DISC_NORMS),
     default="batch",
     show_default=True,
     help="realism: the discriminator's normalisation. batch is VQGAN's; spectral keeps it "

@@ -23,11 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..architecture import DISC_NORMS
+
 LEAK = 0.2
 MAX_ADAPTIVE_WEIGHT = 1e4
-
-
-NORMS = ("batch", "spectral")
 
 
 class PatchDiscriminator(nn.Module):
@@ -39,8 +38,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, channels: int, width: int = 64, norm: str = "spectral") -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"discriminator norm {norm!r}; choose from {', '.join(NORMS)}")
+        if norm not in DISC_NORMS:
+            raise ValueError(f"discriminator norm {norm!r}; choose from {', '.join(DISC_NORMS)}")
         sizes = [(channels, width, 4, 2), (width, 2 * width, 4, 2), (2 * width, 4 * width, 3, 1)]
         layers: list[nn.Module] = []
         for k, (c_in, c_out, kernel, stride) in enumerate(sizes):
