@@ -5,13 +5,17 @@ Two priors, both fitted on training-set codes and shipped inside the model file:
 * ``factorized``: an independent Bernoulli per bit position.
 * ``context``: a logistic model over earlier bits of the same tile,
   logit_i = c_i + Σ_{j<i} W_ij b_j  (a fully visible sigmoid belief net).
+  A *grouped* context prior has W_ij = 0 wherever i and j fall in the same group of
+  consecutive bits: a group's bits then depend only on earlier groups, and the decoder takes
+  a whole group per coder call (it finds the groups in W's zeros, so any prior decodes this way
+  and the coded stream is the same as bit by bit).
 
 Coefficients are stored as integers (scale 1/256) and logits are computed in integer
 arithmetic; each logit's probability, a multiple of 2^-16, comes from a shipped integer table,
 so encoder and decoder get bit-identical probabilities on any machine.
 
 Symbols are coded bit-major: bit 0 of every tile, then bit 1 of every tile, and so on, so
-decoding takes ``bits`` vectorised steps however many tiles an image has.
+decoding takes one vectorised step per group of bits however many tiles an image has.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ if TYPE_CHECKING:  # torch is imported where priors are fitted or read from mode
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
 P_STEPS = 1 << 16
+MIN_RUN = 8  # the shortest run of bits decoded in one coder call (``Prior.groups``)
 CODER_SLACK_BITS = 64  # a range coder's output may fall short of the ideal cost by its final state
 # tensor names in the model file: int32 (bits,), int32 (bits,), int16 (bits, bits)
 FACTORIZED_BIAS, CONTEXT_BIAS, CONTEXT_WEIGHT = "prior.factorized_bias", "prior.context_bias", "prior.context_weight"
@@ -76,6 +81,23 @@ class Prior:
     @property
     def bits(self) -> int:
         return len(self.bias)
+
+    @functools.cached_property
+    def groups(self) -> list[slice]:
+        """Runs of consecutive bits that depend on no bit of their own run (W's zeros), each
+        decoded in one step: one run for a factorized prior, bit by bit for a dense context
+        prior. Runs shorter than MIN_RUN are taken bit by bit (a coder call with a fixed
+        model per bit is quicker than one call with a vector of probabilities for so few)."""
+        if self.weight is None:
+            return [slice(0, self.bits)]
+        starts = [0]
+        for i in range(1, self.bits):
+            if self.weight[i, starts[-1] : i].any():
+                starts.append(i)
+        groups = []
+        for a, b in zip(starts, [*starts[1:], self.bits], strict=True):
+            groups += [slice(a, b)] if b - a >= MIN_RUN else [slice(i, i + 1) for i in range(a, b)]
+        return groups
 
     @functools.cached_property
     def min_bit_costs(self) -> np.ndarray:
@@ -175,22 +197,33 @@ class _Stream:
         self.first = rows.start if tiles == 1 else None  # one-tile files take the quicker coder call
 
 
-def _decode_step(streams: list[_Stream], i: int, entries: np.ndarray, n_bits: int, results: list) -> list[int]:
-    """Bit i of every tile (1 = +1), given each tile's table entry; a stream that fails gets
-    its error in ``results`` and leaves ``streams``."""
-    ones, models, probs = entries.tolist(), _bernoulli_models(), _coder_probabilities()[entries]
+def _decode_step(
+    streams: list[_Stream], group: slice, entries: np.ndarray, probs: np.ndarray, n_bits: int, results: list
+) -> np.ndarray:
+    """The ``group``'s bits of every tile (1 = +1), (group bits, tiles), given each one's table
+    entry and its probability; a stream that fails gets its error in ``results`` and leaves
+    ``streams``."""
+    one_bit, first_bit, models = entries.shape[0] == 1, group.start, _bernoulli_models()
+    if one_bit:  # Python lists: numpy's per-element cost would rival the coder's
+        ones = entries[0].tolist()
+    else:  # tile-major, so that a one-tile file's bits are one contiguous row
+        ones, probs_by_tile = np.zeros(entries.shape[::-1], np.int32), np.ascontiguousarray(probs.T)
     for s in list(streams):
         try:
-            if i < s.may_end_before and s.decoder.maybe_exhausted():  # ran past its words
-                raise ValueError(f"coded payload ends at bit {i} of {n_bits}")
-            if s.first is not None:
+            if first_bit < s.may_end_before and s.decoder.maybe_exhausted():  # ran past its words
+                raise ValueError(f"coded payload ends at bit {first_bit} of {n_bits}")
+            if one_bit and s.first is not None:
                 ones[s.first] = s.decoder.decode(models[ones[s.first]])
-            else:
-                ones[s.rows] = s.decoder.decode(_FAMILY, probs[s.rows]).tolist()
+            elif one_bit:
+                ones[s.rows] = s.decoder.decode(_FAMILY, probs[0, s.rows]).tolist()
+            elif s.first is not None:
+                ones[s.first] = s.decoder.decode(_FAMILY, probs_by_tile[s.first])
+            else:  # bit-major within the group, as encode wrote it
+                ones[s.rows] = s.decoder.decode(_FAMILY, probs[:, s.rows].reshape(-1)).reshape(len(probs), -1).T
         except (ValueError, RuntimeError, AssertionError) as e:  # Assertion: constriction's "no encoder wrote this"
             results[s.index] = ValueError(str(e))
             streams.remove(s)
-    return ones
+    return np.array(ones, np.float64)[None] if one_bit else ones.T
 
 
 @functools.cache
@@ -202,8 +235,9 @@ def _bernoulli_models() -> list:
 
 def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -> list[np.ndarray | ValueError]:
     """Many range-coded payloads → each one's (tiles, bits) codes, or the ValueError that says
-    why it cannot be what encode wrote. All tiles advance together, bit by bit: one vectorised
-    prior step per bit for every file, one coder call per file."""
+    why it cannot be what encode wrote. All tiles advance together, group by group
+    (``Prior.groups``): one vectorised prior step per group for every file, one coder call per
+    file and group."""
     results: list = [None] * len(payloads)
     streams, start = [], 0
     for k, (data, count) in enumerate(zip(payloads, tiles, strict=True)):
@@ -214,24 +248,36 @@ def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -
             results[k] = e
     logits = np.repeat(prior.bias[:, None], start, axis=1)  # (bits, tiles)
     signs = np.zeros((prior.bits, start))  # float64: the weighted sums below are exact integers (< 2^53)
+    probs = np.zeros((prior.bits, start))
     weight = None if prior.weight is None else prior.float_weight
-    for i in range(prior.bits):
-        if weight is not None and i:
-            logits[i] += (weight[i, :i] @ signs[:i]).astype(np.int64)
-        entries = np.minimum(np.maximum(logits[i], -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
-        ones = _decode_step(streams, i, entries, prior.bits, results)
-        signs[i] = 2 * np.array(ones, np.float64) - 1
-    for s in streams:  # only the canonical stream is accepted: no silent junk (the logits are known)
+    for g in prior.groups:
+        if weight is not None and g.start:
+            logits[g] += _earlier_sums(weight, g, signs).astype(np.int64)
+        entries = np.minimum(np.maximum(logits[g], -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
+        probs[g] = _coder_probabilities()[entries]
+        signs[g] = 2.0 * _decode_step(streams, g, entries, probs[g], prior.bits, results) - 1
+    for s in streams:  # only the canonical stream is accepted: no silent junk (the probabilities are known)
         signs_s = signs[:, s.rows].T
-        if _range_encode(signs_s > 0, _probabilities(logits[:, s.rows].T)) != s.data:
+        if _range_encode(signs_s > 0, probs[:, s.rows].T) != s.data:
             results[s.index] = ValueError("coded payload does not re-encode to itself")
         else:
             results[s.index] = signs_s.astype(np.float32)
     return results
 
 
-def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4, seed: int = 0) -> Prior:
-    """Fit a prior on training codes (tiles, bits) of ±1 by maximum likelihood (Adam)."""
+def _earlier_sums(weight: np.ndarray, group: slice, signs: np.ndarray) -> np.ndarray:
+    """Σ_{j < group start} W_ij b_j for the group's bits i: (group bits, tiles). One bit takes
+    numpy's vector-matrix product: as a one-row matrix product it runs ~10× slower."""
+    if group.stop - group.start == 1:
+        return (weight[group.start, : group.start] @ signs[: group.start])[None]
+    return weight[group, : group.start] @ signs[: group.start]
+
+
+def fit(
+    codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1e-4, seed: int = 0, groups: int = 0
+) -> Prior:
+    """Fit a prior on training codes (tiles, bits) of ±1 by maximum likelihood (Adam). ``groups``
+    > 0: a grouped context prior, the bits cut into that many runs of (nearly) equal length."""
     import torch
 
     x = torch.from_numpy(np.asarray(codes, np.float32))
@@ -241,7 +287,7 @@ def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1
         return Prior(np.round(bias.numpy() * SCALE))
     torch.manual_seed(seed)
     n = x.shape[1]
-    mask = torch.tril(torch.ones(n, n), -1)
+    mask = torch.from_numpy(group_mask(n, groups or n))  # groups of one bit: a dense context prior
     w = torch.zeros(n, n, requires_grad=True)
     b = bias.clone().requires_grad_(True)
     opt = torch.optim.Adam([w, b], lr=0.01)
@@ -255,6 +301,12 @@ def fit(codes: np.ndarray, context: bool = True, steps: int = 300, l2: float = 1
         opt.step()
     weight = np.round((w * mask).detach().numpy() * SCALE).clip(-32767, 32767)
     return Prior(np.round(b.detach().numpy() * SCALE), weight)
+
+
+def group_mask(bits: int, groups: int) -> np.ndarray:
+    """(bits, bits) float32: 1 where bit i may depend on bit j, i.e. j is in an earlier group."""
+    group_of = np.arange(bits) * groups // bits
+    return (group_of[:, None] > group_of[None, :]).astype(np.float32)
 
 
 def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ def correlated_codes(n, bits=120, seed=0):
 @pytest.fixture(scope="module")
 def priors():
     train = correlated_codes(4000)
-    return entropy.fit(train, context=False), entropy.fit(train, steps=150)
+    return entropy.fit(train, context=False), entropy.fit(train, steps=150), entropy.fit(train, steps=150, groups=6)
 
 
 @pytest.mark.parametrize("tiles", [1, 2, 37])
@@ -33,7 +33,7 @@ def test_bit_exact_round_trip(priors, tiles):
             np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["factorized", "context"])
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["factorized", "context", "grouped"])
 def test_many_payloads_decode_together_each_as_alone(priors, which):
     """decode_many: files of 1 and several tiles side by side, broken ones among them; each good
     file decodes to its codes, each broken one gets its own error, none disturbs another."""
@@ -59,14 +59,49 @@ def test_many_payloads_decode_together_each_as_alone(priors, which):
 
 def test_context_model_beats_factorized_on_correlated_bits(priors):
     test = correlated_codes(1000, seed=9)
-    factorized, context = (p.cost_bits(test) / len(test) for p in priors)
+    factorized, context = (p.cost_bits(test) / len(test) for p in priors[:2])
     assert context < factorized < 120
     coded = 8 * len(entropy.encode(test, priors[1])) / len(test)
     assert coded < context + 1  # the range coder stays within a bit per tile of the ideal
 
 
+def test_grouped_prior_decodes_a_group_per_coder_call(priors, monkeypatch):
+    """The decoder finds a grouped prior's groups in its weights' zeros and takes each in one
+    call; the stream is the one bit-by-bit decoding reads, and the rate sits between the dense
+    context prior's and the factorized one's."""
+    factorized, context, grouped = priors
+    assert [(g.start, g.stop) for g in grouped.groups] == [(20 * k, 20 * k + 20) for k in range(6)]
+    assert len(factorized.groups) == 1 and len(context.groups) == 120  # runs < MIN_RUN: bit by bit
+    codes = [correlated_codes(t, seed=20 + t) for t in (1, 4)]
+    payloads = [entropy.encode(c, grouped) for c in codes]
+    calls = []
+    real = entropy.constriction.stream.queue.RangeDecoder
+
+    class Counting:
+        def __init__(self, words):
+            self.inner = real(words)
+
+        def maybe_exhausted(self):
+            return self.inner.maybe_exhausted()
+
+        def decode(self, *args):
+            calls.append(1)
+            return self.inner.decode(*args)
+
+    monkeypatch.setattr(entropy.constriction.stream.queue, "RangeDecoder", Counting)
+    for c, result in zip(codes, entropy.decode_many(payloads, [1, 4], grouped), strict=True):
+        np.testing.assert_array_equal(result, c)
+    assert len(calls) == 2 * 6
+    bit_by_bit = entropy.Prior(grouped.bias, grouped.weight)
+    bit_by_bit.groups = [slice(i, i + 1) for i in range(120)]  # the cached property, overridden
+    for c, payload in zip(codes, payloads, strict=True):
+        np.testing.assert_array_equal(entropy.decode(payload, len(c), bit_by_bit), c)
+    test = correlated_codes(1000, seed=9)
+    assert context.cost_bits(test) < grouped.cost_bits(test) < factorized.cost_bits(test)
+
+
 def test_prior_tensors_round_trip(priors):
-    t = entropy.to_tensors(*priors)
+    t = entropy.to_tensors(*priors[:2])
     f, c = entropy.from_tensors(t, Coding.FACTORIZED), entropy.from_tensors(t, Coding.CONTEXT)
     np.testing.assert_array_equal(f.bias, priors[0].bias)
     np.testing.assert_array_equal(c.bias, priors[1].bias)  # the context prior's own bias, not the factorized one

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, codec, generate, info, postfilter, stages, train
+from . import bench, codec, generate, info, postfilter, prior, stages, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +29,7 @@ for command in (
     train.train_cmd,
     train.export_cmd,
     train.add_decoder_cmd,
+    prior.add_prior_cmd,
     postfilter.add_postfilter_cmd,
     stages.stage_data_cmd,
     stages.add_stage_cmd,

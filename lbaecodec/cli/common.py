@@ -84,6 +84,19 @@ DATASET = click.option("--dataset", type=click.Choice(DATASETS), default="cifar1
 DATA_DIR = click.option("--data-dir", default=None, metavar="PATH", help="Local copy (folder or .npz).")
 
 
+def model_dataset(use: str) -> Callable:
+    """--dataset (required: the model's own) and --data-dir of a command that ships a new model;
+    ``use`` says what the dataset is for."""
+
+    def add(command: Callable) -> Callable:
+        dataset = click.option(
+            "--dataset", type=click.Choice(DATASETS), required=True, help=f"The model's dataset: {use}"
+        )
+        return dataset(DATA_DIR(command))
+
+    return add
+
+
 def clean_errors(fn):
     """Bad input → one line on stderr and the error's exit code; never a traceback."""
 

@@ -94,6 +94,9 @@ def models(as_json: bool) -> None:
             by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
             fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
             fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
+        if "grouped_prior" in c:
+            coded = c.get("test_bits_per_tile", {}).get("context_coded_single_tile", "?")
+            fid += f"  + grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)"
         click.echo(
             f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
             f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "

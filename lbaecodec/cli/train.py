@@ -10,7 +10,7 @@ import click
 from ..architecture import DATASETS, DISC_NORMS, PRESETS, STAGES, ModelKind
 from ..errors import InputError
 from ..registry import check_name
-from .common import DATA_DIR, NEW_MODEL, clean_errors
+from .common import DATA_DIR, NEW_MODEL, clean_errors, model_dataset
 
 ATTRIBUTES = click.option(
     "--attributes",
@@ -320,13 +320,7 @@ def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, real
 @click.argument("model")
 @click.argument("realism_run")
 @NEW_MODEL
-@click.option(
-    "--dataset",
-    type=click.Choice(DATASETS),
-    required=True,
-    help="The model's dataset: its test split gives the card's realism PSNR.",
-)
-@DATA_DIR
+@model_dataset("its test split gives the card's realism PSNR.")
 @clean_errors
 def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None:
     """Ship MODEL with the realism decoder of REALISM_RUN as a new model.

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from .. import entropy, zoo
 from ..architecture import PRESETS, ModelKind
+from ..container import Coding
 from ..errors import InputError
 from ..images import to_float
 from ..network import LBAE
@@ -251,12 +252,13 @@ def extend_model(
     postfilter: torch.nn.Module | None = None,
     later_stages: list[tuple[torch.nn.Module, dict]] | None = None,
     postfilter_stage: int = 1,
+    context_prior: entropy.Prior | None = None,
 ) -> tuple[Path, dict]:
     """A new model file: ``base``'s tensors (weights, statistics, priors) stored as they were,
     plus the given realism decoder, seam filter (for canvases decoded with ``postfilter_stage``
-    stages) or residual stages (network, priors) in place of any ``base`` had. A new name, since
-    the id of the old one names its files. Returns the file and the card it starts from: base's
-    card without what names base's file, and ``base_model``."""
+    stages), residual stages (network, priors) or (first-stage) context prior in place of any
+    ``base`` had. A new name, since the id of the old one names its files. Returns the file and
+    the card it starts from: base's card without what names base's file, and ``base_model``."""
     if name == base.name:
         raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
     stage_count = base.stage_count if later_stages is None else 1 + len(later_stages)
@@ -264,6 +266,7 @@ def extend_model(
         raise ValueError(f"a seam filter after stage {postfilter_stage}, but the model has {stage_count}")
     replaced = (zoo.MODEL_PREFIX,) + (zoo.REALISM_PREFIX,) * (realism is not None)
     replaced += (zoo.postfilter_prefix(postfilter_stage),) * (postfilter is not None)
+    replaced += (entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT) * (context_prior is not None)
     extras = {
         k: v
         for k, v in load_file(str(base.path)).items()
@@ -271,9 +274,60 @@ def extend_model(
     }
     if postfilter is not None:
         extras.update(zoo.postfilter_tensors(postfilter, postfilter_stage))
+    if context_prior is not None:
+        extras.update(entropy.to_tensors(base.prior(Coding.FACTORIZED), context_prior))
     exported = zoo.export(base.net, name, path, extras=extras, realism=realism, later_stages=later_stages or ())
     card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
     return exported, {**card, "base_model": base.id}
+
+
+def add_grouped_prior(
+    base: zoo.Model,
+    groups: int,
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    name: str,
+    path: Path,
+    command: str,
+    val_count: int = 5000,
+) -> Path:
+    """A new model file: ``base`` with its context prior refitted on its training codes as a
+    grouped prior of ``groups`` runs of bits, each decoded in one coder call per file (see
+    ``entropy``). Network, statistics and factorized prior are ``base``'s: it writes the same
+    codes, in other bytes. The card gives the rate on the last ``val_count`` training images
+    (fitted without them, against a dense prior fitted the same way) and on the test images."""
+    if base.stage_count > 1:
+        raise ValueError(f"model {base.id} has {base.stage_count} stages; a grouped prior is for one-stage models")
+    if not 1 < groups < base.arch.bits:
+        raise ValueError(f"--groups {groups}: choose from 2 to {base.arch.bits - 1}")
+    if name == base.name:  # checked before the minutes of fitting (extend_model checks it again)
+        raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
+    if len(train_images) <= val_count:
+        raise ValueError(f"{len(train_images)} training images: a grouped prior needs more than {val_count}")
+    codes, test_codes = encode_all(base.net, train_images), encode_all(base.net, test_images)
+    fit_on, val = codes[:-val_count], codes[-val_count:]
+    validation = {
+        "images": len(val),
+        "dense_coded": round(coded_bits(entropy.fit(fit_on), val), 1),
+        "grouped_coded": round(coded_bits(entropy.fit(fit_on, groups=groups), val), 1),
+    }
+    prior = entropy.fit(codes, groups=groups)
+    exported, card = extend_model(base, name, path, context_prior=prior)
+    card["test_bits_per_tile"] = {
+        **card.get("test_bits_per_tile", {}),
+        "context_ideal": round(prior.cost_bits(test_codes) / len(test_codes), 1),
+        "context_coded_single_tile": round(coded_bits(prior, test_codes), 1),
+    }
+    card["grouped_prior"] = {
+        "groups": len(prior.groups),
+        "fitted_on": f"codes of {len(codes)} training images",
+        "validation_bits_per_tile": validation,
+        "base_test_bits_per_tile": base.card.get("test_bits_per_tile"),
+        "command": command,
+        "measured_on": measured_on(),
+    }
+    zoo.write_card(exported, card)
+    return exported
 
 
 def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) -> dict:

@@ -1,0 +1,58 @@
+"""add-prior: a model's context prior refitted as a grouped prior, shipped as a new model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import lbaecodec
+from lbaecodec import cli, entropy, zoo
+from lbaecodec.container import Coding
+from lbaecodec.lab import export
+
+from .conftest import make_model
+
+
+def test_grouped_prior_model_writes_the_same_codes_in_fewer_decode_steps(tmp_path, rgb_image):
+    base = zoo.load_model(make_model(tmp_path, "digits", "mnist", priors=True), "cpu")
+    images = np.random.default_rng(3).integers(0, 256, (400, 32, 32, 1), np.uint8)
+    path = export.add_grouped_prior(
+        base, 6, images, images[:50], "digits-g6", tmp_path / "g6.safetensors", "pytest", val_count=100
+    )
+    new = zoo.load_model(path, "cpu")
+    prior = new.prior(Coding.CONTEXT)
+    assert len(prior.groups) == 6 and len(base.prior(Coding.CONTEXT).groups) > 6
+    old_tensors, new_tensors = load_file(str(base.path)), load_file(str(path))
+    changed = {k for k, v in old_tensors.items() if not torch.equal(v, new_tensors[k])}
+    assert changed == {entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT}  # network, statistics, factorized prior kept
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["base_model"] == base.id and card["grouped_prior"]["groups"] == 6
+    assert card["grouped_prior"]["validation_bits_per_tile"]["images"] == 100
+    old_file, new_file = lbaecodec.encode(rgb_image, model=base), lbaecodec.encode(rgb_image, model=new)
+    assert lbaecodec.info(new_file).model.endswith(f"@{new.hash.hex()}") and new_file != old_file
+    old_pixels, new_pixels = lbaecodec.decode(old_file, model=base), lbaecodec.decode(new_file, model=new)
+    assert np.array_equal(np.asarray(old_pixels), np.asarray(new_pixels))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--groups", "1"], "choose from 2 to 599"),
+        (["--groups", "600"], "choose from 2 to 599"),
+        (["--groups", "8", "--name", "cifar10"], "new name"),
+        (["--groups", "8"], "needs more than 5000"),
+    ],
+)
+def test_add_prior_refuses_in_one_line(tmp_path, args, message):
+    data = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.integers(0, 256, (20, 32, 32, 3), np.uint8) for k in ("x_train", "x_test")}
+    np.savez(data, **arrays, y_train=np.zeros(20, np.int64), y_test=np.zeros(20, np.int64))
+    base_args = ["add-prior", "cifar10", "--dataset", "cifar10", "--data-dir", str(data), "--out", str(tmp_path / "g")]
+    result = CliRunner().invoke(cli.main, base_args + ["--name", "cifar10-g"] + args)
+    assert result.exit_code != 0 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists()
