@@ -33,8 +33,8 @@ def add_prior_cmd(model, groups, name, target, dataset, data_dir) -> None:
 
     \b
     Example:
-      lbaecodec add-prior cifar10 --groups 16 --name cifar10-g16 --dataset cifar10 \\
-        --data-dir cifar10.npz --out weights/lbae-cifar10-g16-600.safetensors
+      lbaecodec add-prior cifar10 --groups 32 --name cifar10-g32 --dataset cifar10 \\
+        --data-dir cifar10.npz --out weights/lbae-cifar10-g32-600.safetensors
     """
     from ..lab import data
     from ..lab.export import add_grouped_prior, command_line
