@@ -246,16 +246,17 @@ def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -
             start += count
         except ValueError as e:
             results[k] = e
-    logits = np.repeat(prior.bias[:, None], start, axis=1)  # (bits, tiles)
     signs = np.zeros((prior.bits, start))  # float64: the weighted sums below are exact integers (< 2^53)
-    probs = np.zeros((prior.bits, start))
+    probs, n_bits = np.zeros((prior.bits, start)), prior.bits
     weight = None if prior.weight is None else prior.float_weight
     for g in prior.groups:
-        if weight is not None and g.start:
-            logits[g] += _earlier_sums(weight, g, signs).astype(np.int64)
-        entries = np.minimum(np.maximum(logits[g], -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
+        if weight is not None and g.start:  # (group bits, tiles)
+            logits = prior.bias[g, None] + _earlier_sums(weight, g, signs).astype(np.int64)
+        else:  # the first group, or a factorized prior: the bias alone
+            logits = np.repeat(prior.bias[g, None], start, axis=1)
+        entries = np.minimum(np.maximum(logits, -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
         probs[g] = _coder_probabilities()[entries]
-        signs[g] = 2.0 * _decode_step(streams, g, entries, probs[g], prior.bits, results) - 1
+        signs[g] = 2.0 * _decode_step(streams, g, entries, probs[g], n_bits, results) - 1
     for s in streams:  # only the canonical stream is accepted: no silent junk (the probabilities are known)
         signs_s = signs[:, s.rows].T
         if _range_encode(signs_s > 0, probs[:, s.rows].T) != s.data:
