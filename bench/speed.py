@@ -10,16 +10,19 @@ For N 32×32 test images written as PNG files, measures
   the files);
 - lbaecodec twice: with torch, and with ONNX Runtime (`--runtime onnx`, from an export-onnx folder);
 - peak memory (max RSS) of those processes.
+Whole-process times are the median of --repeats runs (each into its own output folder).
 Writes bench/results/speed/results.{json,md} and prints the table.
 """
 
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ from lbaecodec.zoo import load_model
 PILLOW = {"WEBP": ("webp", 0), "AVIF": ("avif", 0), "JPEG": ("jpg", 1)}  # lowest quality: LBAE's byte range
 PILLOW_LOOP = """
 import sys, io
+from collections.abc import Callable
 from pathlib import Path
 from PIL import Image
 fmt, q, src, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
@@ -53,6 +57,12 @@ def process(cmd: list[str]) -> tuple[float, float]:
     return round(wall, 2), round(int(done.stderr.strip().splitlines()[-1]) / 1024, 1)
 
 
+def repeated(command: Callable[[int], list[str]], repeats: int) -> tuple[float, float]:
+    """Median wall seconds and largest peak RSS of ``command(i)`` for i < ``repeats``."""
+    runs = [process(command(i)) for i in range(repeats)]
+    return statistics.median(wall for wall, _ in runs), max(peak for _, peak in runs)
+
+
 def in_process_lbae(images: list[Image.Image], model, together: bool) -> dict:
     """One call per image, or (``together``) one encode_many / decode_many call for all."""
     t = time.perf_counter()
@@ -68,7 +78,9 @@ def in_process_lbae(images: list[Image.Image], model, together: bool) -> dict:
     return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
 
 
-def lbae_rows(lbae: list[str], runtime: str, model, images: list[Image.Image], work: Path, mb: float) -> list[dict]:
+def lbae_rows(
+    lbae: list[str], runtime: str, model, images: list[Image.Image], work: Path, mb: float, repeats: int
+) -> list[dict]:
     """The two rows of one runtime: one call per image and one call for all, in process and as
     whole processes (one file; the N files with one and with two workers)."""
     figures = in_process_lbae(images, model, together=False)
@@ -77,13 +89,17 @@ def lbae_rows(lbae: list[str], runtime: str, model, images: list[Image.Image], w
     if runtime == "torch":
         runtime_args += ["--device", "cpu"]
     one, out = work / "png" / "00000.png", work / runtime
-    enc_one = process([*lbae, "encode", str(one), str(out) + "-one.lbae", *runtime_args])
-    dec_one = process([*lbae, "decode", str(out) + "-one.lbae", str(out) + "-one.png", *runtime_args])
-    enc_all = process([*lbae, "encode", str(work / "png"), "-o", str(out / "lbae"), *runtime_args])
-    dec_all = process([*lbae, "decode", str(out / "lbae"), "-o", str(out / "back"), *runtime_args])
+    enc_one = repeated(lambda i: [*lbae, "encode", str(one), f"{out}-one{i}.lbae", *runtime_args], repeats)
+    dec_one = repeated(lambda i: [*lbae, "decode", f"{out}-one0.lbae", f"{out}-one{i}.png", *runtime_args], repeats)
+    enc_all = repeated(
+        lambda i: [*lbae, "encode", str(work / "png"), "-o", str(out / f"lbae{i}"), *runtime_args], repeats
+    )
+    dec_all = repeated(
+        lambda i: [*lbae, "decode", str(out / "lbae0"), "-o", str(out / f"back{i}"), *runtime_args], repeats
+    )
     two = [*runtime_args, "--workers", "2"]
-    enc_two = process([*lbae, "encode", str(work / "png"), "-o", str(out / "lbae2"), *two])
-    dec_two = process([*lbae, "decode", str(out / "lbae2"), "-o", str(out / "back2"), *two])
+    enc_two = repeated(lambda i: [*lbae, "encode", str(work / "png"), "-o", str(out / f"two{i}"), *two], repeats)
+    dec_two = repeated(lambda i: [*lbae, "decode", str(out / "two0"), "-o", str(out / f"back-two{i}"), *two], repeats)
     name = f"LBAE {model.id} ({runtime})"
     return [
         row(
@@ -124,6 +140,16 @@ def in_process_pillow(images: list[Image.Image], fmt: str, quality: int) -> dict
     return {"encode_s": t_enc, "decode_s": t_dec, "bytes": float(np.mean([len(f) for f in files]))}
 
 
+def pillow_row(fmt: str, images: list[Image.Image], work: Path, mb: float, repeats: int) -> dict:
+    ext, quality = PILLOW[fmt]
+    figures = in_process_pillow(images, fmt, quality)
+    loop = [sys.executable, "-c", PILLOW_LOOP, fmt, str(quality)]
+    single = repeated(lambda i: [*loop, str(work / "png" / "00000.png"), str(work / f"{ext}-one{i}")], repeats)
+    many = repeated(lambda i: [*loop, str(work / "png"), str(work / f"{ext}-all{i}")], repeats)
+    one_file, all_files = f"{single[0]} (encode+decode)", f"{many[0]}"
+    return row(f"Pillow {fmt} q={quality}", figures, len(images), mb, one_file, all_files, max(single[1], many[1]))
+
+
 def row(codec: str, figures: dict, count: int, mb: float, one_file: str, all_files: str, peak_mb: float) -> dict:
     """One line of the table: in-process rates from ``figures``, then the whole-process figures."""
     return {
@@ -145,6 +171,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=1000)
     p.add_argument("--model", default="cifar10")
     p.add_argument("--out", default="bench/results/speed")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each whole-process timing (median)")
     a = p.parse_args()
     pixels = data.load("cifar10", "test", a.data_dir)[0][: a.files]
     images = [Image.fromarray(x) for x in pixels]
@@ -152,30 +179,14 @@ def main() -> None:
     (work / "png").mkdir()
     for i, img in enumerate(images):
         img.save(work / "png" / f"{i:05d}.png")
-    one = work / "png" / "00000.png"
     mb = pixels.nbytes / 1e6
     lbae = [sys.executable, "-m", "lbaecodec"]
     subprocess.run([*lbae, "export-onnx", a.model, str(work / "onnx")], check=True, capture_output=True)
     models = {"torch": load_model(a.model, "cpu"), "onnx": OnnxModel.load(work / "onnx")}
     rows = []
     for runtime, model in models.items():
-        rows += lbae_rows(lbae, runtime, model, images, work, mb)
-    for fmt, (ext, quality) in PILLOW.items():
-        figures = in_process_pillow(images, fmt, quality)
-        loop = [sys.executable, "-c", PILLOW_LOOP, fmt, str(quality)]
-        single = process([*loop, str(one), str(work / f"{ext}-one")])
-        many = process([*loop, str(work / "png"), str(work / f"{ext}-all")])
-        rows.append(
-            row(
-                f"Pillow {fmt} q={quality}",
-                figures,
-                len(images),
-                mb,
-                f"{single[0]} (encode+decode)",
-                f"{many[0]}",
-                max(single[1], many[1]),
-            )
-        )
+        rows += lbae_rows(lbae, runtime, model, images, work, mb, a.repeats)
+    rows += [pillow_row(fmt, images, work, mb, a.repeats) for fmt in PILLOW]
     meta = {
         "images": len(images),
         "data": "CIFAR-10 test images 0..N-1 as 32x32 PNG files",

@@ -1,0 +1,24 @@
+"""The shipped weights folder: version-2 files name their model by a 4-byte hash, found through
+the cards, so every card must name its file's hash and no two shipped models may share one."""
+
+import json
+from pathlib import Path
+
+from lbaecodec.registry import META_NAME, model_hash, read_metadata
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED = sorted(WEIGHTS.glob("*.safetensors"))
+
+
+def test_every_card_names_its_files_hash():
+    assert len(SHIPPED) >= 17
+    for path in SHIPPED:
+        name = read_metadata(path)[META_NAME]
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert (card["name"], card["model_id"]) == (name, f"{name}@{model_hash(path.read_bytes()).hex()}"), path
+
+
+def test_no_two_shipped_models_share_a_name_or_a_hash():
+    names = [read_metadata(p)[META_NAME] for p in SHIPPED]
+    hashes = [model_hash(p.read_bytes()) for p in SHIPPED]
+    assert len(set(names)) == len(names) and len(set(hashes)) == len(hashes)
