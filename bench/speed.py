@@ -37,7 +37,6 @@ from lbaecodec.zoo import load_model
 PILLOW = {"WEBP": ("webp", 0), "AVIF": ("avif", 0), "JPEG": ("jpg", 1)}  # lowest quality: LBAE's byte range
 PILLOW_LOOP = """
 import sys, io
-from collections.abc import Callable
 from pathlib import Path
 from PIL import Image
 fmt, q, src, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
