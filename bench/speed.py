@@ -16,6 +16,7 @@ Writes bench/results/speed/results.{json,md} and prints the table.
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -46,6 +47,16 @@ for p in sorted(src.glob("*.png")) if src.is_dir() else [src]:
     Image.open(p).save(buf, fmt, quality=q)
     Image.open(io.BytesIO(buf.getvalue())).convert("RGB").save(out / (p.stem + ".png"))
 """
+
+
+def machine() -> str:
+    """The CPU (model, cores, widest vector units) and the software the figures depend on."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    cpu = f"{model or platform.processor()}, {os.cpu_count()} cores, {vectors}"
+    return f"{cpu}; {platform.machine()}, Python {platform.python_version()}, lbaecodec {lbaecodec.__version__}"
 
 
 def process(cmd: list[str]) -> tuple[float, float]:
@@ -164,6 +175,17 @@ def row(codec: str, figures: dict, count: int, mb: float, one_file: str, all_fil
     }
 
 
+def write_results(out: Path, meta: dict, rows: list[dict]) -> None:
+    """results.json (meta and rows) and results.md (the rows as a table, None as blank) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    header = list(rows[0])
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join("" if r[k] is None else str(r[k]) for k in header) + " |" for r in rows]
+    (out / "results.md").write_text("\n".join(table) + "\n")
+    print(json.dumps(meta), *table, sep="\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 local copy")
@@ -189,17 +211,10 @@ def main() -> None:
     meta = {
         "images": len(images),
         "data": "CIFAR-10 test images 0..N-1 as 32x32 PNG files",
-        "machine": f"{platform.machine()}, {platform.python_version()}, lbaecodec {lbaecodec.__version__}",
+        "machine": machine(),
         "command": " ".join(sys.argv),
     }
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    header = list(rows[0])
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(table) + "\n")
-    print(json.dumps(meta), "\n".join(table), sep="\n")
+    write_results(Path(a.out), meta, rows)
 
 
 if __name__ == "__main__":

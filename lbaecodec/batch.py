@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import container
+from . import container, images
 from .errors import InputError, LbaeError, printable, value_or_raise
 from .files import write_atomic
 
@@ -218,14 +218,10 @@ def _fill(results: list, indices: list[int], convert: Callable[..., list], *args
 
 
 def _image_bytes(img, fmt: str) -> bytes | InputError:
-    import io
-
-    buf = io.BytesIO()
     try:
-        img.save(buf, format=fmt)
-    except (KeyError, ValueError, OSError) as e:
-        return InputError(f"cannot write {fmt} images: {e}")
-    return buf.getvalue()
+        return images.image_bytes(img, fmt)
+    except InputError as e:
+        return e
 
 
 @dataclass(frozen=True)

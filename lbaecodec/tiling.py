@@ -43,7 +43,9 @@ def square_thumbnail(img: Image.Image, size: int) -> Image.Image:
 
 def as_model_array(img: Image.Image, channels: int) -> np.ndarray:
     """'L'/'RGB' image → (H, W, channels) uint8 in the colour space the model expects."""
-    return np.asarray(img.convert("L" if channels == 1 else "RGB")).reshape(img.height, img.width, channels)
+    mode = "L" if channels == 1 else "RGB"
+    img = img if img.mode == mode else img.convert(mode)  # convert() copies even to its own mode
+    return np.asarray(img).reshape(img.height, img.width, channels)
 
 
 TILE_BATCH = 8  # tiles per network call on CPU: small, so that a one-tile file stays quick
@@ -65,19 +67,17 @@ def in_fixed_batches(
     every shipped model): so a tile codes and decodes the same alone, in a large image or among
     many files, and memory stays bounded. ``size``: TILE_BATCH by default."""
     size = size or TILE_BATCH
-    pending: list[np.ndarray] = []
-    held = 0
+    carry: np.ndarray | None = None  # fewer than ``size`` rows left over from earlier batches
     for batch in batches:
-        pending.append(batch)
-        held += len(batch)
-        while held >= size:
-            rows = np.concatenate(pending)
-            yield run(rows[:size])
-            pending, held = [rows[size:]], held - size
-    if held:
-        rows = np.concatenate(pending)
-        padding = np.zeros((size - held, *rows.shape[1:]), rows.dtype)
-        yield run(np.concatenate([rows, padding]))[:held]
+        if carry is not None:
+            batch = np.concatenate([carry, batch])
+        whole = len(batch) - len(batch) % size
+        for start in range(0, whole, size):  # slices, not copies: a huge batch stays linear
+            yield run(batch[start : start + size])
+        carry = batch[whole:] if whole < len(batch) else None
+    if carry is not None:
+        padding = np.zeros((size - len(carry), *carry.shape[1:]), carry.dtype)
+        yield run(np.concatenate([carry, padding]))[: len(carry)]
 
 
 def iter_tile_batches(pixels: np.ndarray, tile: int, batch: int) -> Iterator[np.ndarray]:

@@ -1,11 +1,15 @@
 """Many files per call: `encode INPUTS... -o DIR` and `decode INPUTS... -o DIR`."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from lbaecodec import batch, cli
+from lbaecodec.errors import InputError
 
 from .conftest import save_image
 
@@ -113,3 +117,15 @@ def test_usage_errors(images, tmp_path):
     (images / "im0.jpg").write_bytes((images / "im0.png").read_bytes())
     r = run("encode", images, "-o", tmp_path / "out")
     assert r.exit_code == 2 and "would both write" in r.output
+
+
+def test_decoded_png_is_written_with_the_quick_zlib_strategy(rgb_image):
+    from lbaecodec.images import PNG_OPTIONS, image_bytes
+
+    data = image_bytes(rgb_image, "png")
+    expected = io.BytesIO()
+    rgb_image.save(expected, "PNG", **PNG_OPTIONS)
+    assert data == expected.getvalue()
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(rgb_image))
+    with pytest.raises(InputError, match="cannot write FOO images"):
+        image_bytes(rgb_image, "foo")

@@ -56,3 +56,25 @@ def test_gray_image_for_rgb_model_and_back():
     gray = Image.fromarray(np.full((4, 5), 77, np.uint8))
     arr = tiling.as_model_array(gray, 3)
     assert arr.shape == (4, 5, 3) and (arr == 77).all()
+
+
+@pytest.mark.parametrize("sizes", [[3, 30, 1], [64], [1] * 9, [7, 1, 16]])
+def test_rows_are_recut_into_fixed_batches_in_order(sizes):
+    rows = np.arange(sum(sizes) * 2, dtype=np.float32).reshape(-1, 2)
+    batches = np.split(rows, np.cumsum(sizes)[:-1])
+    calls = []
+
+    def run(batch):
+        calls.append(len(batch))
+        return batch * 10
+
+    out = np.concatenate(list(tiling.in_fixed_batches(batches, run, 8)))
+    np.testing.assert_array_equal(out, rows * 10)  # padding rows dropped, order kept
+    assert calls == [8] * -(-len(rows) // 8)
+
+
+def test_in_fixed_batches_does_not_copy_a_large_batch_per_call():
+    rows = np.zeros((4000, 600), np.float32)
+    bases = []
+    list(tiling.in_fixed_batches([rows], lambda b: bases.append(b.base is rows) or b, 8))
+    assert len(bases) == 500 and all(bases)  # views of the input, not copies of what is left

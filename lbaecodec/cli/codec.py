@@ -272,8 +272,6 @@ def decode(
     Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec decode photo.lbae out.png --runtime onnx
     Many:     lbaecodec decode coded/ -o restored/ --format webp
     """
-    import io
-
     if runtime == "onnx" and model is not None:
         raise InputError("--model is for the torch runtime; give an ONNX export with --onnx-dir")
     if out_dir is not None:
@@ -311,12 +309,9 @@ def decode(
         data = read_input(lbae_file)
         img = codec.decode(data, model, device, decoder, pixel_limit(max_pixels), stage_limit)
         _note_cut(lbae_file, data)
-    buf = io.BytesIO()
-    try:
-        img.save(buf, format=fmt.upper())
-    except (KeyError, ValueError, OSError) as e:
-        raise InputError(f"cannot write {fmt} images: {e}") from None
-    write_output(output, buf.getvalue(), force)
+    from ..images import image_bytes
+
+    write_output(output, image_bytes(img, fmt), force)
 
 
 def _note_cut(name: str, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,14 +20,12 @@ MODEL = model_option("cifar10", "Its bit space is the one explored.")
 def _png(array: np.ndarray, scale: int = 1) -> bytes:
     from PIL import Image
 
-    from ..images import to_pil
+    from ..images import image_bytes, to_pil
 
     img = to_pil(array)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
+    return image_bytes(img, "PNG")
 
 
 def _tiles_and_latents(source: str, m):
