@@ -192,10 +192,10 @@ def train_cmd(
     """
     import torch
 
+    from ..lab import distributed
     from ..lab import train as training
     from ..lab.baselines import baseline_architecture
     from ..lab.checkpoint import initial_weights
-    from ..lab.distributed import is_main
     from ..lab.trainset import celeba_attributes, load_training_data, split_validation
 
     kind = ModelKind(kind)
@@ -233,7 +233,8 @@ def train_cmd(
         disc_warmup_steps=disc_warmup,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )
-    probe = training.validation_fid_probe(val_images, val_fid) if val_fid and is_main() else None
+    world = distributed.join(distributed.rank_device(torch.device(device)))
+    probe = training.validation_fid_probe(val_images, val_fid) if val_fid and world.main else None
     _, progress = training.train(
         arch,
         fit_images,
@@ -248,7 +249,8 @@ def train_cmd(
         max_minutes=max_minutes,
         fid_probe=probe,
     )
-    if not is_main():
+    distributed.leave(world)
+    if not world.main:
         return  # under torchrun rank 0 alone reports and exports
     click.echo(f"best {progress.best_metric} {progress.best_score:.6g} at epoch {progress.best_epoch}; run in {run}")
     if recipe.epochs and progress.epoch < recipe.epochs:

@@ -41,6 +41,14 @@ def join(device: torch.device) -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def leave(world: World) -> None:
+    """Leave the group once every rank is done with it. A rank that exits with the group still
+    up can abort (SIGABRT) while Python shuts down: gloo's threads still hold tensors then."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank_device(device: torch.device) -> torch.device:
     """Under torchrun each process drives the GPU of its local rank."""
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
@@ -119,8 +127,3 @@ def total(value: float, world: World) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
-
-
-def is_main() -> bool:
-    """Whether this process is rank 0 (or the only process): the one that writes."""
-    return not dist.is_initialized() or dist.get_rank() == 0
