@@ -232,6 +232,7 @@ class Loader:
     device: str = "auto"
     runtime: str = "torch"  # or "onnx"
     onnx_dir: str | None = None
+    precision: str = "auto"  # of the torch decoder (precision.PRECISIONS)
 
     def load(self, spec: str | container.Header | None):
         """A model by --model spec, or the one a file's header names; loaded once per process."""
@@ -250,7 +251,8 @@ class Loader:
             return onnx_runtime.load_for(spec) if named else onnx_runtime.load_installed(spec)
         from . import zoo
 
-        return zoo.load_for(spec, self.device) if named else zoo.load_model(spec, self.device)
+        model = zoo.load_for(spec, self.device) if named else zoo.load_model(spec, self.device)
+        return model.with_precision(self.precision)
 
 
 _loaded: dict = {}

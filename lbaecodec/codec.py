@@ -274,6 +274,7 @@ def decode(
     decoder: str = FIDELITY,
     max_pixels: int | None = PILLOW_LIMIT,
     stage_limit: int | None = None,
+    precision: str | None = None,
 ) -> Image.Image:
     """Decompress the bytes of a .lbae file to a PIL image of the original size and mode.
 
@@ -281,7 +282,9 @@ def decode(
     to the original in PSNR) or realism (sharper textures from the same bits, where the model
     has one). ``max_pixels`` as for ``encode``: a header claiming more is refused before any
     model is loaded or memory allocated. ``stage_limit``: decode at most this many of the
-    file's stages (None: every stage it holds)."""
+    file's stages (None: every stage it holds). ``precision``: the torch decoder's arithmetic
+    (``precision.PRECISIONS``; None: the model's own, ``auto`` for a model loaded here: bf16
+    where the CPU has it natively)."""
     h, payload = container.read(data)
     check_header(h, payload, pixel_limit(max_pixels))
     if model is None:
@@ -290,6 +293,8 @@ def decode(
         m = load_for(h, device)
     else:
         m = _as_model(model, device)
+    if precision is not None:
+        m = m.with_precision(precision)
     return value_or_raise(decode_many([data], m, decoder, max_pixels, stage_limit)[0])
 
 

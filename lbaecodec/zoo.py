@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,11 @@ from . import entropy, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Coding, Header
 from .deblock import PostFilter
-from .errors import LbaeFormatError, ModelError, printable
+from .errors import InputError, LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .images import to_float, to_uint8
 from .network import LBAE, Decoder, build_network
+from .precision import AUTO_PRECISION, PRECISIONS, decodes_in_bf16
 from .registry import (  # noqa: F401
     DEFAULT_MODEL,
     META_ARCH,
@@ -71,6 +72,7 @@ class Model:
     postfilter: PostFilter | None = None  # run over fidelity canvases whose last decoded stage is this one
     derived: dict = field(default_factory=dict, repr=False, compare=False)  # e.g. priors, built once
     later_stages: tuple[Model, ...] = ()  # residual stages 2, 3, … (lbaecodec/stages.py), same id
+    precision: str = AUTO_PRECISION  # the codec's decoder: PRECISIONS
 
     @property
     def stage_count(self) -> int:
@@ -83,6 +85,13 @@ class Model:
     @property
     def decoders(self) -> tuple[str, ...]:
         return (FIDELITY, REALISM) if self.realism is not None else (FIDELITY,)
+
+    def with_precision(self, precision: str) -> Model:
+        """This model (its residual stages alike) with the codec's decoder in ``precision``."""
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        stages = tuple(replace(s, precision=precision) for s in self.later_stages)
+        return replace(self, precision=precision, later_stages=stages)
 
     def with_decoder(self, decoder: str = FIDELITY) -> LBAE:
         """The network with the named decoder: ``fidelity`` (trained on MSE/BCE alone),
@@ -115,8 +124,16 @@ class Model:
 
     def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
         """A function: codes (n, bits) → uint8 tiles (n, S, S, C) through the named decoder."""
-        net = self.with_decoder(decoder)
-        return lambda codes: to_uint8(net.decode(torch.from_numpy(codes).to(self.device)))
+        net, device = self.with_decoder(decoder), self.device
+        bf16 = decodes_in_bf16(self.precision, device)
+
+        @torch.inference_mode()
+        def run(codes: np.ndarray) -> np.ndarray:  # as net.decode, the sigmoid in float32
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                logits = net.decoder(torch.from_numpy(codes).to(device))
+            return to_uint8(torch.sigmoid(logits.float()))
+
+        return run
 
     def prior(self, coding: Coding) -> entropy.Prior | None:
         """The entropy prior this model ships for ``coding``, or None."""

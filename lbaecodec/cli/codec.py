@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..precision import AUTO_PRECISION, PRECISIONS
 from .common import (
     DEVICE,
     FORCE,
@@ -244,6 +245,14 @@ def encode(
     help="Decode at most this many of the file's residual stages (a quicker, softer preview). "
     "[default: every stage the file holds]",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=AUTO_PRECISION,
+    show_default=True,
+    help="The torch decoder's arithmetic. auto: bf16 on CPUs that have it natively (AVX-512 BF16, "
+    "AMX; ~1.7x the tiles/s, pixels within 2 levels of fp32), else fp32. The encoder is always fp32.",
+)
 @MAX_PIXELS
 @clean_errors
 def decode(
@@ -259,6 +268,7 @@ def decode(
     runtime: str,
     onnx_dir: str | None,
     stage_limit: int | None,
+    precision: str,
     max_pixels: int | None,
 ) -> None:
     """Restore LBAE_FILE to the image OUTPUT, at the original size and mode. With -o DIR:
@@ -274,10 +284,12 @@ def decode(
     """
     if runtime == "onnx" and model is not None:
         raise InputError("--model is for the torch runtime; give an ONNX export with --onnx-dir")
+    if runtime == "onnx" and precision == "bf16":
+        raise InputError("--precision bf16 is for the torch runtime; ONNX Runtime decodes in fp32")
     if out_dir is not None:
         from .. import batch
 
-        loader = batch.Loader(device, runtime, onnx_dir)
+        loader = batch.Loader(device, runtime, onnx_dir, precision)
         if model is not None:
             loader.load(model)
         fmt = (fmt or "PNG").upper()
@@ -307,7 +319,7 @@ def decode(
         from .. import codec
 
         data = read_input(lbae_file)
-        img = codec.decode(data, model, device, decoder, pixel_limit(max_pixels), stage_limit)
+        img = codec.decode(data, model, device, decoder, pixel_limit(max_pixels), stage_limit, precision)
         _note_cut(lbae_file, data)
     from ..images import image_bytes
 
