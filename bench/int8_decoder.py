@@ -11,7 +11,6 @@ for < 0.05 dB of change from a lower-precision decoder; the encoder stays float3
 not change). Time it on a quiet machine.
 """
 
-import argparse
 import json
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from decoder_precision import decoder_bench_arguments
 from onnxruntime import quantization as q
 
 from lbaecodec.images import to_uint8
@@ -76,13 +76,7 @@ def tiles_per_s(session: ort.InferenceSession, codes: np.ndarray) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="cifar10")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--limit", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
+    a = decoder_bench_arguments(__doc__.splitlines()[0]).parse_args()
     model = load_model(a.model, "cpu")
     train = data.load(a.dataset, "train", a.data_dir)[0][:CALIBRATION_IMAGES]
     test = data.load(a.dataset, "test", a.data_dir)[0][: a.limit]

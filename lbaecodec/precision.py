@@ -3,7 +3,7 @@
 The encoder always runs in float32, so a file's bits never depend on the machine. The decoder
 may run under bf16 autocast (its sigmoid in float32): on session 16's AVX-512 BF16 CPU that
 decoded 1.4x (batches of 8) to 1.7x (batches of 64) more tiles per second than float32, while
-pixels moved by at most 2 levels and PSNR by under 0.01 dB (``python bench/precision.py``;
+pixels moved by at most 2 levels and PSNR by under 0.01 dB (``python bench/decoder_precision.py``;
 issue 13 allows a lower-precision decoder that moves PSNR by < 0.05 dB). Where bf16 is emulated
 it is slower than float32, so ``auto`` uses it only where it is native.
 """

@@ -1,6 +1,6 @@
 """The decoder in bf16 against float32: PSNR, largest pixel change and tiles/s, per shipped model.
 
-    python bench/precision.py --data-dir ../shared/datasets/cifar10-jpeg75.npz
+    python bench/decoder_precision.py --data-dir ../shared/datasets/cifar10-jpeg75.npz
 
 Decodes the codes of the first N test images (the encoder in float32, as always) through the
 codec's own decoder step (``zoo.Model.tile_decoder``) in fp32 and in bf16, in the codec's batches
@@ -38,13 +38,19 @@ def decoded(model, codes: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     return tiles, round(len(codes) / best)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def decoder_bench_arguments(description: str) -> argparse.ArgumentParser:
+    """The options this bench shares with bench/int8_decoder.py."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default="cifar10")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
+    return p
+
+
+def main() -> None:
+    p = decoder_bench_arguments(__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench/results/precision"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -67,7 +73,7 @@ def main() -> None:
             }
         )
     meta = {
-        "command": f"python bench/precision.py --data-dir {a.data_dir} --model {a.model} --limit {a.limit} "
+        "command": f"python bench/decoder_precision.py --data-dir {a.data_dir} --model {a.model} --limit {a.limit} "
         f"--threads {a.threads}",
         "model": model.id,
         "data": f"first {len(test)} of the {a.dataset} test split ({data.describe_source(a.dataset, a.data_dir)})",
