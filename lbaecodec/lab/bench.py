@@ -21,6 +21,7 @@ from ..architecture import BASELINES
 from ..container import Coding
 from ..errors import ModelError
 from ..images import to_float, to_pil, to_uint8
+from ..precision import decodes_in_bf16
 from ..zoo import FIDELITY, Model, available, load_model, update_card
 from . import data
 from .export import command_line
@@ -218,7 +219,8 @@ def run(
         "fid_features": " via ".join(
             filter(None, (getattr(extractor, "name", type(extractor).__name__), getattr(extractor, "backend", None)))
         ),
-        "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}",
+        "machine": f"{platform.machine()}, torch {torch.__version__}, device {model.device}, decoder in "
+        f"{decoder_arithmetic(model)}",
         "image_bits": image_bits,
     }
     write_outputs(out, rows, meta, grids)
@@ -285,6 +287,12 @@ def record_in_card(
         "ssim": row.ssim,
         "images": count,
         "data": note,
+        "decoder_arithmetic": decoder_arithmetic(m),
         "command": command_line(),
     }
     return update_card(m, {key: figures}, card_dir)
+
+
+def decoder_arithmetic(m: Model) -> str:
+    """What the codec's decoder computed in on this machine: "bf16" or "fp32" (precision.py)."""
+    return "bf16" if decodes_in_bf16(m.precision, m.device) else "fp32"
