@@ -33,6 +33,19 @@ def test_bit_exact_round_trip(priors, tiles):
             np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["float32 sums", "float64 sums"])
+def test_context_sums_are_exact_integers(priors, big):
+    """The weighted sums run in float32 where every one is exact in it (Σ|W| < 2^24 per row), else
+    in float64; either way the logits are the integer ones and the codes round-trip."""
+    context = priors[1]
+    scale = 2**24 // int(np.abs(context.weight).sum(1).max()) + 1 if big else 1
+    prior = entropy.Prior(context.bias, context.weight * scale)
+    assert prior.float_weight.dtype == (np.float64 if big else np.float32)
+    codes = correlated_codes(50, seed=3)
+    assert np.array_equal(prior.logits(codes), prior.bias + codes.astype(np.int64) @ prior.weight.T)
+    np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), 50, prior), codes)
+
+
 @pytest.mark.parametrize("which", [0, 1, 2], ids=["factorized", "context", "grouped"])
 def test_many_payloads_decode_together_each_as_alone(priors, which):
     """decode_many: files of 1 and several tiles side by side, broken ones among them; each good
