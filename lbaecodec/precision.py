@@ -2,7 +2,7 @@
 
 The encoder always runs in float32, so a file's bits never depend on the machine. The decoder
 may run under bf16 autocast (its sigmoid in float32): on session 16's AVX-512 BF16 CPU that
-decoded 1.4x (batches of 8) to 1.7x (batches of 64) more tiles per second than float32, while
+decoded 1.4x (batches of 8) to 1.6x (batches of 64) more tiles per second than float32, while
 pixels moved by at most 2 levels and PSNR by under 0.01 dB (``python bench/decoder_precision.py``;
 issue 13 allows a lower-precision decoder that moves PSNR by < 0.05 dB). Where bf16 is emulated
 it is slower than float32, so ``auto`` uses it only where it is native.
@@ -10,6 +10,7 @@ it is slower than float32, so ``auto`` uses it only where it is native.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ AUTO_PRECISION = "auto"
 PRECISIONS = (AUTO_PRECISION, "fp32", "bf16")
 
 
+@functools.cache
 def native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX)."""
     import torch

@@ -251,7 +251,7 @@ def encode(
     default=AUTO_PRECISION,
     show_default=True,
     help="The torch decoder's arithmetic. auto: bf16 on CPUs that have it natively (AVX-512 BF16, "
-    "AMX; ~1.7x the tiles/s, pixels within 2 levels of fp32), else fp32. The encoder is always fp32.",
+    "AMX; ~1.6x the tiles/s, pixels within 2 levels of fp32), else fp32. The encoder is always fp32.",
 )
 @MAX_PIXELS
 @clean_errors
