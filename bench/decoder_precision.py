@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from speed import machine, write_results
 
-from lbaecodec import precision, tiling
+from lbaecodec import precision, stages, tiling
 from lbaecodec.lab import data
 from lbaecodec.lab.metrics import quality
 from lbaecodec.zoo import load_model
@@ -56,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     model = load_model(a.model, "cpu")
     test = data.load(a.dataset, "test", a.data_dir)[0][: a.limit]
-    codes = model.tile_encoder()(test)
+    codes = stages.encoded_tiles(model, [test])  # as the codec encodes them
     rows, pixels = [], {}
     for name in PRECISIONS:
         m = model.with_precision(name)

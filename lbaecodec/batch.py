@@ -22,6 +22,7 @@ from pathlib import Path
 from . import container, images
 from .errors import InputError, LbaeError, printable, value_or_raise
 from .files import write_atomic
+from .precision import AUTO_PRECISION
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
 LBAE_SUFFIXES = (".lbae",)
@@ -232,7 +233,7 @@ class Loader:
     device: str = "auto"
     runtime: str = "torch"  # or "onnx"
     onnx_dir: str | None = None
-    precision: str = "auto"  # of the torch decoder (precision.PRECISIONS)
+    precision: str = AUTO_PRECISION  # of the torch decoder (precision.PRECISIONS)
 
     def load(self, spec: str | container.Header | None):
         """A model by --model spec, or the one a file's header names; loaded once per process."""

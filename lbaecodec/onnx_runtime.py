@@ -122,8 +122,7 @@ class OnnxModel:
         return run
 
     def with_precision(self, precision: str) -> OnnxModel:
-        if precision == "bf16":
-            raise InputError("ONNX Runtime decodes in fp32: precision bf16 needs the torch runtime")
+        check_precision(precision)
         return self
 
     def prior(self, coding: Coding) -> entropy.Prior | None:
@@ -148,6 +147,12 @@ class OnnxModel:
                 str(self.folder / file), options, providers=["CPUExecutionProvider"]
             )
         return self.sessions[key]
+
+
+def check_precision(precision: str) -> None:
+    """ONNX Runtime decodes in fp32 (``auto`` means that here); bf16 is refused."""
+    if precision == "bf16":
+        raise InputError("--precision bf16 is for the torch runtime; ONNX Runtime decodes in fp32")
 
 
 def _threads() -> int:

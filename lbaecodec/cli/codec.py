@@ -284,8 +284,10 @@ def decode(
     """
     if runtime == "onnx" and model is not None:
         raise InputError("--model is for the torch runtime; give an ONNX export with --onnx-dir")
-    if runtime == "onnx" and precision == "bf16":
-        raise InputError("--precision bf16 is for the torch runtime; ONNX Runtime decodes in fp32")
+    if runtime == "onnx":
+        from ..onnx_runtime import check_precision
+
+        check_precision(precision)
     if out_dir is not None:
         from .. import batch
 
