@@ -207,8 +207,11 @@ def _decode_step(
     entry and its probability; a stream that fails gets its error in ``results`` and leaves
     ``streams``."""
     one_bit, first_bit, models = entries.shape[0] == 1, group.start, _bernoulli_models()
-    if one_bit:  # Python lists: numpy's per-element cost would rival the coder's
+    one_tile_files = one_bit and any(s.first is not None for s in streams)
+    if one_tile_files:  # Python lists: numpy's per-element cost would rival the coder's
         ones = entries[0].tolist()
+    elif one_bit:
+        ones = np.zeros(entries.shape[1], np.int32)
     else:  # tile-major, so that a one-tile file's bits are one contiguous row
         ones, probs_by_tile = np.zeros(entries.shape[::-1], np.int32), np.ascontiguousarray(probs.T)
     for s in list(streams):
@@ -218,7 +221,8 @@ def _decode_step(
             if one_bit and s.first is not None:
                 ones[s.first] = s.decoder.decode(models[ones[s.first]])
             elif one_bit:
-                ones[s.rows] = s.decoder.decode(_FAMILY, probs[0, s.rows]).tolist()
+                decoded = s.decoder.decode(_FAMILY, probs[0, s.rows])
+                ones[s.rows] = decoded.tolist() if one_tile_files else decoded
             elif s.first is not None:
                 ones[s.first] = s.decoder.decode(_FAMILY, probs_by_tile[s.first])
             else:  # bit-major within the group, as encode wrote it

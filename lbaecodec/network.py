@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from .architecture import BOTTOM, Architecture, ModelKind, _levels, level_width
 from .errors import ModelError
@@ -140,6 +141,31 @@ class LBAE(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (N, bits) of ±1 → images (N, C, S, S) in [0, 1]."""
         return torch.sigmoid(self.decoder(codes))
+
+
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` for inference in which each BatchNorm that directly follows a linear
+    layer or a convolution in a Sequential is folded into that layer (its running statistics):
+    the same function up to float rounding, one pass over the activations fewer per layer."""
+    module = copy.deepcopy(module).eval()
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        layers: list[nn.Module] = []
+        for layer in seq:
+            folded = _folded_pair(layers[-1], layer) if layers else None
+            if folded is not None:
+                layers[-1] = folded
+            else:
+                layers.append(layer)
+        seq._modules = {str(i): layer for i, layer in enumerate(layers)}
+    return module
+
+
+def _folded_pair(layer: nn.Module, norm: nn.Module) -> nn.Module | None:
+    if isinstance(norm, nn.BatchNorm2d) and type(layer) in (nn.Conv2d, nn.ConvTranspose2d):
+        return fuse_conv_bn_eval(layer, norm, transpose=isinstance(layer, nn.ConvTranspose2d))
+    if isinstance(norm, nn.BatchNorm1d) and type(layer) is nn.Linear:
+        return fuse_linear_bn_eval(layer, norm)
+    return None
 
 
 NETWORKS: dict[ModelKind, Callable[[Architecture], nn.Module]] = {ModelKind.LBAE: LBAE}

@@ -28,7 +28,7 @@ from .deblock import PostFilter
 from .errors import InputError, LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .images import to_float, to_uint8
-from .network import LBAE, Decoder, build_network
+from .network import LBAE, Decoder, build_network, fold_batch_norms
 from .precision import AUTO_PRECISION, PRECISIONS, decodes_in_bf16
 from .registry import (  # noqa: F401
     DEFAULT_MODEL,
@@ -124,13 +124,14 @@ class Model:
 
     def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
         """A function: codes (n, bits) → uint8 tiles (n, S, S, C) through the named decoder."""
-        net, device = self.with_decoder(decoder), self.device
-        bf16 = decodes_in_bf16(self.precision, device)
+        net, device = self.with_decoder(decoder).decoder, self.device
+        dtype = torch.bfloat16 if decodes_in_bf16(self.precision, device) else torch.float32
+        if dtype == torch.bfloat16:  # float32 stays the reference arithmetic: unfolded
+            net = fold_batch_norms(net).to(dtype)
 
         @torch.inference_mode()
         def run(codes: np.ndarray) -> np.ndarray:  # as net.decode, the sigmoid in float32
-            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                logits = net.decoder(torch.from_numpy(codes).to(device))
+            logits = net(torch.from_numpy(codes).to(device, dtype))
             return to_uint8(torch.sigmoid(logits.float()))
 
         return run

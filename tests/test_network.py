@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lbaecodec.architecture import PRESETS, Architecture
-from lbaecodec.network import LBAE, SignSTE
+from lbaecodec.network import LBAE, SignSTE, fold_batch_norms
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -37,3 +37,17 @@ def test_gradients_reach_the_encoder():
 def test_bad_tile_size(size):
     with pytest.raises(ValueError):
         LBAE(Architecture(3, size, 10))
+
+
+def test_folding_batch_norms_keeps_the_decoder_s_function():
+    torch.manual_seed(0)
+    net = LBAE(replace(PRESETS["cifar10"], width=8)).eval()
+    for m in net.decoder.modules():  # statistics away from the identity, so a bad fold shows
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+    folded = fold_batch_norms(net.decoder)
+    codes = torch.randn(5, net.code_bits).sign()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.decoder.modules())  # a copy
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(codes), net.decoder(codes), atol=1e-4, rtol=1e-4)
