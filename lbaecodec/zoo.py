@@ -124,10 +124,14 @@ class Model:
 
     def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
         """A function: codes (n, bits) → uint8 tiles (n, S, S, C) through the named decoder."""
+        decoder = pick_decoder(decoder, self.decoders, self.id)
         net, device = self.with_decoder(decoder).decoder, self.device
         dtype = torch.bfloat16 if decodes_in_bf16(self.precision, device) else torch.float32
         if dtype == torch.bfloat16:  # float32 stays the reference arithmetic: unfolded
-            net = fold_batch_norms(net).to(dtype)
+            folded = self.derived.setdefault("bf16_decoders", {})  # built once, not per call
+            if (decoder, device) not in folded:
+                folded[decoder, device] = fold_batch_norms(net).to(dtype)
+            net = folded[decoder, device]
 
         @torch.inference_mode()
         def run(codes: np.ndarray) -> np.ndarray:  # as net.decode, the sigmoid in float32

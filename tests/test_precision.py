@@ -1,5 +1,6 @@
 """The decoder's precision: bf16 where the CPU has it natively, fp32 otherwise or when asked."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import lbaecodec
-from lbaecodec import cli, precision
+from lbaecodec import cli, precision, zoo
 from lbaecodec.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +54,15 @@ def test_precision_is_checked(tmp_path):
     assert CliRunner().invoke(cli.main, [*args, "--precision", "fp32"]).exit_code == 0
     expected = lbaecodec.decode((tmp_path / "a.lbae").read_bytes(), precision="fp32")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(expected))
+
+
+def test_the_folded_bf16_decoder_is_built_once_per_model(monkeypatch):
+    """One-image decode loops would otherwise fold the batch norms again on every call."""
+    calls = []
+    monkeypatch.setattr(zoo, "fold_batch_norms", lambda net: calls.append(net) or copy.deepcopy(net))
+    model = lbaecodec.load_model("cifar10", device="cpu").with_precision("bf16")
+    codes = np.ones((2, model.arch.bits), np.float32)
+    first = model.tile_decoder()(codes)
+    assert np.array_equal(model.tile_decoder()(codes), first) and len(calls) == 1
+    model.with_precision("bf16").tile_decoder()
+    assert len(calls) == 1
