@@ -79,6 +79,26 @@ def test_patch_discriminator_norms(norm):
         adversarial.PatchDiscriminator(3, 8, "layer")
 
 
+def test_r1_penalty_is_the_squared_gradient_norm_on_real_images():
+    disc = torch.nn.Conv2d(3, 1, 1, bias=False)  # D(x) sums w·pixel: its gradient is w at every pixel
+    w = disc.weight.detach().flatten()
+    penalty = adversarial.r1_penalty(disc, torch.rand(2, 3, 32, 32))
+    assert torch.allclose(penalty, 32 * 32 * w.pow(2).sum())
+
+
+def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
+    arch = replace(PRESETS["cifar10"], width=4, bits=32)
+    recipe = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=2, r1_gamma=10, disc_lr=1e-4)
+    train(arch, images, images[:16], tmp_path / "fidelity", Recipe(epochs=1, batch=16), show_progress=False)
+    base = load_checkpoint(tmp_path / "fidelity", "best").model
+    train(arch, images, images[:16], tmp_path / "r1", recipe, init_from=base, show_progress=False)
+    train(arch, images, images[:16], tmp_path / "r1", replace(recipe, epochs=2, r1_gamma=0), resume=True, show_progress=False)
+    ckpt = load_checkpoint(tmp_path / "r1")
+    assert (ckpt.recipe.r1_gamma, ckpt.recipe.disc_lr, ckpt.progress.epoch) == (10, 1e-4, 2)
+    log = [json.loads(line) for line in (tmp_path / "r1" / "log.jsonl").read_text().splitlines()]
+    assert all(r["train_r1"] > 0 for r in log)
+
+
 def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
     root, _ = runs
     path = export.export_run(

@@ -96,6 +96,20 @@ ATTRIBUTES = click.option(
     "1-Lipschitz, too weak to tell decoded images from originals here (its loss stayed near chance).",
 )
 @click.option(
+    "--disc-lr",
+    default=2e-4,
+    show_default=True,
+    help="realism: the discriminator's Adam learning rate (lower it for a discriminator that wins too fast).",
+)
+@click.option(
+    "--r1",
+    "r1_gamma",
+    default=0.0,
+    show_default=True,
+    help="realism: γ of an R1 gradient penalty on the discriminator's real images (e.g. 1 or 10; 0: none); "
+    "keeps a winning discriminator's gradients informative. One extra backward pass through it per step.",
+)
+@click.option(
     "--disc-warmup",
     default=200,
     show_default=True,
@@ -163,6 +177,8 @@ def train_cmd(
     fixed_weight,
     disc_width,
     disc_norm,
+    disc_lr,
+    r1_gamma,
     disc_warmup,
     val_size,
     val_fid,
@@ -230,6 +246,8 @@ def train_cmd(
         adaptive=not fixed_weight,
         disc_width=disc_width,
         disc_norm=disc_norm,
+        disc_lr=disc_lr,
+        r1_gamma=r1_gamma,
         disc_warmup_steps=disc_warmup,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )

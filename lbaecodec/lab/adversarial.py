@@ -58,6 +58,15 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
     return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
 
 
+def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the mean squared norm of the discriminator's gradient on real
+    images. Weighted by γ/2 in the discriminator's loss, it keeps a winning discriminator's
+    surface smooth around the data, so that its gradients still tell the decoder where to go."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(real).float().sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 

@@ -45,6 +45,7 @@ class Recipe:
     disc_lr: float = 2e-4
     disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
+    r1_gamma: float = 0.0  # γ of an R1 penalty on the discriminator (0: none)
 
 
 @dataclass

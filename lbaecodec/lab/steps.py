@@ -101,11 +101,13 @@ class RealismStep:
         self.opt.step()
         with _autocast(x.device, self.recipe.bf16):
             d_loss = adversarial.hinge_d_loss(self.disc(x).float(), self.disc(fake.detach()).float())
+            r1 = adversarial.r1_penalty(self.disc, x) if self.recipe.r1_gamma else torch.zeros((), device=x.device)
         self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        (d_loss + self.recipe.r1_gamma / 2 * r1).backward()
         distributed.average_gradients(self.disc.parameters(), self.world)
         self.opt_d.step()
-        return {"loss": rec.detach(), "d_loss": d_loss.detach(), "adv_weight": weight}
+        logged = {"loss": rec.detach(), "d_loss": d_loss.detach(), "adv_weight": weight}
+        return logged | ({"r1": r1.detach()} if self.recipe.r1_gamma else {})
 
 
 def _compiled(module: torch.nn.Module):
