@@ -92,7 +92,8 @@ def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     train(arch, images, images[:16], tmp_path / "fidelity", Recipe(epochs=1, batch=16), show_progress=False)
     base = load_checkpoint(tmp_path / "fidelity", "best").model
     train(arch, images, images[:16], tmp_path / "r1", recipe, init_from=base, show_progress=False)
-    train(arch, images, images[:16], tmp_path / "r1", replace(recipe, epochs=2, r1_gamma=0), resume=True, show_progress=False)
+    resumed = replace(recipe, epochs=2, r1_gamma=0)  # the checkpoint's recipe goes on
+    train(arch, images, images[:16], tmp_path / "r1", resumed, resume=True, show_progress=False)
     ckpt = load_checkpoint(tmp_path / "r1")
     assert (ckpt.recipe.r1_gamma, ckpt.recipe.disc_lr, ckpt.progress.epoch) == (10, 1e-4, 2)
     log = [json.loads(line) for line in (tmp_path / "r1" / "log.jsonl").read_text().splitlines()]
