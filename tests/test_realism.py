@@ -80,10 +80,10 @@ def test_patch_discriminator_norms(norm):
 
 
 def test_r1_penalty_is_the_squared_gradient_norm_on_real_images():
-    disc = torch.nn.Conv2d(3, 1, 1, bias=False)  # D(x) sums w·pixel: its gradient is w at every pixel
+    disc = torch.nn.Conv2d(3, 1, 1, bias=False)  # a logit w·pixel per pixel: the score's gradient is w / 1024
     w = disc.weight.detach().flatten()
     penalty = adversarial.r1_penalty(disc, torch.rand(2, 3, 32, 32))
-    assert torch.allclose(penalty, 32 * 32 * w.pow(2).sum())
+    assert torch.allclose(penalty, w.pow(2).sum() / (32 * 32))
 
 
 def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):

@@ -59,11 +59,15 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 
 
 def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): the mean squared norm of the discriminator's gradient on real
-    images. Weighted by γ/2 in the discriminator's loss, it keeps a winning discriminator's
-    surface smooth around the data, so that its gradients still tell the decoder where to go."""
+    """R1 (Mescheder et al. 2018): the mean squared norm of the gradient of each real image's
+    score (the mean of its patch logits, as the hinge loss weighs them) with respect to the image.
+    Weighted by γ/2 in the discriminator's loss, it keeps a winning discriminator's surface smooth
+    around the data, so that its gradients still tell the decoder where to go. Summing the patch
+    logits instead would scale the penalty by the patch count squared (4,096 on a 32×32 tile):
+    any γ then stalls the discriminator at chance, as a first CelebA run did."""
     real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(disc(real).float().sum(), real, create_graph=True)
+    scores = disc(real).float().flatten(1).mean(1)
+    (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
