@@ -20,7 +20,7 @@ __all__ = [
     "ModelError",
     "DataError",
 ]
-__version__ = "0.7.1"
+__version__ = "0.7.2"
 
 
 def __getattr__(name: str):
