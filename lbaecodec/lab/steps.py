@@ -99,15 +99,19 @@ class RealismStep:
         loss.backward()
         distributed.average_gradients(self.decoder.parameters(), self.world)
         self.opt.step()
+        logged = {"loss": rec.detach(), "adv_weight": weight}
         with _autocast(x.device, self.recipe.bf16):
             d_loss = adversarial.hinge_d_loss(self.disc(x).float(), self.disc(fake.detach()).float())
-            r1 = adversarial.r1_penalty(self.disc, x) if self.recipe.r1_gamma else torch.zeros((), device=x.device)
+            logged["d_loss"] = d_loss.detach()
+            if self.recipe.r1_gamma:
+                r1 = adversarial.r1_penalty(self.disc, x)
+                logged["r1"] = r1.detach()
+                d_loss = d_loss + self.recipe.r1_gamma / 2 * r1
         self.opt_d.zero_grad(set_to_none=True)
-        (d_loss + self.recipe.r1_gamma / 2 * r1).backward()
+        d_loss.backward()
         distributed.average_gradients(self.disc.parameters(), self.world)
         self.opt_d.step()
-        logged = {"loss": rec.detach(), "d_loss": d_loss.detach(), "adv_weight": weight}
-        return logged | ({"r1": r1.detach()} if self.recipe.r1_gamma else {})
+        return logged
 
 
 def _compiled(module: torch.nn.Module):
