@@ -17,6 +17,8 @@ from .files import write_atomic
 
 DEFAULT_MODEL = "cifar10"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
+META_BASE = "lbaecodec.base"  # a file that stores only what it adds to another: that file's SHA-256 (hex)
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # model names: never a path, safe to print
 
 
@@ -98,6 +100,14 @@ def find_by_hash(digest: bytes) -> Path | None:
         if not isinstance(model_id, str) or not model_id.startswith(f"{name}@"):
             unsure.append(path)
     return next((p for p in unsure if model_hash(p.read_bytes()) == digest), None)
+
+
+def find_base(sha256_hex: str, beside: Path) -> Path | None:
+    """The model file whose whole SHA-256 is ``sha256_hex``: an installed one, or one in the
+    folder ``beside`` (where a model and the file it extends may be kept together), or None."""
+    digest = bytes.fromhex(sha256_hex)
+    candidates = [find_by_hash(digest[:4]), *sorted(beside.glob("*.safetensors"))]
+    return next((p for p in candidates if p is not None and hashlib.sha256(p.read_bytes()).digest() == digest), None)
 
 
 def resolve(spec: str | Path | None) -> Path:

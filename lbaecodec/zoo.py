@@ -2,13 +2,16 @@
 
 A model file holds the network's tensors under ``model.``, optional extra tensors (code
 statistics, entropy priors) under their own prefixes, and its architecture and name in the
-safetensors metadata, so one file is enough to run it. The model identifier stored in every
-.lbae file is the name plus the first 4 bytes of the SHA-256 of this file: any change of
-weights, statistics or priors changes it. Loading never executes code.
+safetensors metadata, so one file is enough to run it — or, for a model that extends another
+(a realism decoder added to a shipped model), only what it adds, with the SHA-256 of the file it
+extends in its metadata. The model identifier stored in every .lbae file is the name plus the
+first 4 bytes of the SHA-256 of this file: any change of weights, statistics or priors (or of
+the file extended, named by its hash) changes it. Loading never executes code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -33,12 +36,15 @@ from .precision import AUTO_PRECISION, PRECISIONS, decodes_in_bf16
 from .registry import (  # noqa: F401
     DEFAULT_MODEL,
     META_ARCH,
+    META_BASE,
     META_KIND,
     META_NAME,
     NAME,
+    SHA256_HEX,
     available,
     card_path,
     check_name,
+    find_base,
     find_by_hash,
     model_hash,
     read_card,
@@ -233,10 +239,12 @@ def load_model(
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
+    layers = _layers(path, meta)
+    table = {name: entry for layer in layers for name, entry in read_header(layer)[1].items()}
     _check_table(path, table, kind, arch)
-    raw = path.read_bytes()
+    raws = [layer.read_bytes() for layer in layers]
     try:
-        tensors = load(raw)
+        tensors = {name: t for raw in raws for name, t in load(raw).items()}
         net = build_network(kind, arch)
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
@@ -252,7 +260,7 @@ def load_model(
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
-    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raw), pick_device(device)
+    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raws[-1]), pick_device(device)
     stages = tuple(
         Model(
             name,
@@ -275,6 +283,33 @@ def load_model(
         postfilter=_for_inference(postfilter, where),
         later_stages=stages,
     )
+
+
+def _layers(path: Path, meta: dict[str, str]) -> list[Path]:
+    """The files whose tensors make up the model in ``path``: the file it extends (if any), then
+    itself, whose tensors win."""
+    base_sha = meta.get(META_BASE)
+    if base_sha is None:
+        return [path]
+    if not SHA256_HEX.fullmatch(base_sha):
+        raise ModelError(f"{path}: not a valid lbaecodec model (it extends {printable(base_sha)!r}, not a SHA-256)")
+    base = find_base(base_sha, path.parent)
+    if base is None:
+        raise ModelError(
+            f"{path}: extends the model file of SHA-256 {base_sha[:16]}…, which is not installed "
+            f"(`lbaecodec models` lists the installed ones; or put that file beside this one)"
+        )
+    base_meta = read_metadata(base)
+    if META_BASE in base_meta:
+        raise ModelError(f"{path}: extends {base.name}, which extends another file in turn (one level at most)")
+    if any(base_meta.get(k) != meta.get(k) for k in (META_ARCH, META_KIND)):
+        raise ModelError(f"{path}: not a valid lbaecodec model (it extends {base.name}, of another architecture)")
+    return [base, path]
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a model file as stored, those of the file it extends included."""
+    return {name: t for layer in _layers(path, read_metadata(path)) for name, t in load(layer.read_bytes()).items()}
 
 
 def postfilter_prefix(stage: int) -> str:
@@ -327,11 +362,13 @@ def export(
     half: bool = True,
     realism: Decoder | None = None,
     later_stages: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
+    extends: Path | None = None,
 ) -> Path:
     """Write weights (fp16 when ``half``) + extras as safetensors, and the card as JSON;
     ``realism``: a second decoder for the same codes, stored under ``realism.``; seam filters
     go among ``extras`` as ``postfilter_tensors(post, k)`` (float32, after k stages);
-    ``later_stages``: (network, its priors) of stages 2, 3, … under ``stage2.``, ``stage3.``, …"""
+    ``later_stages``: (network, its priors) of stages 2, 3, … under ``stage2.``, ``stage3.``, …;
+    ``extends``: a model file to store only the differences from (it must stay installed)."""
     check_name(name)
     tensors = {MODEL_PREFIX + k: v for k, v in _shipped_state(net, half).items()}
     for k, (stage_net, stage_extras) in enumerate(later_stages, start=2):
@@ -344,10 +381,28 @@ def export(
         tensors.update({REALISM_PREFIX + k: v for k, v in _shipped_state(realism, half).items()})
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
+    if extends is not None:
+        extends = _layers(extends, read_metadata(extends))[0]  # a file that extends one extends its base
+        tensors = _added_to(extends, tensors)
+        meta[META_BASE] = hashlib.sha256(extends.read_bytes()).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, save(tensors, metadata=meta))
     write_card(path, card or {})
     return path
+
+
+def _added_to(base: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors that are new or changed against the model file ``base``; ValueError if any
+    of base's is missing (a file that extends another can add and replace, not remove)."""
+    stored = load(base.read_bytes())
+    dropped = sorted(set(stored) - set(tensors))
+    if dropped:
+        raise ValueError(f"the new model has no {dropped[0]} of {base.name}: it cannot extend that file")
+    return {k: v for k, v in tensors.items() if k not in stored or not _identical(stored[k], v)}
+
+
+def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
 def _shipped_state(net: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:

@@ -31,6 +31,11 @@ PHOTO_DIR = click.option(
 def NEW_MODEL(command: Callable) -> Callable:  # noqa: N802  (a decorator, named like the options)
     """--name and --out of a command that ships a model as a new one."""
     command = click.option("--out", "target", required=True, metavar="PATH", help="The new .safetensors file.")(command)
+    help_delta = (
+        "Store only what the new model adds to MODEL's file, which it names by hash and needs "
+        "installed (weights/, or beside the new file) to load. [default: a whole, self-contained file]"
+    )
+    command = click.option("--delta", is_flag=True, help=help_delta)(command)
     help_name = "Name of the new model (a new name: files name models by id)."
     return click.option("--name", required=True, help=help_name)(command)
 

@@ -29,7 +29,14 @@ from .common import NEW_MODEL, PHOTO_DIR, clean_errors
 @click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's choice].")
 @clean_errors
 def add_postfilter_cmd(
-    model: str, name: str, target: str, data_dir: str | None, steps: int, stage_count: int, threads: int | None
+    model: str,
+    name: str,
+    target: str,
+    delta: bool,
+    data_dir: str | None,
+    steps: int,
+    stage_count: int,
+    threads: int | None,
 ) -> None:
     """Train a seam post-filter for MODEL and ship MODEL + filter as a new model.
 
@@ -72,7 +79,7 @@ def add_postfilter_cmd(
         "measured_on": measured_on(),
     }
     try:
-        path = add_postfilter(base, post, name, Path(target), card, stage_count)
+        path = add_postfilter(base, post, name, Path(target), card, stage_count, delta)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

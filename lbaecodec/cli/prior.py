@@ -22,7 +22,7 @@ from .common import NEW_MODEL, clean_errors, model_dataset
 @NEW_MODEL
 @model_dataset("the prior is fitted on its training split, measured on its test split.")
 @clean_errors
-def add_prior_cmd(model, groups, name, target, dataset, data_dir) -> None:
+def add_prior_cmd(model, groups, name, target, delta, dataset, data_dir) -> None:
     """Ship MODEL with a grouped context prior as a new model: faster to decode, a few bits dearer.
 
     The prior is refitted on the codes of the training split with no dependencies inside each
@@ -44,7 +44,7 @@ def add_prior_cmd(model, groups, name, target, dataset, data_dir) -> None:
     base = load_model(model, "cpu")
     train, test = data.load(dataset, "train", data_dir)[0], data.load(dataset, "test", data_dir)[0]
     try:
-        path = add_grouped_prior(base, groups, train, test, name, Path(target), command_line())
+        path = add_grouped_prior(base, groups, train, test, name, Path(target), command_line(), delta=delta)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

@@ -44,7 +44,9 @@ def stage_data_cmd(model: str, out: str, data_dir: str | None) -> None:
 @NEW_MODEL
 @PHOTO_DIR
 @clean_errors
-def add_stage_cmd(model: str, run: str, residual_set: str, name: str, target: str, data_dir: str | None) -> None:
+def add_stage_cmd(
+    model: str, run: str, residual_set: str, name: str, target: str, delta: bool, data_dir: str | None
+) -> None:
     """Ship MODEL + the network of RUN_DIR (trained on SET.npz, which `stage-data MODEL` wrote)
     as MODEL's next residual stage.
 
@@ -61,7 +63,7 @@ def add_stage_cmd(model: str, run: str, residual_set: str, name: str, target: st
         raise InputError(f"{run}: no finished training run here (best.json missing)")
     try:
         base = load_model(model, "cpu")
-        path = add_stage(base, Path(run), Path(residual_set), name, Path(target), data_dir, command_line())
+        path = add_stage(base, Path(run), Path(residual_set), name, Path(target), data_dir, command_line(), delta)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

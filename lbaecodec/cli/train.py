@@ -342,7 +342,7 @@ def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, real
 @NEW_MODEL
 @model_dataset("its test split gives the card's realism PSNR.")
 @clean_errors
-def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None:
+def add_decoder_cmd(model, realism_run, name, target, delta, dataset, data_dir) -> None:
     """Ship MODEL with the realism decoder of REALISM_RUN as a new model.
 
     Weights, statistics and priors of MODEL are copied unchanged, so the new model writes
@@ -353,6 +353,7 @@ def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None
       lbaecodec train --stage realism --init-from cifar10 --out runs/cifar10-realism ...
       lbaecodec add-decoder cifar10 runs/cifar10-realism --name cifar10-r --dataset cifar10 \\
         --data-dir cifar10.npz --out weights/lbae-cifar10-r-600.safetensors
+      (add --delta to store the realism decoder alone, naming cifar10's file by hash)
     """
     from ..lab import data
     from ..lab.export import add_realism, command_line
@@ -364,7 +365,7 @@ def add_decoder_cmd(model, realism_run, name, target, dataset, data_dir) -> None
     base = load_model(model, "cpu")
     test = data.load(dataset, "test", data_dir)[0]
     try:
-        path = add_realism(base, Path(realism_run), name, Path(target), test, command_line())
+        path = add_realism(base, Path(realism_run), name, Path(target), test, command_line(), delta)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from .. import entropy, zoo
 from ..architecture import PRESETS, ModelKind
@@ -227,12 +226,19 @@ def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
 
 
 def add_realism(
-    base: zoo.Model, realism_run: Path, name: str, path: Path, test_images: np.ndarray, command: str
+    base: zoo.Model,
+    realism_run: Path,
+    name: str,
+    path: Path,
+    test_images: np.ndarray,
+    command: str,
+    delta: bool = False,
 ) -> Path:
     """A new model file: ``base`` (a shipped model: its weights, statistics and priors unchanged)
     plus the realism decoder of a run trained on its frozen encoder. A new name, since the id
-    of the old one names its files."""
-    exported, card = extend_model(base, name, path, realism=realism_decoder(base.net, realism_run))
+    of the old one names its files (``delta``: see ``extend_model``)."""
+    realism = realism_decoder(base.net, realism_run)
+    exported, card = extend_model(base, name, path, realism=realism, delta=delta)
     card.update(
         {
             **_realism_card(realism_run, exported, test_images),
@@ -253,12 +259,14 @@ def extend_model(
     later_stages: list[tuple[torch.nn.Module, dict]] | None = None,
     postfilter_stage: int = 1,
     context_prior: entropy.Prior | None = None,
+    delta: bool = False,
 ) -> tuple[Path, dict]:
     """A new model file: ``base``'s tensors (weights, statistics, priors) stored as they were,
     plus the given realism decoder, seam filter (for canvases decoded with ``postfilter_stage``
     stages), residual stages (network, priors) or (first-stage) context prior in place of any
     ``base`` had. A new name, since the id of the old one names its files. Returns the file and
-    the card it starts from: base's card without what names base's file, and ``base_model``."""
+    the card it starts from: base's card without what names base's file, and ``base_model``.
+    ``delta``: the file stores only what differs from base's file, which it names by hash."""
     if name == base.name:
         raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
     stage_count = base.stage_count if later_stages is None else 1 + len(later_stages)
@@ -269,15 +277,25 @@ def extend_model(
     replaced += (entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT) * (context_prior is not None)
     extras = {
         k: v
-        for k, v in load_file(str(base.path)).items()
+        for k, v in zoo.read_tensors(base.path).items()
         if not k.startswith(replaced) and not (later_stages is not None and zoo.STAGE_NAME.match(k))
     }
     if postfilter is not None:
         extras.update(zoo.postfilter_tensors(postfilter, postfilter_stage))
     if context_prior is not None:
         extras.update(entropy.to_tensors(base.prior(Coding.FACTORIZED), context_prior))
-    exported = zoo.export(base.net, name, path, extras=extras, realism=realism, later_stages=later_stages or ())
-    card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture")}
+    exported = zoo.export(
+        base.net,
+        name,
+        path,
+        extras=extras,
+        realism=realism,
+        later_stages=later_stages or (),
+        extends=base.path if delta else None,
+    )
+    card = {k: v for k, v in base.card.items() if k not in ("name", "file", "model_id", "architecture", "extends")}
+    if delta:
+        card["extends"] = zoo.read_metadata(exported)[zoo.META_BASE]
     return exported, {**card, "base_model": base.id}
 
 
@@ -290,12 +308,14 @@ def add_grouped_prior(
     path: Path,
     command: str,
     val_count: int = 5000,
+    delta: bool = False,
 ) -> Path:
     """A new model file: ``base`` with its context prior refitted on its training codes as a
     grouped prior of ``groups`` runs of bits, each decoded in one coder call per file (see
     ``entropy``). Network, statistics and factorized prior are ``base``'s: it writes the same
     codes, in other bytes. The card gives the rate on the last ``val_count`` training images
-    (fitted without them, against a dense prior fitted the same way) and on the test images."""
+    (fitted without them, against a dense prior fitted the same way) and on the test images
+    (``delta``: see ``extend_model``)."""
     if base.stage_count > 1:
         raise ValueError(f"model {base.id} has {base.stage_count} stages; a grouped prior is for one-stage models")
     if not 1 < groups < base.arch.bits:
@@ -312,7 +332,7 @@ def add_grouped_prior(
         "grouped_coded": round(coded_bits(entropy.fit(fit_on, groups=groups), val), 1),
     }
     prior = entropy.fit(codes, groups=groups)
-    exported, card = extend_model(base, name, path, context_prior=prior)
+    exported, card = extend_model(base, name, path, context_prior=prior, delta=delta)
     card["test_bits_per_tile"] = {
         **card.get("test_bits_per_tile", {}),
         "context_ideal": round(prior.cost_bits(test_codes) / len(test_codes), 1),

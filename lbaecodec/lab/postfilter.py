@@ -124,9 +124,12 @@ def card_key(stage_count: int) -> str:
     return "postfilter" if stage_count == 1 else f"stage{stage_count}_postfilter"
 
 
-def add_postfilter(base: Model, post: PostFilter, name: str, path: Path, card: dict, stage_count: int = 1) -> Path:
+def add_postfilter(
+    base: Model, post: PostFilter, name: str, path: Path, card: dict, stage_count: int = 1, delta: bool = False
+) -> Path:
     """A new model file: ``base`` unchanged (weights, priors, a realism decoder, its other
-    filters) plus ``post`` as the filter after ``stage_count`` stages, described in the card."""
-    exported, base_card = extend_model(base, name, path, postfilter=post, postfilter_stage=stage_count)
+    filters) plus ``post`` as the filter after ``stage_count`` stages, described in the card
+    (``delta``: see ``extend_model``)."""
+    exported, base_card = extend_model(base, name, path, postfilter=post, postfilter_stage=stage_count, delta=delta)
     write_card(exported, {**base_card, card_key(stage_count): card})
     return exported

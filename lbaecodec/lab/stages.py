@@ -76,12 +76,19 @@ def stage_figures(model: Model, tiles: np.ndarray) -> list[dict]:
 
 
 def add_stage(
-    base: Model, run: Path, residual_set: Path, name: str, path: Path, data_dir: str | None, command: str
+    base: Model,
+    run: Path,
+    residual_set: Path,
+    name: str,
+    path: Path,
+    data_dir: str | None,
+    command: str,
+    delta: bool = False,
 ) -> Path:
     """A new model file: ``base`` unchanged plus the best network of ``run`` (trained on the
     ``residual_set`` of ``base``) as its next stage, with bit priors fitted on the codes of that
     set's training tiles; its card gains the run's effort and each stage's figures on the test
-    photos' tiles."""
+    photos' tiles (``delta``: see ``extend_model``)."""
     ckpt = load_checkpoint(run, "best")
     if ckpt.model.kind != ModelKind.LBAE or ckpt.arch != base.arch:
         raise InputError(f"{run}: not an LBAE of {base.id}'s architecture ({base.arch})")
@@ -89,7 +96,7 @@ def add_stage(
     codes = encode_all(as_shipped(ckpt.model), train)
     priors = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes))
     later = [(s.net, s.extras) for s in base.later_stages] + [(ckpt.model, priors)]
-    exported, card = extend_model(base, name, path, later_stages=later)
+    exported, card = extend_model(base, name, path, later_stages=later, delta=delta)
     progress = ckpt.progress
     stage = {
         "stage": base.stage_count + 1,
