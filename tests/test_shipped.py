@@ -1,17 +1,20 @@
 """The shipped weights folder: version-2 files name their model by a 4-byte hash, found through
 the cards, so every card must name its file's hash and no two shipped models may share one."""
 
+import hashlib
 import json
 from pathlib import Path
 
-from lbaecodec.registry import META_NAME, model_hash, read_metadata
+import pytest
+
+from lbaecodec.registry import META_BASE, META_NAME, model_hash, read_metadata
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = sorted(WEIGHTS.glob("*.safetensors"))
 
 
 def test_every_card_names_its_files_hash():
-    assert len(SHIPPED) >= 20
+    assert len(SHIPPED) >= 21
     for path in SHIPPED:
         name = read_metadata(path)[META_NAME]
         card = json.loads(path.with_suffix(".json").read_text())
@@ -24,15 +27,25 @@ def test_no_two_shipped_models_share_a_name_or_a_hash():
     assert len(set(names)) == len(names) and len(set(hashes)) == len(hashes)
 
 
-def test_cifar10_r_codes_as_cifar10_and_decodes_with_both_decoders():
-    """`cifar10-r` is `cifar10` plus a realism decoder: the same payload, its own model id."""
+def test_shipped_extensions_extend_whole_shipped_files():
+    """A shipped model stored as an extension (only what it adds) names a shipped whole file."""
+    extensions = [p for p in SHIPPED if META_BASE in read_metadata(p)]
+    whole = {hashlib.sha256(p.read_bytes()).hexdigest() for p in SHIPPED if p not in extensions}
+    assert WEIGHTS / "lbae-cifar10-w64-r-600.safetensors" in extensions
+    assert all(read_metadata(p)[META_BASE] in whole for p in extensions)
+
+
+@pytest.mark.parametrize("base_name", ["cifar10", "cifar10-w64"])
+def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_name):
+    """`cifar10-r` is `cifar10` plus a realism decoder (`cifar10-w64-r` the same, stored as an
+    extension of `cifar10-w64`'s file): the same payload, its own model id."""
     import numpy as np
 
     import lbaecodec
     from lbaecodec import container
 
     photo = WEIGHTS.parent / "examples" / "astronaut.png"
-    files = (WEIGHTS / f"lbae-{name}-600.safetensors" for name in ("cifar10", "cifar10-r"))
+    files = (WEIGHTS / f"lbae-{name}-600.safetensors" for name in (base_name, f"{base_name}-r"))
     base, with_realism = (lbaecodec.load_model(path, "cpu") for path in files)
     plain, realism_file = (lbaecodec.encode(photo, model=m) for m in (base, with_realism))
     assert container.read(plain)[1] == container.read(realism_file)[1] and plain != realism_file
