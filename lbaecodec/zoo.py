@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from . import entropy, tiling
+from . import entropy, extension, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Coding, Header
 from .deblock import PostFilter
@@ -40,11 +40,9 @@ from .registry import (  # noqa: F401
     META_KIND,
     META_NAME,
     NAME,
-    SHA256_HEX,
     available,
     card_path,
     check_name,
-    find_base,
     find_by_hash,
     model_hash,
     read_card,
@@ -239,7 +237,7 @@ def load_model(
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
-    layers = _layers(path, meta)
+    layers = extension.layers(path, meta)
     table = {name: entry for layer in layers for name, entry in read_header(layer)[1].items()}
     _check_table(path, table, kind, arch)
     raws = [layer.read_bytes() for layer in layers]
@@ -283,33 +281,6 @@ def load_model(
         postfilter=_for_inference(postfilter, where),
         later_stages=stages,
     )
-
-
-def _layers(path: Path, meta: dict[str, str]) -> list[Path]:
-    """The files whose tensors make up the model in ``path``: the file it extends (if any), then
-    itself, whose tensors win."""
-    base_sha = meta.get(META_BASE)
-    if base_sha is None:
-        return [path]
-    if not SHA256_HEX.fullmatch(base_sha):
-        raise ModelError(f"{path}: not a valid lbaecodec model (it extends {printable(base_sha)!r}, not a SHA-256)")
-    base = find_base(base_sha, path.parent)
-    if base is None:
-        raise ModelError(
-            f"{path}: extends the model file of SHA-256 {base_sha[:16]}…, which is not installed "
-            f"(`lbaecodec models` lists the installed ones; or put that file beside this one)"
-        )
-    base_meta = read_metadata(base)
-    if META_BASE in base_meta:
-        raise ModelError(f"{path}: extends {base.name}, which extends another file in turn (one level at most)")
-    if any(base_meta.get(k) != meta.get(k) for k in (META_ARCH, META_KIND)):
-        raise ModelError(f"{path}: not a valid lbaecodec model (it extends {base.name}, of another architecture)")
-    return [base, path]
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a model file as stored, those of the file it extends included."""
-    return {name: t for layer in _layers(path, read_metadata(path)) for name, t in load(layer.read_bytes()).items()}
 
 
 def postfilter_prefix(stage: int) -> str:
@@ -382,27 +353,13 @@ def export(
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     if extends is not None:
-        extends = _layers(extends, read_metadata(extends))[0]  # a file that extends one extends its base
-        tensors = _added_to(extends, tensors)
+        extends = extension.layers(extends, read_metadata(extends))[0]  # extending an extension extends its base
+        tensors = extension.added_to(extends, tensors)
         meta[META_BASE] = hashlib.sha256(extends.read_bytes()).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, save(tensors, metadata=meta))
     write_card(path, card or {})
     return path
-
-
-def _added_to(base: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors that are new or changed against the model file ``base``; ValueError if any
-    of base's is missing (a file that extends another can add and replace, not remove)."""
-    stored = load(base.read_bytes())
-    dropped = sorted(set(stored) - set(tensors))
-    if dropped:
-        raise ValueError(f"the new model has no {dropped[0]} of {base.name}: it cannot extend that file")
-    return {k: v for k, v in tensors.items() if k not in stored or not _identical(stored[k], v)}
-
-
-def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
 def _shipped_state(net: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import entropy, zoo
+from .. import entropy, extension, zoo
 from ..architecture import PRESETS, ModelKind
 from ..container import Coding
 from ..errors import InputError
@@ -277,7 +277,7 @@ def extend_model(
     replaced += (entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT) * (context_prior is not None)
     extras = {
         k: v
-        for k, v in zoo.read_tensors(base.path).items()
+        for k, v in extension.read_tensors(base.path).items()
         if not k.startswith(replaced) and not (later_stages is not None and zoo.STAGE_NAME.match(k))
     }
     if postfilter is not None:
