@@ -13,40 +13,47 @@ import torch
 from safetensors.torch import load
 
 from .errors import ModelError, printable
-from .registry import META_ARCH, META_BASE, META_KIND, SHA256_HEX, find_base, read_metadata
+from .registry import META_ARCH, META_BASE, META_KIND, SHA256_HEX, find_base, parse_header
 
 
-def layers(path: Path, meta: dict[str, str]) -> list[Path]:
-    """The files whose tensors make up the model in ``path``: the file it extends (if any), then
-    itself, whose tensors win."""
+def layers(path: Path, raw: bytes, meta: dict[str, str]) -> list[tuple[Path, bytes]]:
+    """The files whose tensors make up the model in ``path`` (bytes ``raw``, metadata ``meta``),
+    each with its bytes, read once: the file it extends (if any), then itself, whose tensors win."""
     base_sha = meta.get(META_BASE)
     if base_sha is None:
-        return [path]
+        return [(path, raw)]
     if not SHA256_HEX.fullmatch(base_sha):
         raise ModelError(f"{path}: not a valid lbaecodec model (it extends {printable(base_sha)!r}, not a SHA-256)")
-    base = find_base(base_sha, path.parent)
-    if base is None:
+    found = find_base(base_sha, path.parent)
+    if found is None:
         raise ModelError(
             f"{path}: extends the model file of SHA-256 {base_sha[:16]}…, which is not installed "
             f"(`lbaecodec models` lists the installed ones; or put that file beside this one)"
         )
-    base_meta = read_metadata(base)
+    base, base_raw = found
+    base_meta = parse_header(base_raw, base)[0]
     if META_BASE in base_meta:
         raise ModelError(f"{path}: extends {base.name}, which extends another file in turn (one level at most)")
     if any(base_meta.get(k) != meta.get(k) for k in (META_ARCH, META_KIND)):
         raise ModelError(f"{path}: not a valid lbaecodec model (it extends {base.name}, of another architecture)")
-    return [base, path]
+    return [found, (path, raw)]
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a model file as stored, those of the file it extends included."""
-    return {name: t for layer in layers(path, read_metadata(path)) for name, t in load(layer.read_bytes()).items()}
+    raw = path.read_bytes()
+    return merged(layers(path, raw, parse_header(raw, path)[0]))
 
 
-def added_to(base: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors that are new or changed against the model file ``base``; ValueError if any
-    of base's is missing (a file that extends another can add and replace, not remove)."""
-    stored = load(base.read_bytes())
+def merged(files: list[tuple[Path, bytes]]) -> dict[str, torch.Tensor]:
+    """The tensors of ``layers``' files, later files' winning."""
+    return {name: t for _, raw in files for name, t in load(raw).items()}
+
+
+def added_to(base: Path, base_raw: bytes, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors that are new or changed against the model file ``base`` (bytes ``base_raw``);
+    ValueError if any of base's is missing (a file that extends another can add and replace, not remove)."""
+    stored = load(base_raw)
     dropped = sorted(set(stored) - set(tensors))
     if dropped:
         raise ValueError(f"the new model has no {dropped[0]} of {base.name}: it cannot extend that file")

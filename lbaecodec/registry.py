@@ -19,6 +19,7 @@ DEFAULT_MODEL = "cifar10"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
 META_BASE = "lbaecodec.base"  # a file that stores only what it adds to another: that file's SHA-256 (hex)
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_HEADER = 100_000_000  # bytes of a safetensors JSON header we are willing to parse
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # model names: never a path, safe to print
 
 
@@ -43,14 +44,25 @@ def weights_dirs() -> list[Path]:
 
 
 def read_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
-    """A safetensors file's (metadata, tensor table), without loading tensors; checked to be
-    the JSON objects the format says."""
+    """A safetensors file's (metadata, tensor table), without loading tensors."""
     try:
         with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n < 100_000_000:
-                raise ValueError("bad header length")
-            header = json.loads(f.read(n))
+            length = f.read(8)
+            n = int.from_bytes(length, "little")
+            head = f.read(n) if 0 < n < MAX_HEADER else b""
+    except OSError as e:
+        raise ModelError(f"{path}: not a readable safetensors model ({e})") from e
+    return parse_header(length + head, path)
+
+
+def parse_header(raw: bytes, path: Path) -> tuple[dict[str, str], dict[str, dict]]:
+    """(metadata, tensor table) from the start of a safetensors file's bytes; checked to be
+    the JSON objects the format says."""
+    try:
+        n = int.from_bytes(raw[:8], "little")
+        if not 0 < n < MAX_HEADER or len(raw) < 8 + n:
+            raise ValueError("bad header length")
+        header = json.loads(raw[8 : 8 + n])
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
         meta = header.pop("__metadata__", None) or {}
@@ -59,7 +71,7 @@ def read_header(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
         if not all(isinstance(v, dict) and isinstance(v.get("shape"), list) for v in header.values()):
             raise ValueError("malformed tensor table")
         return meta, header
-    except (OSError, ValueError) as e:
+    except ValueError as e:
         raise ModelError(f"{path}: not a readable safetensors model ({e})") from e
 
 
@@ -102,12 +114,16 @@ def find_by_hash(digest: bytes) -> Path | None:
     return next((p for p in unsure if model_hash(p.read_bytes()) == digest), None)
 
 
-def find_base(sha256_hex: str, beside: Path) -> Path | None:
-    """The model file whose whole SHA-256 is ``sha256_hex``: an installed one, or one in the
-    folder ``beside`` (where a model and the file it extends may be kept together), or None."""
+def find_base(sha256_hex: str, beside: Path) -> tuple[Path, bytes] | None:
+    """The model file whose whole SHA-256 is ``sha256_hex``, with the bytes that hashed so: an
+    installed one, or one in the folder ``beside`` (where a model and the file it extends may be
+    kept together), or None."""
     digest = bytes.fromhex(sha256_hex)
-    candidates = [find_by_hash(digest[:4]), *sorted(beside.glob("*.safetensors"))]
-    return next((p for p in candidates if p is not None and hashlib.sha256(p.read_bytes()).digest() == digest), None)
+    for path in [find_by_hash(digest[:4]), *sorted(beside.glob("*.safetensors"))]:
+        raw = path.read_bytes() if path is not None else b""
+        if raw and hashlib.sha256(raw).digest() == digest:
+            return path, raw
+    return None
 
 
 def resolve(spec: str | Path | None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.torch import save
 from torch import nn
 
 from . import entropy, extension, tiling
@@ -45,6 +45,7 @@ from .registry import (  # noqa: F401
     check_name,
     find_by_hash,
     model_hash,
+    parse_header,
     read_card,
     read_header,
     read_metadata,
@@ -237,12 +238,12 @@ def load_model(
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
-    layers = extension.layers(path, meta)
-    table = {name: entry for layer in layers for name, entry in read_header(layer)[1].items()}
+    raw = path.read_bytes()
+    layers = extension.layers(path, raw, meta)
+    table = {name: entry for layer, layer_raw in layers for name, entry in parse_header(layer_raw, layer)[1].items()}
     _check_table(path, table, kind, arch)
-    raws = [layer.read_bytes() for layer in layers]
     try:
-        tensors = {name: t for raw in raws for name, t in load(raw).items()}
+        tensors = extension.merged(layers)
         net = build_network(kind, arch)
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
@@ -258,7 +259,7 @@ def load_model(
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
-    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raws[-1]), pick_device(device)
+    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raw), pick_device(device)
     stages = tuple(
         Model(
             name,
@@ -353,9 +354,11 @@ def export(
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     if extends is not None:
-        extends = extension.layers(extends, read_metadata(extends))[0]  # extending an extension extends its base
-        tensors = extension.added_to(extends, tensors)
-        meta[META_BASE] = hashlib.sha256(extends.read_bytes()).hexdigest()
+        extends_raw = extends.read_bytes()
+        # extending an extension extends its base
+        extends, extends_raw = extension.layers(extends, extends_raw, parse_header(extends_raw, extends)[0])[0]
+        tensors = extension.added_to(extends, extends_raw, tensors)
+        meta[META_BASE] = hashlib.sha256(extends_raw).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, save(tensors, metadata=meta))
     write_card(path, card or {})

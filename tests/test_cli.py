@@ -1,11 +1,12 @@
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lbaecodec import cli, files
+from lbaecodec import cli, files, registry
 
 from .conftest import save_image
 
@@ -111,6 +112,20 @@ def test_models_lists_test_models():
     assert r.exit_code == 0 and "cifar10" in r.output and "gray" in r.output
     cards = json.loads(run("models", "--json").output)
     assert {c["name"] for c in cards} == {"cifar10", "gray", "other", "dual"}
+
+
+MALFORMED_CARD_FIELDS = [{"test_fid_realism": None, "realism": {}}, {"test_fid": "high"}, {"architecture": 3}]
+
+
+@pytest.mark.parametrize("field", MALFORMED_CARD_FIELDS)
+def test_models_survives_a_malformed_card(tmp_path, weights_dir, monkeypatch, field):
+    for path in weights_dir.glob("cifar10.*"):
+        shutil.copy(path, tmp_path)
+    card = next(tmp_path.glob("*.json"))
+    card.write_text(json.dumps({**json.loads(card.read_text()), **field}))
+    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path])
+    r = run("models")
+    assert r.exit_code == 0 and "cifar10" in r.output and "Traceback" not in r.output
 
 
 def test_help_teaches():

@@ -4,6 +4,7 @@ headers and cards alone (no model is loaded, torch is not imported)."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 
@@ -82,23 +83,32 @@ def models(as_json: bool) -> None:
     if not cards:
         click.echo("no models installed")
     for c in cards:
-        a = c.get("architecture", {})
-        bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
-        kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
-        fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if "test_fid" in c else ""
-        if "realism" in c:
-            measured = c.get("test_fid_realism", {}).get("fid")
-            realism_fid = f", FID {measured}" if measured else ""
-            fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
-        if c.get("later_stages"):
-            by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
-            fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
-            fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
-        if "grouped_prior" in c:
-            coded = c.get("test_bits_per_tile", {}).get("context_coded_single_tile", "?")
-            fid += f"  + grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)"
-        click.echo(
-            f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
-            f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
-            f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}"
-        )
+        try:
+            click.echo(_model_line(c))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            warnings.warn(f"{c['path']}: model card has a malformed field ({e!r}); shown by name only")
+            click.echo(c["name"])
+
+
+def _model_line(c: dict) -> str:
+    """One line of `lbaecodec models`: the card's measured figures."""
+    a = c.get("architecture") or {}
+    bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
+    kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
+    fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if c.get("test_fid") else ""
+    if "realism" in c:
+        measured = (c.get("test_fid_realism") or {}).get("fid")
+        realism_fid = f", FID {measured}" if measured else ""
+        fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
+    if c.get("later_stages"):
+        by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
+        fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
+        fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
+    if "grouped_prior" in c:
+        coded = (c.get("test_bits_per_tile") or {}).get("context_coded_single_tile", "?")
+        fid += f"  + grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)"
+    return (
+        f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
+        f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
+        f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}"
+    )
