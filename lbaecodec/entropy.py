@@ -133,6 +133,17 @@ class Prior:
         exact_in_float32 = np.abs(self.weight).sum(1).max() < 2**24
         return self.weight.astype(np.float32 if exact_in_float32 else np.float64)
 
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n codes (n, bits) of ±1 drawn from this prior, group by group (a group's bits depend
+        only on earlier groups): the distribution the files are coded under, as a generative model."""
+        weight = None if self.weight is None else self.float_weight
+        codes = np.zeros((n, self.bits), np.float64 if weight is None else weight.dtype)  # sums stay exact
+        for g in self.groups:
+            logits = self.bias[g] if weight is None else self.bias[g] + (codes[:, : g.start] @ weight[g, : g.start].T)
+            ones = rng.random((n, g.stop - g.start)) < _probabilities(np.asarray(logits, np.int64))
+            codes[:, g] = np.where(ones, 1.0, -1.0)
+        return codes.astype(np.float32)
+
     def cost_bits(self, codes: np.ndarray) -> float:
         """Ideal code length in bits of a (tiles, bits) array of ±1 codes."""
         p = _probabilities(self.logits(codes))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lbaecodec import cli, zoo
+from lbaecodec import cli, entropy, zoo
 from lbaecodec.lab import export, generate
 from lbaecodec.lab.export import code_statistics
 from lbaecodec.zoo import LABEL_MEAN, STATS_MEAN, STATS_MOMENT
@@ -140,3 +140,32 @@ def test_interpolate_accepts_single_tile_lbae(tmp_path, labelled_model):
 def test_sample_without_statistics_is_a_clean_error(tmp_path):
     r = run("sample", tmp_path / "s.png", "-m", "other")
     assert r.exit_code == 4 and "no code statistics" in r.output
+
+
+def markov_bits(n, bits, stay, seed):
+    """Each bit repeats the one before it with probability ``stay``: a chain the context prior
+    (each bit's logit linear in the earlier bits) describes exactly."""
+    rng = np.random.default_rng(seed)
+    flips = np.where(rng.random((n, bits)) < stay, 1.0, -1.0)
+    flips[:, 0] = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    return np.cumprod(flips, axis=1)
+
+
+def test_prior_method_samples_the_context_prior():
+    prior = entropy.fit(markov_bits(20_000, 12, 0.9, 0), steps=1000)
+    samples = prior.sample(20_000, np.random.default_rng(1))
+    assert set(np.unique(samples)) == {-1.0, 1.0} and samples.shape == (20_000, 12)
+    repeats = (samples[:, 1:] == samples[:, :-1]).mean(0)
+    np.testing.assert_allclose(repeats, 0.9, atol=0.02)
+    assert abs(samples[:, 0].mean()) < 0.03
+    np.testing.assert_array_equal(samples, prior.sample(20_000, np.random.default_rng(1)))
+
+
+def test_sample_cli_prior_method(tmp_path):
+    from PIL import Image
+
+    r = run("sample", tmp_path / "s.png", "-m", "cifar10", "--method", "prior", "-n", 4, "--scale", 1)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s.png").size == (2 * 34 - 2, 2 * 34 - 2)
+    r = run("sample", tmp_path / "o.png", "-m", "other", "--method", "prior")
+    assert r.exit_code == 4 and "no context prior" in r.output

@@ -54,10 +54,11 @@ def _tiles_and_latents(source: str, m):
 @click.option("-n", "count", default=64, show_default=True, help="Number of samples.")
 @click.option(
     "--method",
-    type=click.Choice(["cov", "random"]),
+    type=click.Choice(["cov", "prior", "random"]),
     default="cov",
     show_default=True,
     help="cov: Gaussian copula fitted to the training codes (the paper's method); "
+    "prior: bit by bit from the context prior that codes the model's files; "
     "random: uniform bits (the weak baseline).",
 )
 @click.option("--seed", default=0, show_default=True)

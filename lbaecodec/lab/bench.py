@@ -243,11 +243,11 @@ def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows:
     """Generation FID: n decoded samples of each method against the same test statistics."""
     from . import generate
 
-    for method in ("cov", "random"):
+    for method in ("cov", "prior", "random"):
         try:
             images = generate.sample(model, n, method, seed=0)
         except ModelError:
-            continue  # a model without code statistics cannot sample with the copula
+            continue  # a model without code statistics (or a context prior) cannot sample this way
         fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
         decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
         note = f"generation FID, {n} samples vs the test images"

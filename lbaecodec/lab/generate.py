@@ -5,7 +5,9 @@ training codes' means and pairwise second moments. For z ~ N(0, R) with unit var
 E[sign(z_i) sign(z_j)] = (2/π) arcsin(R_ij), so R = sin(π/2 · M) where M is the second-moment
 matrix of the codes extended by a constant +1 bit (its row/column holds the means). A sample
 takes the signs of z and multiplies them by the sign of the extra coordinate, which orients
-it so that E[b_i] equals the code mean.
+it so that E[b_i] equals the code mean. The "prior" method draws codes bit by bit from the
+model's context prior instead (a logistic model of each bit given the earlier ones, fitted by
+maximum likelihood on the training codes): not only pairwise moments.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from ..architecture import AUTO
+from ..container import Coding
 from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
@@ -43,6 +46,14 @@ def random_codes(bits: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(np.array([-1.0, 1.0], np.float32), size=(n, bits))
 
 
+def prior_codes(m: Model, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Codes drawn bit by bit from the model's context prior (the one that codes its files)."""
+    prior = m.prior(Coding.CONTEXT)
+    if prior is None:
+        raise ModelError(f"model {m.id} ships no context prior to sample from")
+    return prior.sample(n, rng)
+
+
 def model_statistics(m: Model) -> tuple[np.ndarray, np.ndarray]:
     if STATS_MEAN not in m.extras or STATS_MOMENT not in m.extras:
         raise ModelError(f"model {m.id} ships no code statistics; re-export it with `lbaecodec export`")
@@ -54,6 +65,8 @@ def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = 
     rng = np.random.default_rng(seed)
     if method == "cov":
         codes = sample_codes(copula_factor(*model_statistics(m)), n, rng)
+    elif method == "prior":
+        codes = prior_codes(m, n, rng)
     elif method == "random":
         codes = random_codes(m.arch.bits, n, rng)
     else:
