@@ -20,6 +20,7 @@ from lbaecodec import cli, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.errors import InputError, ModelError
 from lbaecodec.lab import adversarial, export
+from lbaecodec.lab.checkpoint import initial_weights
 from lbaecodec.lab.train import Recipe, load_checkpoint, train
 from lbaecodec.lab.trainset import split_validation
 
@@ -66,6 +67,19 @@ def test_realism_stage_trains_the_decoder_only_and_resumes(runs):
     decoder = [k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()]
     assert any(not torch.equal(trained[k], base.state_dict()[k]) for k in decoder)
     assert (root / "realism" / "epoch-1.safetensors").is_file()  # no FID probe: every epoch kept
+
+
+def test_a_realism_run_continues_a_shipped_realism_decoder():
+    dual, plain = zoo.load_model("dual", "cpu"), zoo.load_model("cifar10", "cpu")
+    net, _, progress = initial_weights("dual", zoo.ModelKind.LBAE, "realism")
+    for name, t in dual.realism.state_dict().items():
+        assert torch.equal(net.decoder.state_dict()[name], t)
+    for name, t in dual.net.encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[name], t)
+    assert progress.init_from == dual.id
+    net, _, _ = initial_weights("cifar10", zoo.ModelKind.LBAE, "realism")  # no realism decoder: the fidelity one
+    for name, t in plain.net.decoder.state_dict().items():
+        assert torch.equal(net.decoder.state_dict()[name], t)
 
 
 @pytest.mark.parametrize("norm", ["batch", "spectral"])

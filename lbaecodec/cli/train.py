@@ -135,7 +135,8 @@ ATTRIBUTES = click.option(
     default=None,
     metavar="NAME|PATH",
     help="Start from shipped weights (e.g. on a fresh machine) instead of random; a run "
-    "folder's best checkpoint also works.",
+    "folder's best checkpoint also works. --stage realism continues the model's realism decoder "
+    "if it ships one (else starts from its fidelity decoder).",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")

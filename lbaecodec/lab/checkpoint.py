@@ -163,7 +163,9 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
 
 def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Module, Architecture, Progress]:
     """(network, architecture, progress) a run starts from: a run folder's best checkpoint or a
-    shipped model; a fidelity run counts their epochs and CPU time as its own history."""
+    shipped model; a fidelity run counts their epochs and CPU time as its own history. A realism
+    run from a model that ships a realism decoder continues that decoder (and counts its
+    history); from any other model, it starts from the fidelity decoder."""
     if Path(spec).is_dir():
         ckpt = load_checkpoint(Path(spec), BEST)
         prior = ckpt.progress
@@ -176,6 +178,14 @@ def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Mo
         )
         return ckpt.model, ckpt.arch, progress
     shipped = load_model(spec, "cpu", kinds=(kind,))
+    if stage != FIDELITY and shipped.realism is not None:
+        realism = shipped.card.get("realism") or {}
+        progress = Progress(
+            init_from=shipped.id,
+            init_epochs=int(realism.get("epochs", 0)),
+            init_cpu_seconds=float(realism.get("cpu_hours", 0.0)) * 3600,
+        )
+        return shipped.net.with_decoder(shipped.realism), shipped.arch, progress
     if stage != FIDELITY:
         return shipped.net, shipped.arch, Progress(init_from=shipped.id)
     progress = Progress(

@@ -357,10 +357,10 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
     figures = evaluate(model.with_decoder(zoo.REALISM), test_images)
     return {
         "realism": {
-            "epochs": progress.epoch,
-            "best_epoch": progress.best_epoch,
+            "epochs": progress.total_epochs,  # with those of a realism decoder it continued
+            "best_epoch": progress.init_epochs + progress.best_epoch,
             "selected_on": f"validation split ({progress.best_metric})",
-            "cpu_hours": round(progress.cpu_seconds / 3600, 2),
+            "cpu_hours": round(progress.total_cpu_hours, 2),
             "gpu_hours": round(progress.gpu_seconds / 3600, 3),
             "trained_on": progress.device,
             "recipe": asdict(ckpt.recipe),
