@@ -169,3 +169,26 @@ def test_sample_cli_prior_method(tmp_path):
     assert Image.open(tmp_path / "s.png").size == (2 * 34 - 2, 2 * 34 - 2)
     r = run("sample", tmp_path / "o.png", "-m", "other", "--method", "prior")
     assert r.exit_code == 4 and "no context prior" in r.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "{out}", "--seed", "-1"], "-1 is not in the range x>=0"),
+        (["sample", "{out}", "--scale", "0"], "0 is not in the range 1<=x<=64"),
+        (["sample", "{out}", "-n", "400000"], "over the limit"),
+        (["sample", "{out}", "-n", "64", "--scale", "64"], "over the limit"),
+    ],
+)
+def test_generation_options_are_checked_before_any_work(tmp_path, args, message):
+    r = run(*(a.format(out=tmp_path / "g.png") for a in args))
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_decode_in_parts_keeps_the_order():
+    m = zoo.load_model("cifar10", device="cpu")
+    codes = np.where(np.random.default_rng(0).random((10, 600)) < 0.5, 1.0, -1.0).astype(np.float32)
+    parts, whole = generate.decode(m, codes, batch=3), generate.decode(m, codes).astype(np.int16)
+    assert parts.shape == whole.shape == (10, 32, 32, 3)
+    assert np.abs(parts - whole).max() <= 1  # a CPU's float kernels may differ by batch size: a level at most

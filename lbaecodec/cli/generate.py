@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     import numpy as np
 
 MODEL = model_option("cifar10", "Its bit space is the one explored.")
+SCALE = click.option(
+    "--scale", default=2, show_default=True, type=click.IntRange(1, 64), help="Upscale the grid (nearest neighbour)."
+)
+
+
+def _check_grid(m, count: int, cols: int, scale: int) -> None:
+    """Refuse, before any work, a grid over the pixel limit that decoding images obeys."""
+    from ..fileinfo import PILLOW_LIMIT, check_pixels, pixel_limit
+    from ..lab.generate import GAP
+
+    rows, side = -(-count // cols), m.arch.size + GAP
+    check_pixels((cols * side - GAP) * scale, (rows * side - GAP) * scale, pixel_limit(PILLOW_LIMIT))
 
 
 def _png(array: np.ndarray, scale: int = 1) -> bytes:
@@ -61,8 +73,8 @@ def _tiles_and_latents(source: str, m):
     "prior: bit by bit from the context prior that codes the model's files; "
     "random: uniform bits (the weak baseline).",
 )
-@click.option("--seed", default=0, show_default=True)
-@click.option("--scale", default=2, show_default=True, help="Upscale the grid (nearest neighbour).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@SCALE
 @click.option("--out-dir", default=None, metavar="DIR", help="Also write each sample as DIR/sample_NNNN.png.")
 @decoder_option("auto")
 @DEVICE
@@ -82,8 +94,10 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, devi
     refuse_existing(output, force)
     m = load_model(model, device)
     m.with_decoder(decoder)  # a missing decoder fails before any work
+    cols = math.ceil(math.sqrt(count))
+    _check_grid(m, count, cols, scale)
     images = generate.sample(m, count, method, seed, decoder)
-    write_output(output, _png(generate.mosaic(images, math.ceil(math.sqrt(count))), scale), force)
+    write_output(output, _png(generate.mosaic(images, cols), scale), force)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(images):
@@ -96,7 +110,7 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, devi
 @click.argument("output")
 @MODEL
 @click.option("--steps", default=10, show_default=True, help="Images in the strip, endpoints included.")
-@click.option("--scale", default=2, show_default=True)
+@SCALE
 @decoder_option("auto")
 @DEVICE
 @FORCE
@@ -116,6 +130,7 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, devi
     refuse_existing(output, force)
     m = load_model(model, device)
     m.with_decoder(decoder)
+    _check_grid(m, steps, steps, scale)
     (a, za), (b, zb) = _tiles_and_latents(image_a, m), _tiles_and_latents(image_b, m)
     import numpy as np
 
@@ -147,9 +162,10 @@ def interpolate_cmd(image_a, image_b, output, model, steps, scale, decoder, devi
     "--steps",
     default=1,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Strip of edits from strength 0 to --strength (1 = the edited image only).",
 )
-@click.option("--scale", default=2, show_default=True)
+@SCALE
 @decoder_option("auto")
 @DEVICE
 @FORCE
@@ -166,6 +182,7 @@ def edit_cmd(image, output, model, towards, strength, steps, scale, decoder, dev
     refuse_existing(output, force)
     m = load_model(model, device)
     m.with_decoder(decoder)
+    _check_grid(m, steps, steps, scale)
     _, z = _tiles_and_latents(image, m)
     if z is None:
         raise InputError("edit needs an image, not a .lbae file")

@@ -22,6 +22,7 @@ from ..images import to_float, to_uint8
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
 
 EIG_FLOOR = 1e-4
+GAP = 2  # white pixels between the images of a grid
 
 
 def copula_factor(mean: np.ndarray, moment: np.ndarray) -> np.ndarray:
@@ -74,10 +75,13 @@ def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = 
     return decode(m, codes, decoder)
 
 
-def decode(m: Model, codes: np.ndarray, decoder: str = AUTO) -> np.ndarray:
-    """Codes (n, bits) → uint8 images (n, S, S, C) through the named decoder."""
-    x = m.with_decoder(decoder).decode(torch.from_numpy(np.ascontiguousarray(codes, np.float32)).to(m.device))
-    return to_uint8(x)
+def decode(m: Model, codes: np.ndarray, decoder: str = AUTO, batch: int = 10_000) -> np.ndarray:
+    """Codes (n, bits) → uint8 images (n, S, S, C) through the named decoder, ``batch`` at a
+    time: a bench's 10,000 samples in one batch, as they always were (a CPU's float results
+    can depend on the batch size, and FID caches key on pixels); more than that in parts."""
+    net, codes = m.with_decoder(decoder), torch.from_numpy(np.ascontiguousarray(codes, np.float32))
+    starts = range(0, len(codes), batch)
+    return np.concatenate([to_uint8(net.decode(codes[i : i + batch].to(m.device))) for i in starts])
 
 
 def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
@@ -135,7 +139,7 @@ def direction(m: Model, towards: str) -> np.ndarray:
     raise InputError(f"unknown label or attribute {towards!r}; model {m.name} knows: {known}")
 
 
-def mosaic(images: np.ndarray, cols: int, gap: int = 2) -> np.ndarray:
+def mosaic(images: np.ndarray, cols: int, gap: int = GAP) -> np.ndarray:
     """(n, H, W, C) → one (rows·(H+gap)−gap, cols·(W+gap)−gap, C) image, white gaps."""
     n, h, w, c = images.shape
     rows = -(-n // cols)
