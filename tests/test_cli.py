@@ -149,3 +149,22 @@ def test_quick_commands_do_not_load_torch(tmp_path, png, args):
     )
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr[-500:]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--threads", "-2"],
+        ["train", "--batch", "0"],
+        ["train", "--lr", "-1"],
+        ["train", "--epochs", "-1"],
+        ["add-prior", "cifar10", "--groups", "0", "--name", "x", "--out", "x.safetensors"],
+        ["evaluate", "--limit", "0"],
+    ],
+)
+def test_numeric_options_are_checked_before_any_data_is_read(args, monkeypatch):
+    from lbaecodec.lab import data
+
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data read before the options were checked"))
+    r = run(*args)
+    assert r.exit_code == 2 and "is not in the range" in r.output and "Traceback" not in r.output

@@ -148,7 +148,7 @@ def bench_cmd(
 @model_option(default_help="[default: the dataset's shipped model]")
 @DATASET
 @DATA_DIR
-@click.option("--limit", default=None, type=int, help="Use N evenly spaced test images.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Use N evenly spaced test images.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @DEVICE
 @clean_errors

@@ -22,11 +22,13 @@ SCALE = click.option(
 
 def _check_grid(m, count: int, cols: int, scale: int) -> None:
     """Refuse, before any work, a grid over the pixel limit that decoding images obeys."""
-    from ..fileinfo import PILLOW_LIMIT, check_pixels, pixel_limit
+    from ..fileinfo import PILLOW_LIMIT, pixel_limit
     from ..lab.generate import GAP
 
-    rows, side = -(-count // cols), m.arch.size + GAP
-    check_pixels((cols * side - GAP) * scale, (rows * side - GAP) * scale, pixel_limit(PILLOW_LIMIT))
+    rows, side, limit = -(-count // cols), m.arch.size + GAP, pixel_limit(PILLOW_LIMIT)
+    width, height = (cols * side - GAP) * scale, (rows * side - GAP) * scale
+    if limit is not None and width * height > limit:
+        raise InputError(f"a {width}x{height} grid is over the limit of {limit} pixels: fewer images, smaller --scale")
 
 
 def _png(array: np.ndarray, scale: int = 1) -> bytes:

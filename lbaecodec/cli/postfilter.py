@@ -16,7 +16,13 @@ from .common import NEW_MODEL, PHOTO_DIR, clean_errors
 @click.argument("model")
 @NEW_MODEL
 @PHOTO_DIR
-@click.option("--steps", default=3000, show_default=True, help="Optimiser steps (batches of 16 crops of 96×96).")
+@click.option(
+    "--steps",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Optimiser steps (batches of 16 crops of 96×96).",
+)
 @click.option(
     "--stages",
     "stage_count",
@@ -26,7 +32,9 @@ from .common import NEW_MODEL, PHOTO_DIR, clean_errors
     help="Train the filter for canvases decoded with this many residual stages (each number of "
     "stages has its own filter, or none).",
 )
-@click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's choice].")
+@click.option(
+    "--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads [default: torch's choice]."
+)
 @clean_errors
 def add_postfilter_cmd(
     model: str,

@@ -16,7 +16,7 @@ from .common import NEW_MODEL, clean_errors, model_dataset
 @click.option(
     "--groups",
     required=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Runs of consecutive bits; each is decoded in one coder call per file (a dense prior: one per bit).",
 )
 @NEW_MODEL

@@ -55,29 +55,41 @@ ATTRIBUTES = click.option(
     "--epochs",
     default=30,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Total epochs (a resumed run continues to this). 0: fit --budget-minutes.",
 )
 @click.option(
     "--budget-minutes",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="With --epochs 0: the second epoch's time sets how many epochs fit this budget.",
 )
 @click.option(
     "--max-minutes",
     default=None,
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help="Stop (checkpointed) after the epoch that passes this much time; --resume continues.",
 )
-@click.option("--width", default=24, show_default=True, help="Channels of the first layer (64 = paper size).")
-@click.option("--batch", default=128, show_default=True)
 @click.option(
-    "--lr", default=None, type=float, help="Peak learning rate (cosine decay to 1%). [default: 1e-3; realism: 1e-4]"
+    "--width",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Channels of the first layer (64 = paper size).",
+)
+@click.option("--batch", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lr",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate (cosine decay to 1%). [default: 1e-3; realism: 1e-4]",
 )
 @click.option(
     "--adv-weight",
     default=0.5,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="realism: λ on the adversarial loss, times VQGAN's adaptive balance (the ratio of "
     "the reconstruction and adversarial gradients at the last layer; ~0.002 with MSE).",
 )
@@ -86,7 +98,9 @@ ATTRIBUTES = click.option(
     is_flag=True,
     help="realism: use --adv-weight as a fixed λ (e.g. 0.1), no adaptive balance: one backward pass fewer per step.",
 )
-@click.option("--disc-width", default=64, show_default=True, help="realism: discriminator channels.")
+@click.option(
+    "--disc-width", default=64, show_default=True, type=click.IntRange(min=1), help="realism: discriminator channels."
+)
 @click.option(
     "--disc-norm",
     type=click.Choice(DISC_NORMS),
@@ -99,6 +113,7 @@ ATTRIBUTES = click.option(
     "--disc-lr",
     default=2e-4,
     show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
     help="realism: the discriminator's Adam learning rate (lower it for a discriminator that wins too fast).",
 )
 @click.option(
@@ -106,6 +121,7 @@ ATTRIBUTES = click.option(
     "r1_gamma",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(min=0),
     help="realism: γ of an R1 gradient penalty on the discriminator's real images (e.g. 1 or 10; 0: none); "
     "keeps a winning discriminator's gradients informative. One extra backward pass through it per step.",
 )
@@ -113,12 +129,14 @@ ATTRIBUTES = click.option(
     "--disc-warmup",
     default=200,
     show_default=True,
+    type=click.IntRange(min=0),
     help="realism: steps the discriminator trains alone before the decoder listens to it.",
 )
 @click.option(
     "--val-size",
     default=5000,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Validation images carved (seeded, at random) from the training split; the best "
     "epoch is chosen on them, never on the test split.",
 )
@@ -126,6 +144,7 @@ ATTRIBUTES = click.option(
     "--val-fid",
     default=0,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Also measure FID on this many validation images each epoch (bench extra; "
     "realism selects its best epoch by it).",
 )
@@ -141,8 +160,10 @@ ATTRIBUTES = click.option(
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (fidelity stage).")
-@click.option("--threads", default=None, type=int, help="CPU threads. [default: all cores]")
-@click.option("--limit", default=None, type=int, help="Use only the first N training images (smoke runs).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads. [default: all cores]")
+@click.option(
+    "--limit", default=None, type=click.IntRange(min=2), help="Use only the first N training images (smoke runs)."
+)
 @click.option(
     "--export",
     "export_to",
