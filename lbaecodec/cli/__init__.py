@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, codec, generate, info, postfilter, prior, stages, train
+from . import bench, codec, export, generate, info, postfilter, prior, stages, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,13 +27,13 @@ for command in (
     info.info,
     info.models,
     train.train_cmd,
-    train.export_cmd,
-    train.add_decoder_cmd,
+    export.export_cmd,
+    export.add_decoder_cmd,
     prior.add_prior_cmd,
     postfilter.add_postfilter_cmd,
     stages.stage_data_cmd,
     stages.add_stage_cmd,
-    train.export_onnx_cmd,
+    export.export_onnx_cmd,
     bench.evaluate_cmd,
     bench.bench_cmd,
     generate.sample_cmd,
