@@ -133,16 +133,26 @@ class Prior:
         exact_in_float32 = np.abs(self.weight).sum(1).max() < 2**24
         return self.weight.astype(np.float32 if exact_in_float32 else np.float64)
 
+    def signs_buffer(self, tiles: int) -> np.ndarray:
+        """Zeros (bits, tiles) to hold decoded ±1 bits, in the dtype ``group_logits`` sums in
+        exactly (``float_weight``'s)."""
+        return np.zeros((self.bits, tiles), np.float64 if self.weight is None else self.float_weight.dtype)
+
+    def group_logits(self, group: slice, signs: np.ndarray) -> np.ndarray:
+        """Integer logits (group bits, tiles) of a ``groups`` entry, given the earlier groups'
+        bits in ``signs`` (a ``signs_buffer``)."""
+        if self.weight is not None and group.start:
+            return self.bias[group, None] + _earlier_sums(self.float_weight, group, signs).astype(np.int64)
+        return np.repeat(self.bias[group, None], signs.shape[1], axis=1)  # the first group, or factorized
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n codes (n, bits) of ±1 drawn from this prior, group by group (a group's bits depend
-        only on earlier groups): the distribution the files are coded under, as a generative model."""
-        weight = None if self.weight is None else self.float_weight
-        codes = np.zeros((n, self.bits), np.float64 if weight is None else weight.dtype)  # sums stay exact
+        """n codes (n, bits) of ±1 drawn from this prior, group by group, with the logits the
+        coder uses: the distribution the files are coded under, as a generative model."""
+        signs = self.signs_buffer(n)
         for g in self.groups:
-            logits = self.bias[g] if weight is None else self.bias[g] + (codes[:, : g.start] @ weight[g, : g.start].T)
-            ones = rng.random((n, g.stop - g.start)) < _probabilities(np.asarray(logits, np.int64))
-            codes[:, g] = np.where(ones, 1.0, -1.0)
-        return codes.astype(np.float32)
+            ones = rng.random((n, g.stop - g.start)).T < _probabilities(self.group_logits(g, signs))
+            signs[g] = np.where(ones, 1.0, -1.0)
+        return signs.T.astype(np.float32)
 
     def cost_bits(self, codes: np.ndarray) -> float:
         """Ideal code length in bits of a (tiles, bits) array of ±1 codes."""
@@ -264,15 +274,10 @@ def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -
             start += count
         except ValueError as e:
             results[k] = e
-    weight = None if prior.weight is None else prior.float_weight
-    signs = np.zeros((prior.bits, start), np.float64 if weight is None else weight.dtype)  # sums stay exact
+    signs = prior.signs_buffer(start)
     probs, n_bits = np.zeros((prior.bits, start)), prior.bits
     for g in prior.groups:
-        if weight is not None and g.start:  # (group bits, tiles)
-            logits = prior.bias[g, None] + _earlier_sums(weight, g, signs).astype(np.int64)
-        else:  # the first group, or a factorized prior: the bias alone
-            logits = np.repeat(prior.bias[g, None], start, axis=1)
-        entries = np.minimum(np.maximum(logits, -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
+        entries = np.minimum(np.maximum(prior.group_logits(g, signs), -MAX_LOGIT), MAX_LOGIT) + MAX_LOGIT
         probs[g] = _coder_probabilities()[entries]
         signs[g] = 2.0 * _decode_step(streams, g, entries, probs[g], n_bits, results) - 1
     for s in streams:  # only the canonical stream is accepted: no silent junk (the probabilities are known)

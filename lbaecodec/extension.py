@@ -39,10 +39,15 @@ def layers(path: Path, raw: bytes, meta: dict[str, str]) -> list[tuple[Path, byt
     return [found, (path, raw)]
 
 
+def read_layers(path: Path) -> list[tuple[Path, bytes]]:
+    """``layers`` of the model file at ``path``, read from disk (each file once)."""
+    raw = path.read_bytes()
+    return layers(path, raw, parse_header(raw, path)[0])
+
+
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a model file as stored, those of the file it extends included."""
-    raw = path.read_bytes()
-    return merged(layers(path, raw, parse_header(raw, path)[0]))
+    return merged(read_layers(path))
 
 
 def merged(files: list[tuple[Path, bytes]]) -> dict[str, torch.Tensor]:

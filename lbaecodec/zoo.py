@@ -227,7 +227,7 @@ def load_model(
     ``kinds``: which networks the caller can use (codec work needs an LBAE; the bench also
     loads the VAE and VQ-VAE baselines)."""
     path = resolve(spec)
-    meta, table = read_header(path)
+    meta = read_header(path)[0]  # kind and architecture checked before the whole file is read
     try:
         kind = ModelKind(meta.get(META_KIND, ModelKind.LBAE))
     except ValueError:
@@ -238,9 +238,8 @@ def load_model(
         arch = Architecture.from_dict(json.loads(meta[META_ARCH]))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
-    raw = path.read_bytes()
-    layers = extension.layers(path, raw, meta)
-    table = {name: entry for layer, layer_raw in layers for name, entry in parse_header(layer_raw, layer)[1].items()}
+    layers = extension.read_layers(path)
+    table = {name: entry for layer, raw in layers for name, entry in parse_header(raw, layer)[1].items()}
     _check_table(path, table, kind, arch)
     try:
         tensors = extension.merged(layers)
@@ -259,7 +258,7 @@ def load_model(
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"{path}: not a valid lbaecodec model ({first_line})") from e
-    name, digest, where = meta.get(META_NAME, path.stem), model_hash(raw), pick_device(device)
+    name, digest, where = meta.get(META_NAME, path.stem), model_hash(layers[-1][1]), pick_device(device)
     stages = tuple(
         Model(
             name,
@@ -354,9 +353,7 @@ def export(
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extras or {}).items()})
     meta = {META_ARCH: json.dumps(net.arch.to_dict()), META_NAME: name, META_KIND: str(net.kind)}
     if extends is not None:
-        extends_raw = extends.read_bytes()
-        # extending an extension extends its base
-        extends, extends_raw = extension.layers(extends, extends_raw, parse_header(extends_raw, extends)[0])[0]
+        extends, extends_raw = extension.read_layers(extends)[0]  # extending an extension extends its base
         tensors = extension.added_to(extends, extends_raw, tensors)
         meta[META_BASE] = hashlib.sha256(extends_raw).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)

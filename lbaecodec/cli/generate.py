@@ -23,10 +23,10 @@ SCALE = click.option(
 def _check_grid(m, count: int, cols: int, scale: int) -> None:
     """Refuse, before any work, a grid over the pixel limit that decoding images obeys."""
     from ..fileinfo import PILLOW_LIMIT, pixel_limit
-    from ..lab.generate import GAP
+    from ..lab.generate import mosaic_shape
 
-    rows, side, limit = -(-count // cols), m.arch.size + GAP, pixel_limit(PILLOW_LIMIT)
-    width, height = (cols * side - GAP) * scale, (rows * side - GAP) * scale
+    height, width = (scale * side for side in mosaic_shape(count, cols, m.arch.size, m.arch.size))
+    limit = pixel_limit(PILLOW_LIMIT)
     if limit is not None and width * height > limit:
         raise InputError(f"a {width}x{height} grid is over the limit of {limit} pixels: fewer images, smaller --scale")
 

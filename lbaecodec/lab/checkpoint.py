@@ -178,19 +178,15 @@ def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Mo
         )
         return ckpt.model, ckpt.arch, progress
     shipped = load_model(spec, "cpu", kinds=(kind,))
-    if stage != FIDELITY and shipped.realism is not None:
-        realism = shipped.card.get("realism") or {}
-        progress = Progress(
-            init_from=shipped.id,
-            init_epochs=int(realism.get("epochs", 0)),
-            init_cpu_seconds=float(realism.get("cpu_hours", 0.0)) * 3600,
-        )
-        return shipped.net.with_decoder(shipped.realism), shipped.arch, progress
-    if stage != FIDELITY:
+    if stage == FIDELITY:
+        net, history = shipped.net, shipped.card
+    elif shipped.realism is not None:
+        net, history = shipped.net.with_decoder(shipped.realism), shipped.card.get("realism") or {}
+    else:
         return shipped.net, shipped.arch, Progress(init_from=shipped.id)
     progress = Progress(
         init_from=shipped.id,
-        init_epochs=int(shipped.card.get("epochs", 0)),
-        init_cpu_seconds=float(shipped.card.get("cpu_hours", 0.0)) * 3600,
+        init_epochs=int(history.get("epochs", 0)),
+        init_cpu_seconds=float(history.get("cpu_hours", 0.0)) * 3600,
     )
-    return shipped.net, shipped.arch, progress
+    return net, shipped.arch, progress

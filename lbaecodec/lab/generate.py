@@ -139,11 +139,16 @@ def direction(m: Model, towards: str) -> np.ndarray:
     raise InputError(f"unknown label or attribute {towards!r}; model {m.name} knows: {known}")
 
 
+def mosaic_shape(n: int, cols: int, h: int, w: int, gap: int = GAP) -> tuple[int, int]:
+    """(height, width) of the mosaic of n images of h×w in ``cols`` columns."""
+    rows = -(-n // cols)
+    return rows * (h + gap) - gap, cols * (w + gap) - gap
+
+
 def mosaic(images: np.ndarray, cols: int, gap: int = GAP) -> np.ndarray:
     """(n, H, W, C) → one (rows·(H+gap)−gap, cols·(W+gap)−gap, C) image, white gaps."""
     n, h, w, c = images.shape
-    rows = -(-n // cols)
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), 255, np.uint8)
+    out = np.full((*mosaic_shape(n, cols, h, w, gap), c), 255, np.uint8)
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
         out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = img
