@@ -9,8 +9,10 @@ its degree d_k, and bit i's logit adds ReLU units with d_k ≤ i, so the model s
 autoregressive and a decoder could still go bit by bit. Float models, no integer version yet:
 ideal bits (−log2 of the probabilities), not a range coder's output.
 
-Encodes the training split with the model, fits on all but the last 5,000 training images
-(Adam, batch 512, cosine learning rate) and measures on those 5,000 (never the test split): a
+Encodes the training split with the model, fits on all but a seeded random 5,000 training
+images (``trainset.split_validation``, as training carves its validation split; the local CIFAR-10
+copy is sorted by class, so "the last 5,000" would be trucks alone) with Adam, batch 512, cosine
+learning rate, and measures on those 5,000 (never the test split): a
 linear prior refitted the way `entropy.fit` fits the shipped one, then MADE for each hidden
 size. Writes bench/results/hidden-prior-MODEL/results.{json,md}.
 """
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from lbaecodec import entropy
-from lbaecodec.lab import data
+from lbaecodec.lab import data, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.zoo import load_model
 
@@ -84,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     model = load_model(args.model, "cpu")
     codes = encode_all(model.net, data.load(args.dataset, "train", args.data_dir)[0])
-    fit_on, val = codes[:-VAL], codes[-VAL:]
+    fit_on, _, val = trainset.split_validation(codes, None, VAL)
     x_fit, x_val = (torch.from_numpy(c.astype(np.float32)) for c in (fit_on, val))
     linear = entropy.fit(fit_on)
     rows = [{"prior": "linear (entropy.fit, integer)", "val_ideal_bits": round(linear.cost_bits(val) / VAL, 1)}]
@@ -106,7 +108,8 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Context priors for {model.id}'s codes: fitted on {len(fit_on)} training images, ideal bits per "
-        f"image on the last {VAL} (validation). MADE: {args.steps} Adam steps of {BATCH}.",
+        f"image on {VAL} others (validation: a seeded random draw from the training split). "
+        f"MADE: {args.steps} Adam steps of {BATCH}.",
         f"Command: `python bench/hidden_prior.py --model {args.model} --dataset {args.dataset} "
         f"--data-dir {args.data_dir} --hidden {args.hidden} --steps {args.steps}`",
         "",

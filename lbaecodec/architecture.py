@@ -10,6 +10,9 @@ from enum import Enum
 from .errors import InputError, ModelError
 
 FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
+# the seam post-filter (deblock.PostFilter): its default size, and the largest a model file may hold
+FILTER_WIDTH, FILTER_LAYERS = 16, 3
+MAX_FILTER_WIDTH, MAX_FILTER_LAYERS = 256, 16
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save
 from torch import nn
 
-from . import entropy, extension, tiling
+from . import deblock, entropy, extension, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Coding, Header
 from .deblock import PostFilter
@@ -169,10 +169,11 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
             expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
-        post = {k: list(v.shape) for k, v in PostFilter(arch.channels).state_dict().items()}
         for prefix in (postfilter_prefix(k) for k in (1, *later)):
-            if any(k.startswith(prefix) for k in table):
-                expected.update({prefix + k: shape for k, shape in post.items()})
+            shapes = {k[len(prefix) :]: v["shape"] for k, v in table.items() if k.startswith(prefix)}
+            if shapes:
+                post = deblock.from_shapes(arch.channels, shapes).state_dict()
+                expected.update({prefix + k: list(v.shape) for k, v in post.items()})
     for name, shape in expected.items():
         if name not in table or table[name]["shape"] != shape:
             found = table[name]["shape"] if name in table else "missing"
@@ -247,11 +248,11 @@ def load_model(
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
         realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
-        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, lambda: PostFilter(arch.channels))
+        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, _filter_like(tensors, POSTFILTER_PREFIX, arch))
         later = [
             (
                 _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch)),
-                _optional_part(tensors, postfilter_prefix(k), lambda: PostFilter(arch.channels)),
+                _optional_part(tensors, postfilter_prefix(k), _filter_like(tensors, postfilter_prefix(k), arch)),
             )
             for k in _stage_numbers(tensors, path)
         ]
@@ -281,6 +282,11 @@ def load_model(
         postfilter=_for_inference(postfilter, where),
         later_stages=stages,
     )
+
+
+def _filter_like(tensors: dict[str, torch.Tensor], prefix: str, arch: Architecture) -> Callable[[], PostFilter]:
+    shapes = {k[len(prefix) :]: list(v.shape) for k, v in tensors.items() if k.startswith(prefix)}
+    return lambda: deblock.from_shapes(arch.channels, shapes)
 
 
 def postfilter_prefix(stage: int) -> str:

@@ -356,3 +356,22 @@ def test_the_shipped_filters_per_stage_count_refine_photo_s2():
         decoded = [codec.decode(f, m) for f, m in zip(files, (plain, filtered), strict=True)]
         errors = [np.mean((_pixels(img) - _pixels(original)) ** 2) for img in decoded]
         assert errors[1] < errors[0], (level, errors)
+
+
+def test_photo_s2f2_adds_filters_against_the_grid_to_photo_s2():
+    """`photo-s2f2` is stored as an extension of `photo-s2` (its two filters only): the same
+    payloads as `photo-s2f`, and after two stages less of the tile grid on a real photograph."""
+    from lbaecodec.lab.metrics import quality
+    from lbaecodec.registry import META_BASE, read_metadata
+
+    path = SHIPPED_PHOTO_S2.with_name("lbae-photo-s2f2-600.safetensors")
+    assert META_BASE in read_metadata(path) and path.stat().st_size < 100_000
+    models = [
+        zoo.load_model(SHIPPED_PHOTO_S2.with_name(f"lbae-{n}-600.safetensors"), "cpu")
+        for n in ("photo-s2f", "photo-s2f2")
+    ]
+    original = Image.open(SHIPPED_PHOTO_S2.parents[1] / "examples" / "astronaut.png").convert("RGB")
+    files = [codec.encode(original, m, stage_count=2) for m in models]
+    assert container.read_stages(files[0])[1] == container.read_stages(files[1])[1]
+    grids = [quality.blockiness(_pixels(codec.decode(f, m)), 32) for f, m in zip(files, models, strict=True)]
+    assert grids[1] < grids[0], grids
