@@ -36,7 +36,8 @@ def tile_errors(decoded: np.ndarray, original: np.ndarray, grid: Grid) -> np.nda
 
 
 def photo_points(model, img: np.ndarray, level: int) -> dict:
-    """{choice: (bits, psnr)} for one photo at one quality: stage 1, both stages, per-tile λ."""
+    """{choice: (bits per pixel, PSNR, share of tiles with stage 2)} for one photo at one quality:
+    stage 1 alone, both stages everywhere, and stage 2 per tile for each λ."""
     height, width = img.shape[:2]
     size = knob.coded_size(width, height, level)
     canvas = np.asarray(knob.resample(Image.fromarray(img), size))
