@@ -170,9 +170,8 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
         if any(k.startswith(REALISM_PREFIX) for k in table):
             expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
         for prefix in (postfilter_prefix(k) for k in (1, *later)):
-            shapes = {k[len(prefix) :]: v["shape"] for k, v in table.items() if k.startswith(prefix)}
-            if shapes:
-                post = deblock.from_shapes(arch.channels, shapes).state_dict()
+            if any(k.startswith(prefix) for k in table):
+                post = _filter_like(table, prefix, arch)().state_dict()
                 expected.update({prefix + k: list(v.shape) for k, v in post.items()})
     for name, shape in expected.items():
         if name not in table or table[name]["shape"] != shape:
@@ -248,11 +247,11 @@ def load_model(
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
         realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
-        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, _filter_like(tensors, POSTFILTER_PREFIX, arch))
+        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, _filter_like(table, POSTFILTER_PREFIX, arch))
         later = [
             (
                 _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch)),
-                _optional_part(tensors, postfilter_prefix(k), _filter_like(tensors, postfilter_prefix(k), arch)),
+                _optional_part(tensors, postfilter_prefix(k), _filter_like(table, postfilter_prefix(k), arch)),
             )
             for k in _stage_numbers(tensors, path)
         ]
@@ -284,8 +283,10 @@ def load_model(
     )
 
 
-def _filter_like(tensors: dict[str, torch.Tensor], prefix: str, arch: Architecture) -> Callable[[], PostFilter]:
-    shapes = {k[len(prefix) :]: list(v.shape) for k, v in tensors.items() if k.startswith(prefix)}
+def _filter_like(table: dict[str, dict], prefix: str, arch: Architecture) -> Callable[[], PostFilter]:
+    """Builds the filter stored under ``prefix`` at the size its tensor table gives: the same
+    for the shape check (``_check_table``) as for loading."""
+    shapes = {k[len(prefix) :]: entry["shape"] for k, entry in table.items() if k.startswith(prefix)}
     return lambda: deblock.from_shapes(arch.channels, shapes)
 
 
