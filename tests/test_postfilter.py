@@ -31,6 +31,12 @@ def _random_filter(channels: int = 3, seed: int = 0, width: int = 16, layers: in
     return post.eval()
 
 
+def _cifar10_and_a_photo() -> tuple[zoo.Model, np.ndarray]:
+    """The shipped cifar10 model and a real photograph (its tile seams are what a filter can fix)."""
+    photo = Image.open(SHIPPED_CIFAR10.parents[1] / "examples" / "astronaut.png").convert("RGB")
+    return zoo.load_model(SHIPPED_CIFAR10, "cpu"), np.asarray(photo)
+
+
 def test_strips_give_what_one_pass_over_the_canvas_gives(monkeypatch):
     pixels = np.random.default_rng(0).integers(0, 256, (70, 45, 3), np.uint8)
     post = _random_filter()
@@ -99,9 +105,8 @@ def test_onnx_export_refuses_a_model_with_a_filter(filtered_model, tmp_path):
 
 
 def test_training_lowers_the_error_on_its_canvases():
-    """The shipped cifar10 model on a real photograph (its tile seams are what a filter can fix)."""
-    m = zoo.load_model(SHIPPED_CIFAR10, "cpu")
-    photo = np.asarray(Image.open(SHIPPED_CIFAR10.parents[1] / "examples" / "astronaut.png").convert("RGB"))
+    """A filter trained on the shipped cifar10 model's canvas of a photograph lowers its error."""
+    m, photo = _cifar10_and_a_photo()
     post, cost = train_postfilter(m, [photo], PostFilterRecipe(steps=100, batch=4, crop=64), log=lambda _: None)
     decoded = decoded_canvases(m, [photo])[0]
     filtered = deblock.apply(post, decoded, m.arch.size, torch.device("cpu"))
@@ -119,8 +124,7 @@ def test_the_seam_loss_sees_steps_across_tile_borders_only():
 
 def test_the_seam_loss_leaves_less_of_the_grid():
     """The same short training with and without the border-step term, on cifar10's canvas of a photo."""
-    m = zoo.load_model(SHIPPED_CIFAR10, "cpu")
-    photo = np.asarray(Image.open(SHIPPED_CIFAR10.parents[1] / "examples" / "astronaut.png").convert("RGB"))
+    m, photo = _cifar10_and_a_photo()
     recipes = [PostFilterRecipe(steps=60, batch=4, crop=64, seam_weight=w) for w in (0.0, 16.0)]
     filters = [train_postfilter(m, [photo], r, log=lambda _: None)[0] for r in recipes]
     decoded = decoded_canvases(m, [photo])[0]
