@@ -6,8 +6,9 @@
 The shipped context prior gives each bit a logit linear in the tile's earlier bits. This probe
 adds one hidden layer in MADE's way (Germain et al. 2015): hidden unit k sees only bits before
 its degree d_k, and bit i's logit adds ReLU units with d_k ≤ i, so the model stays
-autoregressive and a decoder could still go bit by bit. Float models, no integer version yet:
-ideal bits (−log2 of the probabilities), not a range coder's output.
+autoregressive and a decoder can still go bit by bit (`lbaecodec add-prior --hidden` ships
+one). Ideal bits (−log2 of the probabilities) of the float model and of the integer prior it
+rounds to, not a range coder's output.
 
 Encodes the training split with the model, fits on all but a seeded random 5,000 training
 images (``trainset.split_validation``, as training carves its validation split; the local CIFAR-10
@@ -19,61 +20,15 @@ size. Writes bench/results/hidden-prior-MODEL/results.{json,md}.
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from lbaecodec import entropy
-from lbaecodec.lab import data, trainset
+from lbaecodec.lab import data, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.zoo import load_model
 
-VAL, BATCH, LR = 5000, 512, 2e-3
-
-
-class Made(torch.nn.Module):
-    """logit_i = b_i + Σ_{j<i} W_ij x_j + Σ_{k: d_k ≤ i} V_ik relu(c_k + Σ_{j<d_k} U_kj x_j)."""
-
-    def __init__(self, codes: torch.Tensor, hidden: int) -> None:
-        super().__init__()
-        n = codes.shape[1]
-        degree = torch.arange(hidden) * (n - 1) // hidden + 1  # 1 … n−1, spread evenly
-        self.register_buffer("in_mask", (torch.arange(n)[None] < degree[:, None]).float())
-        self.register_buffer("out_mask", (degree[None] <= torch.arange(n)[:, None]).float())
-        self.register_buffer("skip_mask", torch.tril(torch.ones(n, n), -1))
-        self.bias = torch.nn.Parameter(torch.atanh(codes.mean(0).clamp(-0.999, 0.999)) * 2)
-        self.skip = torch.nn.Parameter(torch.zeros(n, n))
-        self.inner = torch.nn.Parameter(torch.randn(hidden, n) * 0.02)
-        self.inner_bias = torch.nn.Parameter(torch.zeros(hidden))
-        self.outer = torch.nn.Parameter(torch.randn(n, hidden) * 0.02)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.inner_bias + x @ (self.inner * self.in_mask).T)
-        return self.bias + x @ (self.skip * self.skip_mask).T + h @ (self.outer * self.out_mask).T
-
-
-def ideal_bits(made: Made, x: torch.Tensor) -> float:
-    with torch.no_grad():
-        nats = torch.nn.functional.binary_cross_entropy_with_logits(made(x), (x > 0).float(), reduction="sum")
-    return nats.item() / len(x) / math.log(2)
-
-
-def fit(codes: torch.Tensor, hidden: int, steps: int) -> Made:
-    torch.manual_seed(0)
-    made = Made(codes, hidden)
-    opt = torch.optim.Adam(made.parameters(), lr=LR)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = LR * 0.5 * (1 + math.cos(math.pi * step / steps))
-        x = codes[torch.randint(len(codes), (BATCH,))]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(made(x), (x > 0).float())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return made
+VAL = 5000
 
 
 def main() -> None:
@@ -87,17 +42,17 @@ def main() -> None:
     model = load_model(args.model, "cpu")
     codes = encode_all(model.net, data.load(args.dataset, "train", args.data_dir)[0])
     fit_on, _, val = trainset.split_validation(codes, None, VAL)
-    x_fit, x_val = (torch.from_numpy(c.astype(np.float32)) for c in (fit_on, val))
     linear = entropy.fit(fit_on)
     rows = [{"prior": "linear (entropy.fit, integer)", "val_ideal_bits": round(linear.cost_bits(val) / VAL, 1)}]
     print(json.dumps(rows[0]), flush=True)
     for hidden in (int(h) for h in args.hidden.split(",")):
         start = time.process_time()
-        made = fit(x_fit, hidden, args.steps)
+        fitted = made.fit(fit_on, hidden, args.steps)
         rows.append(
             {
                 "prior": f"MADE, {hidden} hidden units (float)",
-                "val_ideal_bits": round(ideal_bits(made, x_val), 1),
+                "val_ideal_bits": round(made.ideal_bits(fitted, val), 1),
+                "integer_val_ideal_bits": round(fitted.to_prior().cost_bits(val) / VAL, 1),
                 "cpu_seconds": round(time.process_time() - start),
             }
         )
@@ -109,7 +64,7 @@ def main() -> None:
     lines = [
         f"Context priors for {model.id}'s codes: fitted on {len(fit_on)} training images, ideal bits per "
         f"image on {VAL} others (validation: a seeded random draw from the training split). "
-        f"MADE: {args.steps} Adam steps of {BATCH}.",
+        f"MADE: {args.steps} Adam steps of {made.BATCH}.",
         f"Command: `python bench/hidden_prior.py --model {args.model} --dataset {args.dataset} "
         f"--data-dir {args.data_dir} --hidden {args.hidden} --steps {args.steps}`",
         "",

@@ -3,7 +3,8 @@
     python bench/hidden_prior_samples.py --model cifar10-w64-r --dataset cifar10 \\
         --data-dir ../shared/datasets/cifar10-jpeg75.npz --hidden 256
 
-Fits `hidden_prior.py`'s MADE (float) on the codes of the training split less the seeded random
+Fits a MADE (`lbaecodec.lab.made`, rounded to the integer prior a model would ship) on the
+codes of the training split less the seeded random
 5,000 validation images, draws n codes from it bit by bit (seed 0), decodes them with the
 model's decoder (its realism decoder where it has one) and measures FID against those 5,000
 validation images, beside the model's own "cov" and "prior" samples (`lbaecodec sample`, seed 0)
@@ -16,24 +17,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from hidden_prior import VAL, fit, ideal_bits
 
-from lbaecodec.lab import data, generate, trainset
+from lbaecodec.lab import data, generate, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.registry import cache_dir
 from lbaecodec.zoo import load_model
 
-
-def made_samples(made, n: int, bits: int, seed: int = 0) -> np.ndarray:
-    rng = torch.Generator().manual_seed(seed)
-    codes = torch.zeros(n, bits)
-    with torch.no_grad():
-        for i in range(bits):  # bit i's logit depends on bits < i only
-            ones = torch.rand(n, generator=rng) < torch.sigmoid(made(codes)[:, i])
-            codes[:, i] = torch.where(ones, 1.0, -1.0)
-    return codes.numpy()
+VAL = 5000
 
 
 def main() -> None:
@@ -48,11 +39,11 @@ def main() -> None:
     model = load_model(args.model, "cpu")
     images = data.load(args.dataset, "train", args.data_dir)[0]
     fit_on, _, val_codes = trainset.split_validation(encode_all(model.net, images), None, VAL)
-    made = fit(torch.from_numpy(fit_on.astype(np.float32)), args.hidden, args.steps)
-    bits = ideal_bits(made, torch.from_numpy(val_codes.astype(np.float32)))
+    prior = made.fit(fit_on, args.hidden, args.steps).to_prior()  # the integer prior a model would ship
+    bits = prior.cost_bits(val_codes) / len(val_codes)
     extractor, cache = fidlib.InceptionFeatures(), cache_dir() / "fid"
     ref = fidlib.cached_statistics(trainset.split_validation(images, None, VAL)[2], extractor, cache)
-    sets = {f"MADE, {args.hidden} hidden units": generate.decode(model, made_samples(made, args.n, model.arch.bits))}
+    sets = {f"MADE, {args.hidden} hidden units": generate.decode(model, prior.sample(args.n, np.random.default_rng(0)))}
     sets.update({f"{m} (lbaecodec sample)": generate.sample(model, args.n, m, seed=0) for m in ("cov", "prior")})
     rows = [
         {

@@ -14,6 +14,7 @@ FIDELITY, REALISM, AUTO = "fidelity", "realism", "auto"
 FILTER_WIDTH, FILTER_LAYERS = 16, 3
 MAX_FILTER_WIDTH, MAX_FILTER_LAYERS = 256, 16
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
+SAMPLE_METHODS = ("cov", "prior", "random")  # how `sample` draws codes (lab/generate.py)
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
 

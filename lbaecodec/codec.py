@@ -124,6 +124,7 @@ def decode_codes_many(
 
 AUTO_CODING = "auto"
 CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` accepts
+BEST_FIRST = (Coding.HIDDEN, Coding.CONTEXT, Coding.FACTORIZED)  # ``auto`` takes the first the model ships
 
 
 def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Prior | None:
@@ -148,7 +149,7 @@ def pack_codes(m: TileNetwork, codes: np.ndarray, coding: str = AUTO_CODING) -> 
     if coding == Coding.RAW.label:
         return raw
     if coding == AUTO_CODING:
-        best = ((c, p) for c in (Coding.CONTEXT, Coding.FACTORIZED) if (p := _prior(m, c, required=False)) is not None)
+        best = ((c, p) for c in BEST_FIRST if (p := _prior(m, c, required=False)) is not None)
         method, prior = next(best, (None, None))
         if prior is None:
             return raw

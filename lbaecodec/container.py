@@ -34,6 +34,7 @@ class Coding(IntEnum):
     RAW = 0  # the bits packed, 8 to a byte
     FACTORIZED = 1  # range-coded under an independent Bernoulli per bit position
     CONTEXT = 2  # range-coded under a prior conditioned on the tile's earlier bits
+    HIDDEN = 3  # as CONTEXT, the prior with a hidden layer (since lbaecodec 0.9; earlier readers refuse it)
 
     @property
     def label(self) -> str:
@@ -217,8 +218,12 @@ def read_stages(data: bytes) -> tuple[Header, list[bytes]]:
     coding = flags >> CODING_SHIFT & 0b111
     if version == 1 and (not 1 <= len(name_raw) <= MAX_NAME or not name_raw.isascii()):
         raise LbaeFormatError("corrupted .lbae header (model name)")
-    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1 or coding not in set(Coding):
+    if flags & RESERVED_FLAGS or flags & MODE_BITS > 1:
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
+    if coding not in set(Coding):
+        raise LbaeFormatError(
+            f"unknown coding method {coding} (this build reads 0 to {max(Coding)}: a newer lbaecodec?)"
+        )
     if min(width, height, *coded) < 1 or (version == 1 and min(tile, bits) < 1):
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")
     if not 1 <= stages <= MAX_STAGES:

@@ -29,19 +29,17 @@ import constriction
 import numpy as np
 
 from . import bits
-from .container import Coding, Header
-from .errors import LbaeFormatError, ModelError, value_or_raise
+from .container import Header
+from .errors import LbaeFormatError, value_or_raise
 
 if TYPE_CHECKING:  # torch is imported where priors are fitted or read from model tensors
-    import torch
+    pass
 
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE
 P_STEPS = 1 << 16
 MIN_RUN = 8  # the shortest run of bits decoded in one coder call (``Prior.groups``)
 CODER_SLACK_BITS = 64  # a range coder's output may fall short of the ideal cost by its final state
-# tensor names in the model file: int32 (bits,), int32 (bits,), int16 (bits, bits)
-FACTORIZED_BIAS, CONTEXT_BIAS, CONTEXT_WEIGHT = "prior.factorized_bias", "prior.context_bias", "prior.context_weight"
 
 
 TABLE_FILE = Path(__file__).with_name("probabilities.u32")
@@ -103,7 +101,11 @@ class Prior:
     def min_bit_costs(self) -> np.ndarray:
         """A lower bound on the coded cost of each bit position of any tile: the most confident
         probability its logit can reach (|bias| + Σ|weights|)."""
-        reach = np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0)
+        return self._cost_at(np.abs(self.bias) + (np.abs(self.weight).sum(1) if self.weight is not None else 0))
+
+    @staticmethod
+    def _cost_at(reach: np.ndarray) -> np.ndarray:
+        """−log2 of the most confident probability each bit's logit can reach (|logit| ≤ reach)."""
         return -np.log2(_probabilities(reach))
 
     @functools.cached_property
@@ -152,12 +154,16 @@ class Prior:
         for g in self.groups:
             ones = rng.random((n, g.stop - g.start)).T < _probabilities(self.group_logits(g, signs))
             signs[g] = np.where(ones, 1.0, -1.0)
-        return signs.T.astype(np.float32)
+        return signs[: self.bits].T.astype(np.float32)
 
     def cost_bits(self, codes: np.ndarray) -> float:
         """Ideal code length in bits of a (tiles, bits) array of ±1 codes."""
         p = _probabilities(self.logits(codes))
         return float(-np.log2(np.where(np.asarray(codes) > 0, p, 1 - p)).sum())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The integer arrays that define this prior: ``bias``, and ``weight`` for a context prior."""
+        return {"bias": self.bias} | ({} if self.weight is None else {"weight": self.weight})
 
 
 def payload_codes(h: Header, payload: bytes, prior: Prior | None) -> np.ndarray:
@@ -281,7 +287,7 @@ def decode_many(payloads: Sequence[bytes], tiles: Sequence[int], prior: Prior) -
         probs[g] = _coder_probabilities()[entries]
         signs[g] = 2.0 * _decode_step(streams, g, entries, probs[g], n_bits, results) - 1
     for s in streams:  # only the canonical stream is accepted: no silent junk (the probabilities are known)
-        signs_s = signs[:, s.rows].T
+        signs_s = signs[: prior.bits, s.rows].T
         if _range_encode(signs_s > 0, probs[:, s.rows].T) != s.data:
             results[s.index] = ValueError("coded payload does not re-encode to itself")
         else:
@@ -331,35 +337,3 @@ def group_mask(bits: int, groups: int) -> np.ndarray:
     """(bits, bits) float32: 1 where bit i may depend on bit j, i.e. j is in an earlier group."""
     group_of = np.arange(bits) * groups // bits
     return (group_of[:, None] > group_of[None, :]).astype(np.float32)
-
-
-def to_tensors(factorized: Prior, context: Prior | None = None) -> dict[str, torch.Tensor]:
-    import torch
-
-    out = {FACTORIZED_BIAS: torch.from_numpy(factorized.bias.astype(np.int32))}
-    if context is not None:
-        out[CONTEXT_BIAS] = torch.from_numpy(context.bias.astype(np.int32))
-        out[CONTEXT_WEIGHT] = torch.from_numpy(context.weight.astype(np.int16))
-    return out
-
-
-def from_tensors(tensors: dict[str, torch.Tensor], coding: Coding) -> Prior | None:
-    """The model's prior for this coding (factorized or context), or None if it ships none;
-    ModelError if its tensors are not the integers of the shapes FORMAT.md gives."""
-    import torch
-
-    if coding == Coding.CONTEXT and (CONTEXT_WEIGHT in tensors or CONTEXT_BIAS in tensors):
-        bias = _integers(tensors, CONTEXT_BIAS, torch.int32, None)
-        return Prior(bias, _integers(tensors, CONTEXT_WEIGHT, torch.int16, (len(bias), len(bias))))
-    if coding == Coding.FACTORIZED and FACTORIZED_BIAS in tensors:
-        return Prior(_integers(tensors, FACTORIZED_BIAS, torch.int32, None))
-    return None
-
-
-def _integers(tensors: dict[str, torch.Tensor], name: str, dtype: torch.dtype, shape: tuple | None) -> np.ndarray:
-    t = tensors.get(name)
-    if t is None:
-        raise ModelError(f"the model's prior has no {name}")
-    if t.dtype != dtype or t.ndim != (1 if shape is None else len(shape)) or (shape and tuple(t.shape) != shape):
-        raise ModelError(f"the model's {name} is {t.dtype} {tuple(t.shape)}, not {dtype} {shape or '(bits,)'}")
-    return t.numpy()

@@ -24,6 +24,8 @@ from .architecture import DECODERS, FIDELITY, pick_decoder
 from .container import Coding
 from .errors import InputError, ModelError, require, value_or_raise
 from .fileinfo import PILLOW_LIMIT, check_header, pixel_limit
+from .hidden_prior import HiddenPrior
+from .prior_tensors import ARRAY_TYPES
 from .registry import META_NAME, cache_dir, model_hash, read_metadata, resolve
 
 MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION = "model.json", "lbaecodec-onnx", 1
@@ -129,8 +131,10 @@ class OnnxModel:
         entry = self.manifest["priors"].get(coding.label)
         if entry is None:
             return None
-        weight = self._array(entry["weight"]) if "weight" in entry else None
-        return entropy.Prior(self._array(entry["bias"]), weight)
+        arrays = {name: self._array(e) for name, e in entry.items()}
+        if set(arrays) not in ({"bias"}, {"bias", "weight"}, set(ARRAY_TYPES)):
+            raise ModelError(f"{self.folder / MANIFEST}: a {coding.label} prior of arrays {sorted(arrays)}")
+        return (HiddenPrior if "outer" in arrays else entropy.Prior)(**arrays)
 
     def _array(self, entry: dict) -> np.ndarray:
         raw = (self.folder / entry["file"]).read_bytes()

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save
 from torch import nn
 
-from . import deblock, entropy, extension, tiling
+from . import deblock, entropy, extension, prior_tensors, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Coding, Header
 from .deblock import PostFilter
@@ -147,7 +147,7 @@ class Model:
 
     def prior(self, coding: Coding) -> entropy.Prior | None:
         """The entropy prior this model ships for ``coding``, or None."""
-        return entropy.from_tensors(self.extras, coding)
+        return prior_tensors.from_tensors(self.extras, coding)
 
 
 def _stage_numbers(names: Iterable[str], path: Path) -> list[int]:

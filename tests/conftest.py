@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lbaecodec import entropy, registry, zoo
+from lbaecodec import entropy, prior_tensors, registry, zoo
 from lbaecodec.architecture import PRESETS
+from lbaecodec.lab import made
 from lbaecodec.lab.export import encode_all
 from lbaecodec.network import LBAE, Decoder
 
@@ -16,8 +17,10 @@ torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
 
 
 def make_model(
-    folder: Path, name: str, preset: str, seed: int = 0, priors: bool = False, realism: bool = False
+    folder: Path, name: str, preset: str, seed: int = 0, priors: bool | str = False, realism: bool = False
 ) -> Path:
+    """A random test model; ``priors``: True for a factorized and a linear context prior, "hidden"
+    for a hidden-layer context prior too."""
     torch.manual_seed(seed)
     arch = replace(PRESETS[preset], width=TEST_WIDTH)
     net = LBAE(arch).eval()
@@ -26,7 +29,9 @@ def make_model(
     if priors:
         images = np.random.default_rng(seed).integers(0, 256, (256, arch.size, arch.size, arch.channels), np.uint8)
         codes = encode_all(net, images)
-        extras = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
+        extras = prior_tensors.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
+        if priors == "hidden":
+            extras |= prior_tensors.hidden_to_tensors(made.fit(codes, 16, 30).to_prior())
     return zoo.export(
         net, name, folder / f"{name}.safetensors", card={"note": "random, for tests"}, extras=extras, realism=second
     )
@@ -39,6 +44,7 @@ def weights_dir(tmp_path_factory) -> Path:
     make_model(folder, "gray", "mnist")
     make_model(folder, "other", "cifar10", seed=1)
     make_model(folder, "dual", "cifar10", seed=2, realism=True)  # fidelity and realism decoders
+    make_model(folder, "hidden", "cifar10", seed=3, priors="hidden")  # a context prior with a hidden layer
     return folder
 
 

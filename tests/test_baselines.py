@@ -90,7 +90,7 @@ def test_baseline_trains_exports_and_benches(kind, images, tmp_path):
         None,
         {},
         "synthetic",
-        samples=False,
+        samples=(),
         baselines=[m],
     )
     row = next(r for r in rows if r.method == bench.row_name(m))

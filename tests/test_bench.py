@@ -244,3 +244,32 @@ def test_blockiness_sees_a_tile_grid_and_bd_rate_a_saving():
     anchor = [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0)]
     assert quality.bd_rate(anchor, [(r * 0.9, d) for r, d in anchor]) == pytest.approx(-10, abs=0.01)
     assert quality.bd_rate(anchor, anchor[:1]) is None  # one operating point: no curve to compare
+
+
+def test_bench_rows_can_be_only_the_chosen_samples(tmp_path):
+    """--no-reconstructions --samples prior: a model that decodes like one already benched
+    gets only its new generation rows."""
+    images = np.random.default_rng(7).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    m = lbaecodec.load_model("hidden", device="cpu")
+    rows = bench.run(
+        m, "cifar10", images, tmp_path, StubFeatures(), None, {}, "synthetic", samples=("prior",), reconstructions=False
+    )
+    measured = [r.method for r in rows if r.source == "measured"]
+    assert measured == ["LBAE samples (prior)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--samples", "cov,magic"], "unknown method 'magic'"),
+        (["--no-reconstructions", "--update-card"], "cannot go with --no-reconstructions"),
+    ],
+)
+def test_bench_refuses_bad_row_choices_in_one_line(args, message):
+    from click.testing import CliRunner
+
+    from lbaecodec import cli
+
+    result = CliRunner().invoke(cli.main, ["bench", "--dataset", "cifar10", *args])
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -111,7 +111,7 @@ def test_models_lists_test_models():
     r = run("models")
     assert r.exit_code == 0 and "cifar10" in r.output and "gray" in r.output
     cards = json.loads(run("models", "--json").output)
-    assert {c["name"] for c in cards} == {"cifar10", "gray", "other", "dual"}
+    assert {c["name"] for c in cards} == {"cifar10", "gray", "other", "dual", "hidden"}
 
 
 MALFORMED_CARD_FIELDS = [{"test_fid_realism": None, "realism": {}}, {"test_fid": "high"}, {"architecture": 3}]

@@ -49,6 +49,16 @@ def test_unknown_version():
         container.read(bytes(data))
 
 
+def test_unknown_coding_method_names_itself():
+    h = container.Header("", b"abcd", 32, 32, 1, container.Coding.HIDDEN, 0, 0)
+    data = bytearray(container.write(h, b"x" * 8))
+    assert container.read(bytes(data))[0].coding == container.Coding.HIDDEN  # method 3 reads
+    data[10] = 1 | 4 << container.CODING_SHIFT  # RGB, method 4
+    data[-4:] = container._crc(bytes(data[:-4]))
+    with pytest.raises(LbaeFormatError, match="unknown coding method 4"):
+        container.read(bytes(data))
+
+
 def test_crc_mismatch():
     data = bytearray(container.write(HEADER, b"payload"))
     data[-6] ^= 0x10

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import lbaecodec
-from lbaecodec import container, entropy
+from lbaecodec import container, entropy, prior_tensors
 from lbaecodec.container import Coding
 from lbaecodec.errors import LbaeFormatError
 
@@ -114,13 +114,13 @@ def test_grouped_prior_decodes_a_group_per_coder_call(priors, monkeypatch):
 
 
 def test_prior_tensors_round_trip(priors):
-    t = entropy.to_tensors(*priors[:2])
-    f, c = entropy.from_tensors(t, Coding.FACTORIZED), entropy.from_tensors(t, Coding.CONTEXT)
+    t = prior_tensors.to_tensors(*priors[:2])
+    f, c = prior_tensors.from_tensors(t, Coding.FACTORIZED), prior_tensors.from_tensors(t, Coding.CONTEXT)
     np.testing.assert_array_equal(f.bias, priors[0].bias)
     np.testing.assert_array_equal(c.bias, priors[1].bias)  # the context prior's own bias, not the factorized one
     np.testing.assert_array_equal(c.weight, priors[1].weight)
     assert not np.array_equal(priors[0].bias, priors[1].bias)  # else the line above could not tell them apart
-    assert entropy.from_tensors({}, Coding.CONTEXT) is None
+    assert prior_tensors.from_tensors({}, Coding.CONTEXT) is None
 
 
 def test_codec_uses_context_coding_by_default(rgb_image):

@@ -171,6 +171,19 @@ def test_sample_cli_prior_method(tmp_path):
     assert r.exit_code == 4 and "no context prior" in r.output
 
 
+def test_prior_method_takes_the_hidden_prior_where_a_model_ships_one(monkeypatch):
+    """`auto` codes the "hidden" test model's files with its hidden-layer prior: sampling draws
+    from that one too, not from the linear prior beside it."""
+    from lbaecodec import hidden_prior
+    from lbaecodec.lab import generate
+
+    model = zoo.load_model("hidden", "cpu")
+    drawn_by, original = [], entropy.Prior.sample  # HiddenPrior inherits it
+    monkeypatch.setattr(entropy.Prior, "sample", lambda self, *a: drawn_by.append(type(self)) or original(self, *a))
+    assert generate.prior_codes(model, 3, np.random.default_rng(0)).shape == (3, 600)
+    assert drawn_by == [hidden_prior.HiddenPrior]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -1,4 +1,4 @@
-"""add-prior: a model's context prior refitted as a grouped prior, shipped as a new model."""
+"""add-prior: a model's context prior refitted as a grouped or hidden-layer prior, shipped as a new model."""
 
 import json
 
@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import lbaecodec
-from lbaecodec import cli, entropy, zoo
+from lbaecodec import cli, container, entropy, prior_tensors, zoo
 from lbaecodec.container import Coding
 from lbaecodec.lab import export
 
@@ -19,15 +19,19 @@ from .conftest import make_model
 def test_grouped_prior_model_writes_the_same_codes_in_fewer_decode_steps(tmp_path, rgb_image):
     base = zoo.load_model(make_model(tmp_path, "digits", "mnist", priors=True), "cpu")
     images = np.random.default_rng(3).integers(0, 256, (400, 32, 32, 1), np.uint8)
-    path = export.add_grouped_prior(
-        base, 6, images, images[:50], "digits-g6", tmp_path / "g6.safetensors", "pytest", val_count=100
+    fit = lambda codes: entropy.fit(codes, groups=6)  # noqa: E731
+    path = export.add_context_prior(
+        base, "grouped", fit, images, images[:50], "digits-g6", tmp_path / "g6.safetensors", "pytest", val_count=100
     )
     new = zoo.load_model(path, "cpu")
     prior = new.prior(Coding.CONTEXT)
     assert len(prior.groups) == 6 and len(base.prior(Coding.CONTEXT).groups) > 6
     old_tensors, new_tensors = load_file(str(base.path)), load_file(str(path))
     changed = {k for k, v in old_tensors.items() if not torch.equal(v, new_tensors[k])}
-    assert changed == {entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT}  # network, statistics, factorized prior kept
+    assert changed == {
+        prior_tensors.CONTEXT_BIAS,
+        prior_tensors.CONTEXT_WEIGHT,
+    }  # network, statistics, factorized prior kept
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["base_model"] == base.id and card["grouped_prior"]["groups"] == 6
     assert card["grouped_prior"]["validation_bits_per_tile"]["images"] == 100
@@ -44,6 +48,9 @@ def test_grouped_prior_model_writes_the_same_codes_in_fewer_decode_steps(tmp_pat
         (["--groups", "600"], "choose from 2 to 599"),
         (["--groups", "8", "--name", "cifar10"], "new name"),
         (["--groups", "8"], "needs more than 5000"),
+        (["--hidden", "8"], "needs more than 5000"),
+        (["--groups", "8", "--hidden", "8"], "give one of"),
+        ([], "give one of"),
     ],
 )
 def test_add_prior_refuses_in_one_line(tmp_path, args, message):
@@ -56,3 +63,28 @@ def test_add_prior_refuses_in_one_line(tmp_path, args, message):
     assert result.exit_code != 0 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "g").exists()
+
+
+def test_hidden_prior_model_writes_the_same_codes_in_fewer_bytes_under_method_3(tmp_path, rgb_image):
+    """A hidden prior joins the linear one (its tensors kept): `auto` codes with it, as method 3,
+    which readers before it refuse; `context` still writes the base model's method-2 stream."""
+    from lbaecodec.lab import made
+
+    base = zoo.load_model(make_model(tmp_path, "digits", "mnist", priors=True), "cpu")
+    images = np.random.default_rng(3).integers(0, 256, (400, 32, 32, 1), np.uint8)
+    fit = lambda codes: made.fit(codes, hidden=16, steps=20).to_prior()  # noqa: E731
+    path = export.add_context_prior(
+        base, "hidden", fit, images, images[:50], "digits-h", tmp_path / "h.safetensors", "pytest", val_count=100
+    )
+    new = zoo.load_model(path, "cpu")
+    assert new.prior(Coding.HIDDEN).units == 16
+    old_tensors, new_tensors = load_file(str(base.path)), load_file(str(path))
+    assert all(torch.equal(v, new_tensors[k]) for k, v in old_tensors.items())
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["hidden_prior"]["hidden_units"] == 16
+    assert "hidden_coded" in card["hidden_prior"]["validation_bits_per_tile"]
+    new_file, old_file = lbaecodec.encode(rgb_image, model=new), lbaecodec.encode(rgb_image, model=base)
+    assert lbaecodec.info(new_file).coding == "hidden"
+    assert container.read(lbaecodec.encode(rgb_image, model=new, coding="context"))[1] == container.read(old_file)[1]
+    old_pixels = lbaecodec.decode(old_file, model=base)
+    assert np.array_equal(np.asarray(old_pixels), np.asarray(lbaecodec.decode(new_file, model=new)))

@@ -52,3 +52,22 @@ def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_n
     fidelity, realism = (lbaecodec.decode(realism_file, with_realism, decoder=d) for d in ("fidelity", "realism"))
     assert np.array_equal(np.asarray(fidelity), np.asarray(lbaecodec.decode(plain, base)))
     assert not np.array_equal(np.asarray(fidelity), np.asarray(realism))
+
+
+@pytest.mark.parametrize(("base_name", "name"), [("cifar10", "cifar10-h"), ("cifar10-w64-r", "cifar10-w64-rh")])
+def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, name):
+    """`cifar10-h` is `cifar10` plus a hidden-layer prior: method-3 files, smaller, that decode to
+    the base's pixels with every decoder; `--coding context` writes the base's payload."""
+    import numpy as np
+
+    import lbaecodec
+    from lbaecodec import container
+
+    photo = WEIGHTS.parent / "examples" / "astronaut.png"
+    base, hidden = (lbaecodec.load_model(WEIGHTS / f"lbae-{n}-600.safetensors", "cpu") for n in (base_name, name))
+    plain, smaller = lbaecodec.encode(photo, model=base), lbaecodec.encode(photo, model=hidden)
+    assert lbaecodec.info(smaller).coding == "hidden" and len(smaller) < 0.96 * len(plain)
+    assert container.read(lbaecodec.encode(photo, model=hidden, coding="context"))[1] == container.read(plain)[1]
+    for decoder in base.decoders:
+        expected = np.asarray(lbaecodec.decode(plain, base, decoder=decoder))
+        assert np.array_equal(np.asarray(lbaecodec.decode(smaller, hidden, decoder=decoder)), expected)

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import lbaecodec
-from lbaecodec import cli, codec, container, entropy, stages, zoo
+from lbaecodec import cli, codec, container, entropy, prior_tensors, stages, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError
 from lbaecodec.lab import photos
@@ -30,7 +30,7 @@ from .conftest import TEST_WIDTH
 def _priors(net: LBAE) -> dict:
     images = np.random.default_rng(0).integers(0, 256, (256, 32, 32, 3), np.uint8)
     codes = encode_all(net, images)
-    return entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
+    return prior_tensors.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes, steps=30))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lbaecodec import entropy, zoo
+from lbaecodec import prior_tensors, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.container import Coding
 from lbaecodec.lab import export
@@ -81,7 +81,7 @@ def test_export_and_load_round_trip(run, images, tmp_path):
     assert all(torch.equal(shipped[k], v.cpu()) for k, v in loaded.net.state_dict().items())
     directions = loaded.extras[zoo.ATTRIBUTE_DIRECTION]
     assert directions.shape == (2, 64) and torch.allclose(directions[0], -directions[1])
-    assert entropy.from_tensors(loaded.extras, Coding.CONTEXT) is not None
+    assert prior_tensors.from_tensors(loaded.extras, Coding.CONTEXT) is not None
 
 
 def test_code_statistics():

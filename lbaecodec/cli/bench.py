@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..architecture import SAMPLE_METHODS
 from ..errors import InputError
 from .common import DATA_DIR, DATASET, DEVICE, clean_errors, model_option
 
@@ -22,6 +23,15 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
     except ValueError:
         raise InputError(f"--classic {spec!r}: expected FORMAT:Q[,Q...][;FORMAT:Q...]") from None
     return out
+
+
+def parse_methods(spec: str) -> tuple[str, ...]:
+    """'cov,prior' → ('cov', 'prior'); 'none' → ()."""
+    methods = tuple(m.strip() for m in spec.split(",") if m.strip() and spec.strip().lower() != "none")
+    unknown = [m for m in methods if m not in SAMPLE_METHODS]
+    if unknown:
+        raise InputError(f"--samples {spec!r}: unknown method {unknown[0]!r}; choose from {', '.join(SAMPLE_METHODS)}")
+    return methods
 
 
 @click.command("bench")
@@ -48,7 +58,21 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
     help="Where FID statistics are cached, keyed by image content (the test set and every "
     "measured set: a rerun only extracts what changed). [default: ~/.cache/lbaecodec/fid]",
 )
-@click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (cov and random sampling).")
+@click.option("--no-samples", is_flag=True, help="Skip the generation-FID rows (same as --samples none).")
+@click.option(
+    "--samples",
+    "sample_methods",
+    default=",".join(SAMPLE_METHODS),
+    show_default=True,
+    metavar="METHOD,...|none",
+    help="Sampling methods (as `lbaecodec sample --method`) that get a generation-FID row.",
+)
+@click.option(
+    "--no-reconstructions",
+    is_flag=True,
+    help="Skip the model's reconstruction rows: for a model that decodes to the same pixels as "
+    "one already benched (e.g. it differs only in its prior), when only its samples are new.",
+)
 @click.option(
     "--baselines",
     default="auto",
@@ -85,6 +109,8 @@ def bench_cmd(
     out,
     cache,
     no_samples,
+    sample_methods,
+    no_reconstructions,
     baselines,
     paper_protocol,
     update_card,
@@ -106,6 +132,9 @@ def bench_cmd(
 
     if limit is not None and limit < 2:
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
+    methods = () if no_samples else parse_methods(sample_methods)
+    if update_card and no_reconstructions:
+        raise InputError("--update-card records reconstruction FIDs: it cannot go with --no-reconstructions")
     if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
         raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
     m = load_model(model or dataset, device)
@@ -127,7 +156,8 @@ def bench_cmd(
         Path(cache) if cache else cache_dir() / "fid",
         parse_classic(classic),
         note,
-        samples=not no_samples,
+        samples=methods,
+        reconstructions=not no_reconstructions,
         baselines=others,
         paper_protocol=paper_protocol,
     )

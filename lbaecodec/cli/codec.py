@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..container import Coding
 from ..errors import InputError
 from ..precision import AUTO_PRECISION, PRECISIONS
 from .common import (
@@ -121,7 +122,7 @@ def many_files(command):
 @FORCE
 @click.option(
     "--coding",
-    type=click.Choice(["auto", "raw", "factorized", "context"]),
+    type=click.Choice(["auto", *(c.label for c in Coding)]),
     default="auto",
     show_default=True,
     help="How the bits are stored: auto = the model's best prior (entropy-coded, "

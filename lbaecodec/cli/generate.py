@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..architecture import SAMPLE_METHODS
 from ..errors import InputError
 from .common import DEVICE, FORCE, clean_errors, decoder_option, model_option, read_input, refuse_existing, write_output
 
@@ -68,7 +69,7 @@ def _tiles_and_latents(source: str, m):
 @click.option("-n", "count", default=64, show_default=True, help="Number of samples.")
 @click.option(
     "--method",
-    type=click.Choice(["cov", "prior", "random"]),
+    type=click.Choice(SAMPLE_METHODS),
     default="cov",
     show_default=True,
     help="cov: Gaussian copula fitted to the training codes (the paper's method); "

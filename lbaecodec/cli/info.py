@@ -104,9 +104,11 @@ def _model_line(c: dict) -> str:
         by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
         fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
         fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
+    coded = (c.get("test_bits_per_tile") or {}).get("context_coded_single_tile", "?")
     if "grouped_prior" in c:
-        coded = (c.get("test_bits_per_tile") or {}).get("context_coded_single_tile", "?")
         fid += f"  + grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)"
+    if "hidden_prior" in c:
+        fid += f"  + hidden-layer prior ({c['hidden_prior']['hidden_units']} units, {coded} coded bits/tile)"
     return (
         f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
         f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 
 from .. import codec, container, tiling
-from ..architecture import BASELINES
+from ..architecture import BASELINES, SAMPLE_METHODS
 from ..container import Coding
 from ..errors import ModelError
 from ..images import to_float, to_pil, to_uint8
@@ -132,15 +133,17 @@ def run(
     cache: Path | None,
     classic: dict[str, list[int]] | None = None,
     data_note: str = "",
-    samples: bool = True,
+    samples: Sequence[str] = SAMPLE_METHODS,
     baselines: list[Model] = (),
     paper_protocol: bool = False,
+    reconstructions: bool = True,
 ) -> list[Row]:
     """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs.
 
-    One LBAE row per decoder of the model. ``paper_protocol`` adds rows measured as the paper's
-    code did: reconstructions and references both saved as JPEG (Pillow's default quality
-    75) before Inception."""
+    One LBAE row per decoder of the model (none without ``reconstructions``: e.g. for a model
+    that differs from a benched one only in its prior), a generation row per method in
+    ``samples``. ``paper_protocol`` adds rows measured as the paper's code did: reconstructions
+    and references both saved as JPEG (Pillow's default quality 75) before Inception."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
     ref = fidlib.cached_statistics(images, extractor, cache)
     rows, grids = [], {"original": images[:GRID_IMAGES]}
@@ -165,7 +168,7 @@ def run(
         )
         grids[name] = recs[:GRID_IMAGES]
 
-    for decoder in model.decoders:
+    for decoder in model.decoders if reconstructions else ():
         recs, figures = lbae_reconstruct(model, images, decoder=decoder)
         name = row_name(model) + ("" if decoder == FIDELITY else f", {decoder} decoder")
         measured(
@@ -197,8 +200,7 @@ def run(
                 figures,
                 note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode",
             )
-    if samples:
-        _sample_rows(model, len(images), ref, extractor, cache, rows, grids)
+    _sample_rows(model, samples, len(images), ref, extractor, cache, rows, grids)
     for name, bits, fid in REPORTED.get(dataset, []):
         rows.append(
             Row(
@@ -239,11 +241,13 @@ def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extract
     return Row(f"{name}, paper-like protocol", "measured", fid=round(fid, 3), note=note)
 
 
-def _sample_rows(model: Model, n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict) -> None:
+def _sample_rows(
+    model: Model, methods: Sequence[str], n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict
+) -> None:
     """Generation FID: n decoded samples of each method against the same test statistics."""
     from . import generate
 
-    for method in ("cov", "prior", "random"):
+    for method in methods:
         try:
             images = generate.sample(model, n, method, seed=0)
         except ModelError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import entropy, extension, zoo
+from .. import entropy, extension, hidden_prior, prior_tensors, zoo
 from ..architecture import PRESETS, ModelKind
 from ..container import Coding
 from ..errors import InputError
@@ -23,7 +24,7 @@ from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_COUNT, STATS_MEAN, STAT
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import LABEL_NAMES
 from .train import evaluate
-from .trainset import TrainingData
+from .trainset import TrainingData, split_validation
 
 
 @torch.inference_mode()
@@ -65,8 +66,7 @@ def attribute_directions(codes: np.ndarray, attributes: np.ndarray) -> dict[str,
 
 def coded_bits(prior: entropy.Prior, codes: np.ndarray) -> float:
     """Actual range-coded bits per code vector, one vector per call (as one 32×32 image)."""
-    sample = codes[:1000]
-    return float(np.mean([8 * len(entropy.encode(c[None], prior)) for c in sample]))
+    return float(np.mean([8 * len(entropy.encode(c[None], prior)) for c in codes]))
 
 
 def default_weights(preset: str, kind: ModelKind = ModelKind.LBAE) -> Path:
@@ -140,7 +140,7 @@ def export_run(
     shipped_net = zoo.as_shipped(net)
     train_codes = encode_all(shipped_net, train_images)
     factorized, context = entropy.fit(train_codes, context=False), entropy.fit(train_codes)
-    extras = {**code_statistics(train_codes), **entropy.to_tensors(factorized, context)}
+    extras = {**code_statistics(train_codes), **prior_tensors.to_tensors(factorized, context)}
     if train_labels is not None and label_names:
         extras.update(label_means(train_codes, train_labels, len(label_names)))
     if attributes is not None:
@@ -274,7 +274,10 @@ def extend_model(
         raise ValueError(f"a seam filter after stage {postfilter_stage}, but the model has {stage_count}")
     replaced = (zoo.MODEL_PREFIX,) + (zoo.REALISM_PREFIX,) * (realism is not None)
     replaced += (zoo.postfilter_prefix(postfilter_stage),) * (postfilter is not None)
-    replaced += (entropy.CONTEXT_BIAS, entropy.CONTEXT_WEIGHT) * (context_prior is not None)
+    if isinstance(context_prior, hidden_prior.HiddenPrior):
+        replaced += (prior_tensors.HIDDEN_PREFIX,)
+    elif context_prior is not None:
+        replaced += (prior_tensors.CONTEXT_BIAS, prior_tensors.CONTEXT_WEIGHT)
     extras = {
         k: v
         for k, v in extension.read_tensors(base.path).items()
@@ -282,8 +285,10 @@ def extend_model(
     }
     if postfilter is not None:
         extras.update(zoo.postfilter_tensors(postfilter, postfilter_stage))
-    if context_prior is not None:
-        extras.update(entropy.to_tensors(base.prior(Coding.FACTORIZED), context_prior))
+    if isinstance(context_prior, hidden_prior.HiddenPrior):
+        extras.update(prior_tensors.hidden_to_tensors(context_prior))
+    elif context_prior is not None:
+        extras.update(prior_tensors.to_tensors(base.prior(Coding.FACTORIZED), context_prior))
     exported = zoo.export(
         base.net,
         name,
@@ -299,9 +304,10 @@ def extend_model(
     return exported, {**card, "base_model": base.id}
 
 
-def add_grouped_prior(
+def add_context_prior(
     base: zoo.Model,
-    groups: int,
+    kind: str,
+    fit_prior: Callable[[np.ndarray], entropy.Prior],
     train_images: np.ndarray,
     test_images: np.ndarray,
     name: str,
@@ -310,36 +316,34 @@ def add_grouped_prior(
     val_count: int = 5000,
     delta: bool = False,
 ) -> Path:
-    """A new model file: ``base`` with its context prior refitted on its training codes as a
-    grouped prior of ``groups`` runs of bits, each decoded in one coder call per file (see
-    ``entropy``). Network, statistics and factorized prior are ``base``'s: it writes the same
-    codes, in other bytes. The card gives the rate on the last ``val_count`` training images
-    (fitted without them, against a dense prior fitted the same way) and on the test images
-    (``delta``: see ``extend_model``)."""
+    """A new model file: ``base`` with its context prior refitted on its training codes by
+    ``fit_prior`` (codes → prior): a ``kind`` of "grouped" or "hidden" prior. Network, statistics
+    and factorized prior are ``base``'s: it writes the same codes, in other bytes. The card
+    gives the rate on a seeded random ``val_count`` of the training images (fitted without them,
+    against a dense linear prior fitted the same way) and on the test images (``delta``: see
+    ``extend_model``)."""
     if base.stage_count > 1:
-        raise ValueError(f"model {base.id} has {base.stage_count} stages; a grouped prior is for one-stage models")
-    if not 1 < groups < base.arch.bits:
-        raise ValueError(f"--groups {groups}: choose from 2 to {base.arch.bits - 1}")
+        raise ValueError(f"model {base.id} has {base.stage_count} stages; a new context prior is for one-stage models")
     if name == base.name:  # checked before the minutes of fitting (extend_model checks it again)
         raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
     if len(train_images) <= val_count:
-        raise ValueError(f"{len(train_images)} training images: a grouped prior needs more than {val_count}")
+        raise ValueError(f"{len(train_images)} training images: fitting a prior needs more than {val_count}")
     codes, test_codes = encode_all(base.net, train_images), encode_all(base.net, test_images)
-    fit_on, val = codes[:-val_count], codes[-val_count:]
+    fit_on, _, val = split_validation(codes, None, val_count)
     validation = {
         "images": len(val),
         "dense_coded": round(coded_bits(entropy.fit(fit_on), val), 1),
-        "grouped_coded": round(coded_bits(entropy.fit(fit_on, groups=groups), val), 1),
+        f"{kind}_coded": round(coded_bits(fit_prior(fit_on), val), 1),
     }
-    prior = entropy.fit(codes, groups=groups)
+    prior = fit_prior(codes)
     exported, card = extend_model(base, name, path, context_prior=prior, delta=delta)
     card["test_bits_per_tile"] = {
         **card.get("test_bits_per_tile", {}),
         "context_ideal": round(prior.cost_bits(test_codes) / len(test_codes), 1),
         "context_coded_single_tile": round(coded_bits(prior, test_codes), 1),
     }
-    card["grouped_prior"] = {
-        "groups": len(prior.groups),
+    card[f"{kind}_prior"] = {
+        **({"groups": len(prior.groups)} if kind == "grouped" else {"hidden_units": prior.units}),
         "fitted_on": f"codes of {len(codes)} training images",
         "validation_bits_per_tile": validation,
         "base_test_bits_per_tile": base.card.get("test_bits_per_tile"),

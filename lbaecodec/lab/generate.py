@@ -6,8 +6,9 @@ E[sign(z_i) sign(z_j)] = (2/π) arcsin(R_ij), so R = sin(π/2 · M) where M is t
 matrix of the codes extended by a constant +1 bit (its row/column holds the means). A sample
 takes the signs of z and multiplies them by the sign of the extra coordinate, which orients
 it so that E[b_i] equals the code mean. The "prior" method draws codes bit by bit from the
-model's context prior instead (a logistic model of each bit given the earlier ones, fitted by
-maximum likelihood on the training codes): not only pairwise moments.
+model's context prior instead (a logistic model of each bit given the earlier ones, with a
+hidden layer where the model ships one, fitted by maximum likelihood on the training codes):
+not only pairwise moments.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def random_codes(bits: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def prior_codes(m: Model, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Codes drawn bit by bit from the model's context prior (the one that codes its files)."""
-    prior = m.prior(Coding.CONTEXT)
+    """Codes drawn bit by bit from the model's context prior, the one `auto` codes its files with
+    (with a hidden layer where the model ships one)."""
+    prior = next((p for c in (Coding.HIDDEN, Coding.CONTEXT) if (p := m.prior(c)) is not None), None)
     if prior is None:
         raise ModelError(f"model {m.id} ships no context prior to sample from")
     return prior.sample(n, rng)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import entropy
+from .. import entropy, prior_tensors
 from ..container import Coding
 from ..errors import ModelError, require
 from ..files import atomic_path, write_atomic
@@ -101,14 +101,19 @@ def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, inpu
 
 def _write_priors(model: Model, folder: Path) -> dict:
     out = {}
-    for coding in (Coding.FACTORIZED, Coding.CONTEXT):
-        prior = entropy.from_tensors(model.extras, coding)
+    for coding in (Coding.FACTORIZED, Coding.CONTEXT, Coding.HIDDEN):
+        prior = prior_tensors.from_tensors(model.extras, coding)
         if prior is None:
             continue
-        out[coding.label] = {"bias": _write_array(folder, f"prior-{coding.label}-bias.i32", prior.bias, "<i4")}
-        if prior.weight is not None:
-            out[coding.label]["weight"] = _write_array(folder, f"prior-{coding.label}-weight.i16", prior.weight, "<i2")
+        out[coding.label] = {name: _write_prior_array(folder, coding, name, a) for name, a in prior.arrays().items()}
     return out
+
+
+def _write_prior_array(folder: Path, coding: Coding, name: str, array: np.ndarray) -> dict:
+    """One of a prior's integer arrays, little-endian, in the integer type its model tensor has."""
+    dtype = np.dtype(prior_tensors.ARRAY_TYPES[name])
+    file = f"prior-{coding.label}-{name}.i{8 * dtype.itemsize}"
+    return _write_array(folder, file, array, dtype.newbyteorder("<").str)
 
 
 def _write_array(folder: Path, name: str, array: np.ndarray, dtype: str) -> dict:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import entropy, stages
+from .. import entropy, prior_tensors, stages
 from ..architecture import ModelKind
+from ..container import Coding
 from ..errors import InputError
 from ..files import atomic_path
 from ..zoo import Model, as_shipped, load_model, write_card
@@ -61,7 +62,7 @@ def stage_figures(model: Model, tiles: np.ndarray) -> list[dict]:
     figures = []
     for k in range(1, model.stage_count + 1):
         codes, decoded = stages.code_tiles(model, tiles, k, decoded=True)
-        prior = entropy.from_tensors(model.stage(k).extras, entropy.Coding.CONTEXT)
+        prior = prior_tensors.from_tensors(model.stage(k).extras, Coding.CONTEXT)
         cost = prior.cost_bits(codes[-1]) / len(tiles) if prior is not None else float(model.arch.bits)
         mse = np.mean((tiles.astype(np.float64) - decoded) ** 2)
         figures.append(
@@ -94,7 +95,7 @@ def add_stage(
         raise InputError(f"{run}: not an LBAE of {base.id}'s architecture ({base.arch})")
     train = training_residuals(base, residual_set)
     codes = encode_all(as_shipped(ckpt.model), train)
-    priors = entropy.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes))
+    priors = prior_tensors.to_tensors(entropy.fit(codes, context=False), entropy.fit(codes))
     later = [(s.net, s.extras) for s in base.later_stages] + [(ckpt.model, priors)]
     exported, card = extend_model(base, name, path, later_stages=later, delta=delta)
     progress = ckpt.progress
