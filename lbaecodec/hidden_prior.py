@@ -11,11 +11,10 @@ bit. U and a are in logit units (1/256), V in 1/4096: every sum is an integer, c
 float64 where it is exact (the model is refused unless Σ_k |V_ik| · max h_k < 2^53), so encoder
 and decoder agree on every machine. Entries outside those masks are ignored.
 
-A model ships it beside its linear context prior, under its own tensor names
-(``prior_tensors``), for files of
-coding method 3 (``Coding.HIDDEN``), which readers before lbaecodec 0.9 refuse as an unknown
-method: decoding under the linear part alone would give other bits, and that the payload
-re-encodes to itself would not catch it.
+A model ships it beside its linear context prior, under its own tensor names (``prior_tensors``),
+for files of coding method 3 (``Coding.HIDDEN``), which readers before lbaecodec 0.9 refuse as
+an unknown method: decoding under the linear part alone would give other bits, and that the
+payload re-encodes to itself would not catch it.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ class HiddenPrior(Prior):
         i = group.start
         new = slice(self._first_unit[i], self._first_unit[i + 1])
         if new.stop > new.start:
-            sums = self._inner[new, :i] @ signs[:i] if i else 0.0
+            sums = self._inner[new, :i] @ signs[:i]
             signs[self.bits + new.start : self.bits + new.stop] = np.maximum(0.0, self._inner_bias[new, None] + sums)
         active = self._first_unit[i + 1]
         hidden = self._outer[i, :active] @ signs[self.bits : self.bits + active]

@@ -54,6 +54,19 @@ def test_decoding_and_teacher_forcing_give_the_same_integer_logits(prior):
     np.testing.assert_array_equal(prior.logits(codes), prior.bias + b @ prior.weight.T + (h @ prior.outer.T) // 4096)
 
 
+def test_units_of_any_degree_and_order_round_trip():
+    """Degrees 0 (a constant unit) to 40 (feeds no bit), unsorted: stepwise decoding still meets
+    the encoder's logits."""
+    rng = np.random.default_rng(4)
+    degree = rng.permutation(np.r_[0, 0, 40, rng.integers(1, 40, 29)])
+    made_up = hidden_prior.HiddenPrior(
+        rng.integers(-300, 300, 40), rng.integers(-99, 99, (40, 40)), degree, rng.integers(-300, 300, (32, 40)),
+        rng.integers(-500, 500, 32), rng.integers(-3000, 3000, (40, 32)),
+    )  # fmt: skip
+    codes = xor_codes(9, seed=6)
+    np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, made_up), 9, made_up), codes)
+
+
 def test_masks_keep_it_autoregressive(prior):
     """Entries that would let a bit see itself or a later bit are ignored: changing bit i moves
     no logit of bits ≤ i."""
