@@ -10,6 +10,9 @@ Two priors, both fitted on training-set codes and shipped inside the model file:
   a whole group per coder call (it finds the groups in W's zeros, so any prior decodes this way
   and the coded stream is the same as bit by bit).
 
+(A third, ``hidden``, adds a hidden layer to the context prior: ``hidden_prior.py``. How a model
+file stores priors: ``prior_tensors.py``.)
+
 Coefficients are stored as integers (scale 1/256) and logits are computed in integer
 arithmetic; each logit's probability, a multiple of 2^-16, comes from a shipped integer table,
 so encoder and decoder get bit-identical probabilities on any machine.

@@ -55,9 +55,7 @@ class Made(torch.nn.Module):
         )
 
 
-def fit(
-    codes: np.ndarray, hidden: int, steps: int, seed: int = 0, batch: int = BATCH, lr: float = LR, log_every: int = 0
-) -> Made:
+def fit(codes: np.ndarray, hidden: int, steps: int, seed: int = 0, batch: int = BATCH, lr: float = LR) -> Made:
     """A float MADE fitted on (tiles, bits) ±1 codes: ``steps`` Adam steps of ``batch`` codes."""
     torch.manual_seed(seed)
     x_all = torch.from_numpy(np.asarray(codes, np.float32))
@@ -71,8 +69,6 @@ def fit(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{steps}: {loss.item() * x.shape[1] / math.log(2):.1f} bits/tile", flush=True)
     return made
 
 
