@@ -54,7 +54,14 @@ def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_n
     assert not np.array_equal(np.asarray(fidelity), np.asarray(realism))
 
 
-@pytest.mark.parametrize(("base_name", "name"), [("cifar10", "cifar10-h"), ("cifar10-w64-r", "cifar10-w64-rh")])
+@pytest.mark.parametrize(
+    ("base_name", "name"),
+    [
+        ("cifar10-600", "cifar10-h-600"),
+        ("cifar10-w64-r-600", "cifar10-w64-rh-600"),
+        ("mnist-w32-200", "mnist-w32-h-200"),
+    ],
+)
 def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, name):
     """`cifar10-h` is `cifar10` plus a hidden-layer prior: method-3 files, smaller, that decode to
     the base's pixels with every decoder; `--coding context` writes the base's payload."""
@@ -63,11 +70,22 @@ def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, na
     import lbaecodec
     from lbaecodec import container
 
-    photo = WEIGHTS.parent / "examples" / "astronaut.png"
-    base, hidden = (lbaecodec.load_model(WEIGHTS / f"lbae-{n}-600.safetensors", "cpu") for n in (base_name, name))
+    photo = _digits() if name.startswith("mnist") else WEIGHTS.parent / "examples" / "astronaut.png"
+    base, hidden = (lbaecodec.load_model(WEIGHTS / f"lbae-{n}.safetensors", "cpu") for n in (base_name, name))
     plain, smaller = lbaecodec.encode(photo, model=base), lbaecodec.encode(photo, model=hidden)
     assert lbaecodec.info(smaller).coding == "hidden" and len(smaller) < 0.96 * len(plain)
     assert container.read(lbaecodec.encode(photo, model=hidden, coding="context"))[1] == container.read(plain)[1]
     for decoder in base.decoders:
         expected = np.asarray(lbaecodec.decode(plain, base, decoder=decoder))
         assert np.array_equal(np.asarray(lbaecodec.decode(smaller, hidden, decoder=decoder)), expected)
+
+
+def _digits():
+    """A 4×4 canvas of the two example MNIST digits: what an MNIST model's priors are for."""
+    from PIL import Image
+
+    a, b = (Image.open(WEIGHTS.parent / "examples" / f"mnist_test_000{i}.png") for i in (0, 1))
+    canvas = Image.new("L", (4 * a.width, 4 * a.height))
+    for i in range(16):
+        canvas.paste(a if (i + i // 4) % 2 else b, (i % 4 * a.width, i // 4 * a.height))
+    return canvas
