@@ -60,6 +60,7 @@ def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_n
         ("cifar10-600", "cifar10-h-600"),
         ("cifar10-w64-r-600", "cifar10-w64-rh-600"),
         ("mnist-w32-200", "mnist-w32-h-200"),
+        ("fashion-mnist-r2-200", "fashion-mnist-r2h-200"),
     ],
 )
 def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, name):
@@ -70,7 +71,8 @@ def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, na
     import lbaecodec
     from lbaecodec import container
 
-    photo = _digits() if name.startswith("mnist") else WEIGHTS.parent / "examples" / "astronaut.png"
+    gray = {"mnist": "mnist", "fashi": "fashion"}.get(name[:5])
+    photo = _gray_canvas(gray) if gray else WEIGHTS.parent / "examples" / "astronaut.png"
     base, hidden = (lbaecodec.load_model(WEIGHTS / f"lbae-{n}.safetensors", "cpu") for n in (base_name, name))
     plain, smaller = lbaecodec.encode(photo, model=base), lbaecodec.encode(photo, model=hidden)
     assert lbaecodec.info(smaller).coding == "hidden" and len(smaller) < 0.96 * len(plain)
@@ -80,11 +82,12 @@ def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, na
         assert np.array_equal(np.asarray(lbaecodec.decode(smaller, hidden, decoder=decoder)), expected)
 
 
-def _digits():
-    """A 4×4 canvas of the two example MNIST digits: what an MNIST model's priors are for."""
+def _gray_canvas(prefix: str):
+    """A 4×4 canvas of two example test images (MNIST digits, Fashion-MNIST clothes): what such a
+    model's priors are for."""
     from PIL import Image
 
-    a, b = (Image.open(WEIGHTS.parent / "examples" / f"mnist_test_000{i}.png") for i in (0, 1))
+    a, b = (Image.open(WEIGHTS.parent / "examples" / f"{prefix}_test_000{i}.png") for i in (0, 1))
     canvas = Image.new("L", (4 * a.width, 4 * a.height))
     for i in range(16):
         canvas.paste(a if (i + i // 4) % 2 else b, (i % 4 * a.width, i // 4 * a.height))
