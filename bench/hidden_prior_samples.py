@@ -17,14 +17,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hidden_prior import VAL
 
 from lbaecodec.lab import data, generate, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.registry import cache_dir
 from lbaecodec.zoo import load_model
-
-VAL = 5000
 
 
 def main() -> None:

@@ -124,7 +124,8 @@ def decode_codes_many(
 
 AUTO_CODING = "auto"
 CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` accepts
-BEST_FIRST = (Coding.HIDDEN, Coding.CONTEXT, Coding.FACTORIZED)  # ``auto`` takes the first the model ships
+CONTEXT_CODINGS = (Coding.HIDDEN, Coding.CONTEXT)  # priors over a tile's earlier bits, best first
+BEST_FIRST = (*CONTEXT_CODINGS, Coding.FACTORIZED)  # ``auto`` takes the first the model ships
 
 
 def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Prior | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import constriction
 import numpy as np
@@ -34,9 +33,6 @@ import numpy as np
 from . import bits
 from .container import Header
 from .errors import LbaeFormatError, value_or_raise
-
-if TYPE_CHECKING:  # torch is imported where priors are fitted or read from model tensors
-    pass
 
 SCALE = 256  # integer logit units per nat
 MAX_LOGIT = 16 * SCALE

@@ -27,7 +27,9 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
 
 def parse_methods(spec: str) -> tuple[str, ...]:
     """'cov,prior' → ('cov', 'prior'); 'none' → ()."""
-    methods = tuple(m.strip() for m in spec.split(",") if m.strip() and spec.strip().lower() != "none")
+    if spec.strip().lower() == "none":
+        return ()
+    methods = tuple(m.strip() for m in spec.split(",") if m.strip())
     unknown = [m for m in methods if m not in SAMPLE_METHODS]
     if unknown:
         raise InputError(f"--samples {spec!r}: unknown method {unknown[0]!r}; choose from {', '.join(SAMPLE_METHODS)}")

@@ -274,10 +274,6 @@ def extend_model(
         raise ValueError(f"a seam filter after stage {postfilter_stage}, but the model has {stage_count}")
     replaced = (zoo.MODEL_PREFIX,) + (zoo.REALISM_PREFIX,) * (realism is not None)
     replaced += (zoo.postfilter_prefix(postfilter_stage),) * (postfilter is not None)
-    if isinstance(context_prior, hidden_prior.HiddenPrior):
-        replaced += (prior_tensors.HIDDEN_PREFIX,)
-    elif context_prior is not None:
-        replaced += (prior_tensors.CONTEXT_BIAS, prior_tensors.CONTEXT_WEIGHT)
     extras = {
         k: v
         for k, v in extension.read_tensors(base.path).items()
@@ -285,6 +281,7 @@ def extend_model(
     }
     if postfilter is not None:
         extras.update(zoo.postfilter_tensors(postfilter, postfilter_stage))
+    # a prior's tensor names are fixed: the new prior's replace base's
     if isinstance(context_prior, hidden_prior.HiddenPrior):
         extras.update(prior_tensors.hidden_to_tensors(context_prior))
     elif context_prior is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..architecture import AUTO
-from ..container import Coding
+from ..codec import CONTEXT_CODINGS
 from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
@@ -51,7 +51,7 @@ def random_codes(bits: int, n: int, rng: np.random.Generator) -> np.ndarray:
 def prior_codes(m: Model, n: int, rng: np.random.Generator) -> np.ndarray:
     """Codes drawn bit by bit from the model's context prior, the one `auto` codes its files with
     (with a hidden layer where the model ships one)."""
-    prior = next((p for c in (Coding.HIDDEN, Coding.CONTEXT) if (p := m.prior(c)) is not None), None)
+    prior = next((p for c in CONTEXT_CODINGS if (p := m.prior(c)) is not None), None)
     if prior is None:
         raise ModelError(f"model {m.id} ships no context prior to sample from")
     return prior.sample(n, rng)
