@@ -129,6 +129,7 @@ BEST_FIRST = (*CONTEXT_CODINGS, Coding.FACTORIZED)  # ``auto`` takes the first t
 
 
 def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Prior | None:
+    coding = coding.prior_method
     if coding not in m.derived.setdefault("priors", {}):
         m.derived["priors"][coding] = m.prior(coding)
     prior = m.derived["priors"][coding]
@@ -142,8 +143,8 @@ def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Pri
 
 
 def pack_codes(m: TileNetwork, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[Coding, bytes]:
-    """Codes → (coding method, payload). ``auto`` takes the model's best prior and falls
-    back to raw bits when coding would not save space."""
+    """Codes → (coding method, payload). ``auto`` takes the model's best prior, with a tight
+    end, and falls back to raw bits when coding would not save space."""
     if coding not in CODINGS:
         raise InputError(f"unknown coding {coding!r}; choose from {', '.join(CODINGS)}")
     raw = Coding.RAW, bits.pack(codes)
@@ -154,10 +155,11 @@ def pack_codes(m: TileNetwork, codes: np.ndarray, coding: str = AUTO_CODING) -> 
         method, prior = next(best, (None, None))
         if prior is None:
             return raw
+        method = method.tightened()
     else:
         method = Coding.from_label(coding)
         prior = _prior(m, method)
-    coded = entropy.encode(codes, prior)
+    coded = entropy.encode(codes, prior, method.tight)
     return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
 
 
@@ -183,8 +185,8 @@ def encode(
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
-    ``coding``: auto (the model's best prior, raw when that saves nothing), raw,
-    factorized or context. ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
+    ``coding``: auto (the model's best prior with a tight end, raw when that saves nothing), or
+    a method's label (``CODINGS``: the word-ended ones, e.g. context, for readers before 0.10). ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
     guard as the process set it; None: no limit of ours). ``version``: the container format
     (2, the default, names the model by hash in a 15-byte frame; 1 for older readers; a
     resampled file is always version 3). ``quality_level``: 1–5 (``quality.SCALES``), 3 codes

@@ -28,6 +28,9 @@ MAX_NAME = 64
 MAX_STAGES = 16
 
 
+TIGHT = 0b100  # the coding field's bit for a range code whose end is cut to whole bytes
+
+
 class Coding(IntEnum):
     """How the payload stores the code bits; the value is the header's 3-bit coding field."""
 
@@ -35,14 +38,31 @@ class Coding(IntEnum):
     FACTORIZED = 1  # range-coded under an independent Bernoulli per bit position
     CONTEXT = 2  # range-coded under a prior conditioned on the tile's earlier bits
     HIDDEN = 3  # as CONTEXT, the prior with a hidden layer (since lbaecodec 0.9; earlier readers refuse it)
+    # 1–3 with the range code's last word cut to whole bytes (since lbaecodec 0.10; earlier readers refuse them)
+    FACTORIZED_TIGHT = FACTORIZED | TIGHT
+    CONTEXT_TIGHT = CONTEXT | TIGHT
+    HIDDEN_TIGHT = HIDDEN | TIGHT
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return self.name.lower().replace("_", "-")
 
     @classmethod
     def from_label(cls, label: str) -> Coding:
-        return cls[label.upper()]
+        return cls[label.upper().replace("-", "_")]
+
+    @property
+    def tight(self) -> bool:
+        return bool(self & TIGHT)
+
+    @property
+    def prior_method(self) -> Coding:
+        """The method whose prior this one codes under (itself, for a word-ended method)."""
+        return Coding(self & ~TIGHT)
+
+    def tightened(self) -> Coding:
+        """The same prior with a byte-cut end (RAW has no range code to cut)."""
+        return self if self == Coding.RAW else Coding(self | TIGHT)
 
 
 CRC_BYTES = 4
@@ -222,7 +242,7 @@ def read_stages(data: bytes) -> tuple[Header, list[bytes]]:
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
     if coding not in set(Coding):
         raise LbaeFormatError(
-            f"unknown coding method {coding} (this build reads 0 to {max(Coding)}: a newer lbaecodec?)"
+            f"unknown coding method {coding} (this build reads {', '.join(map(str, map(int, Coding)))}: a newer lbaecodec?)"
         )
     if min(width, height, *coded) < 1 or (version == 1 and min(tile, bits) < 1):
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")

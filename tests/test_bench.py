@@ -158,10 +158,11 @@ def test_evaluate_command_reports_each_coding(tmp_path):
     r = CliRunner().invoke(cli.main, ["evaluate", "--data-dir", str(tmp_path / "c.npz"), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert out["images"] == 6 and set(out["codings"]) == {"raw", "factorized", "context"}
+    codings = {"raw", "factorized", "context", "factorized-tight", "context-tight"}
+    assert out["images"] == 6 and set(out["codings"]) == codings
     raw = out["codings"]["raw"]
     assert raw["payload_bits"] == 600 and raw["ratio_file"] == pytest.approx(24576 / (8 * raw["file_bytes"]), rel=1e-2)
-    assert 0 < out["codings"]["context"]["payload_bits"] <= 600
+    assert 0 < out["codings"]["context-tight"]["payload_bits"] < out["codings"]["context"]["payload_bits"] <= 600
 
 
 def test_limit_takes_evenly_spaced_images(tmp_path):

@@ -27,7 +27,7 @@ def test_encode_decode_info(tmp_path, png):
     assert r.exit_code == 0
     fields = json.loads(r.output)
     assert fields["tiles"] == 4 and fields["code_bits"] == 2400 and fields["raw_payload_bytes"] == 300
-    assert fields["coding"] == "context" and fields["payload_bytes"] < 300
+    assert fields["coding"] == "context-tight" and fields["payload_bytes"] < 300
     assert fields["file_bytes"] == out.stat().st_size
     assert run("encode", png, out, "--raw", "--force").exit_code == 0
     assert json.loads(run("info", out, "--json").output)["payload_bytes"] == 300

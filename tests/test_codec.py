@@ -118,7 +118,7 @@ def test_bad_inputs():
 
 
 def test_payload_length_mismatch_is_a_format_error(rgb_image):
-    h, payload = container.read(lbaecodec.encode(rgb_image))
+    h, payload = container.read(lbaecodec.encode(rgb_image, coding="context"))  # whole words
     with pytest.raises(LbaeFormatError, match="payload"):
         lbaecodec.decode(container.write(h, payload[:-1]))
 

@@ -52,7 +52,11 @@ def test_unknown_version():
 def test_unknown_coding_method_names_itself():
     h = container.Header("", b"abcd", 32, 32, 1, container.Coding.HIDDEN, 0, 0)
     data = bytearray(container.write(h, b"x" * 8))
-    assert container.read(bytes(data))[0].coding == container.Coding.HIDDEN  # method 3 reads
+    for method in container.Coding:  # 0–3, and 5–7: 1–3 with a tight end
+        data[10] = 1 | method << container.CODING_SHIFT
+        data[-4:] = container._crc(bytes(data[:-4]))
+        assert container.read(bytes(data))[0].coding == method == container.Coding.from_label(method.label)
+    assert container.Coding(7).label == "hidden-tight" and container.Coding(7).prior_method == container.Coding.HIDDEN
     data[10] = 1 | 4 << container.CODING_SHIFT  # RGB, method 4
     data[-4:] = container._crc(bytes(data[:-4]))
     with pytest.raises(LbaeFormatError, match="unknown coding method 4"):

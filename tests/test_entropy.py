@@ -30,7 +30,9 @@ def test_bit_exact_round_trip(priors, tiles):
         -np.ones((tiles, 120), np.float32),
     ):
         for prior in priors:
-            np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
+            for tight in (False, True):
+                payload = entropy.encode(codes, prior, tight)
+                np.testing.assert_array_equal(entropy.decode(payload, tiles, prior, tight), codes)
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["float32 sums", "float64 sums"])
@@ -78,6 +80,32 @@ def test_context_model_beats_factorized_on_correlated_bits(priors):
     assert coded < context + 1  # the range coder stays within a bit per tile of the ideal
 
 
+def test_a_tight_end_saves_whole_bytes_and_stays_canonical(priors):
+    """A tight payload is the word-ended code with its last word cut to whole bytes: never longer,
+    at most 3 bytes shorter, more than a byte shorter on average for one-tile payloads; a byte
+    cut off or added never decodes to the same codes (it is refused, or another code's payload)."""
+    prior = priors[1]
+    test = correlated_codes(200, seed=11)
+    words = [entropy.encode(c[None], prior) for c in test]
+    tight = [entropy.encode(c[None], prior, tight=True) for c in test]
+    assert all(0 <= len(w) - len(t) <= 3 for w, t in zip(words, tight, strict=True))
+    assert sum(map(len, words)) - sum(map(len, tight)) > len(test)
+    for codes, payload in zip(test[:50], tight[:50], strict=True):
+        for other in (payload[:-1], payload + b"\0", payload + b"\1"):
+            try:
+                decoded = entropy.decode(other, 1, prior, tight=True)
+            except ValueError:
+                continue
+            assert not np.array_equal(decoded[0], codes)
+
+
+def test_tight_payloads_decode_together_each_as_alone(priors):
+    codes = [correlated_codes(t, seed=20 + i) for i, t in enumerate([1, 4, 1, 2])]
+    payloads = [entropy.encode(c, priors[2], tight=True) for c in codes]
+    for c, decoded in zip(codes, entropy.decode_many(payloads, [len(c) for c in codes], priors[2], True), strict=True):
+        np.testing.assert_array_equal(decoded, c)
+
+
 def test_grouped_prior_decodes_a_group_per_coder_call(priors, monkeypatch):
     """The decoder finds a grouped prior's groups in its weights' zeros and takes each in one
     call; the stream is the one bit-by-bit decoding reads, and the rate sits between the dense
@@ -123,14 +151,14 @@ def test_prior_tensors_round_trip(priors):
     assert prior_tensors.from_tensors({}, Coding.CONTEXT) is None
 
 
-def test_codec_uses_context_coding_by_default(rgb_image):
+def test_codec_uses_tight_context_coding_by_default(rgb_image):
     data = lbaecodec.encode(rgb_image)
-    assert lbaecodec.info(data).coding == "context"
-    raw = lbaecodec.encode(rgb_image, coding="raw")
-    fact = lbaecodec.encode(rgb_image, coding="factorized")
-    decoded = {np.asarray(lbaecodec.decode(d)).tobytes() for d in (data, raw, fact)}
+    assert lbaecodec.info(data).coding == "context-tight"
+    others = {c: lbaecodec.encode(rgb_image, coding=c) for c in ("raw", "factorized", "factorized-tight", "context")}
+    decoded = {np.asarray(lbaecodec.decode(d)).tobytes() for d in (data, *others.values())}
     assert len(decoded) == 1  # identical pixels whatever the coding
-    assert lbaecodec.info(raw).coding == "raw" and lbaecodec.info(fact).coding == "factorized"
+    assert all(lbaecodec.info(d).coding == c for c, d in others.items())
+    assert len(data) <= len(others["context"])
 
 
 def test_auto_falls_back_to_raw_when_coding_does_not_pay(rgb_image, weights_dir):
@@ -141,7 +169,7 @@ def test_auto_falls_back_to_raw_when_coding_does_not_pay(rgb_image, weights_dir)
 
 
 def test_corrupted_coded_payload_is_a_clean_error(rgb_image):
-    h, payload = container.read(lbaecodec.encode(rgb_image))
+    h, payload = container.read(lbaecodec.encode(rgb_image, coding="context"))  # whole words
     for bad in (payload[:-1], payload[:-4], payload + b"\0\0\0\0"):
         with pytest.raises(LbaeFormatError):
             lbaecodec.decode(container.write(h, bad))

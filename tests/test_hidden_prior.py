@@ -27,7 +27,9 @@ def prior():
 @pytest.mark.parametrize("tiles", [1, 3, 40])
 def test_bit_exact_round_trip(prior, tiles):
     for codes in (xor_codes(tiles, seed=tiles), -np.ones((tiles, 40), np.float32), correlated_codes(tiles, 40)):
-        np.testing.assert_array_equal(entropy.decode(entropy.encode(codes, prior), tiles, prior), codes)
+        for tight in (False, True):
+            payload = entropy.encode(codes, prior, tight)
+            np.testing.assert_array_equal(entropy.decode(payload, tiles, prior, tight), codes)
 
 
 def test_a_hidden_layer_codes_what_a_linear_prior_cannot(prior):

@@ -259,7 +259,7 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
     fields): each decodes or is refused with an LbaeError, nothing else."""
     m = lbaecodec.load_model(device="cpu")
     tile = Image.fromarray(np.asarray(rgb_image)[:20, :20])
-    seeds = [lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context") for v in (1, 2)]
+    seeds = [lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context", "context-tight") for v in (1, 2)]
     seeds += [lbaecodec.encode(tile, m, coding="context", quality_level=q) for q in (1, 5)]  # version 3
     rng = random.Random(7)
     outcomes = {"decoded": 0, "refused": 0}

@@ -165,7 +165,7 @@ def test_a_hidden_prior_travels_with_the_export(tmp_path, rgb_image):
     manifest = json.loads((folder / "model.json").read_text())
     assert set(manifest["priors"]["hidden"]) == {"bias", "weight", "degree", "inner", "inner_bias", "outer"}
     data = lbaecodec.encode(rgb_image, model=model)
-    assert lbaecodec.info(data).coding == "hidden"
+    assert lbaecodec.info(data).coding == "hidden-tight"
     onnx_pixels = np.asarray(onnx_runtime.decode(data, folder)).astype(int)
     torch_pixels = np.asarray(lbaecodec.decode(data, model=model, precision="fp32")).astype(int)
     assert np.abs(onnx_pixels - torch_pixels).max() <= 1

@@ -29,7 +29,7 @@ def test_save_and_open_match_the_library(rgb_image, tmp_path):
     assert path.read_bytes() == lbaecodec.encode(rgb_image, model="cifar10", device="cpu")
     with Image.open(path) as img:
         assert (img.format, img.size, img.mode) == ("LBAE", rgb_image.size, "RGB")
-        assert img.info["lbae_model"].startswith("cifar10@") and img.info["lbae_coding"] == "context"
+        assert img.info["lbae_model"].startswith("cifar10@") and img.info["lbae_coding"] == "context-tight"
         pixels = np.asarray(img)
     assert np.array_equal(pixels, np.asarray(lbaecodec.decode(path.read_bytes(), device="cpu")))
 

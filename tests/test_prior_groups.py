@@ -66,8 +66,9 @@ def test_add_prior_refuses_in_one_line(tmp_path, args, message):
 
 
 def test_hidden_prior_model_writes_the_same_codes_in_fewer_bytes_under_method_3(tmp_path, rgb_image):
-    """A hidden prior joins the linear one (its tensors kept): `auto` codes with it, as method 3,
-    which readers before it refuse; `context` still writes the base model's method-2 stream."""
+    """A hidden prior joins the linear one (its tensors kept): `auto` codes with it, as method 7
+    (method 3 with a tight end), which readers before it refuse; `context-tight` still writes the
+    base model's stream."""
     from lbaecodec.lab import made
 
     base = zoo.load_model(make_model(tmp_path, "digits", "mnist", priors=True), "cpu")
@@ -84,7 +85,7 @@ def test_hidden_prior_model_writes_the_same_codes_in_fewer_bytes_under_method_3(
     assert card["hidden_prior"]["hidden_units"] == 16
     assert "hidden_coded" in card["hidden_prior"]["validation_bits_per_tile"]
     new_file, old_file = lbaecodec.encode(rgb_image, model=new), lbaecodec.encode(rgb_image, model=base)
-    assert lbaecodec.info(new_file).coding == "hidden"
-    assert container.read(lbaecodec.encode(rgb_image, model=new, coding="context"))[1] == container.read(old_file)[1]
+    assert lbaecodec.info(new_file).coding == "hidden-tight"
+    assert container.read(lbaecodec.encode(rgb_image, model=new, coding="context-tight"))[1] == container.read(old_file)[1]
     old_pixels = lbaecodec.decode(old_file, model=base)
     assert np.array_equal(np.asarray(old_pixels), np.asarray(lbaecodec.decode(new_file, model=new)))

@@ -75,8 +75,8 @@ def test_a_hidden_prior_model_decodes_as_its_base_from_fewer_bytes(base_name, na
     photo = _gray_canvas(gray) if gray else WEIGHTS.parent / "examples" / "astronaut.png"
     base, hidden = (lbaecodec.load_model(WEIGHTS / f"lbae-{n}.safetensors", "cpu") for n in (base_name, name))
     plain, smaller = lbaecodec.encode(photo, model=base), lbaecodec.encode(photo, model=hidden)
-    assert lbaecodec.info(smaller).coding == "hidden" and len(smaller) < 0.96 * len(plain)
-    assert container.read(lbaecodec.encode(photo, model=hidden, coding="context"))[1] == container.read(plain)[1]
+    assert lbaecodec.info(smaller).coding == "hidden-tight" and len(smaller) < 0.96 * len(plain)
+    assert container.read(lbaecodec.encode(photo, model=hidden, coding="context-tight"))[1] == container.read(plain)[1]
     for decoder in base.decoders:
         expected = np.asarray(lbaecodec.decode(plain, base, decoder=decoder))
         assert np.array_equal(np.asarray(lbaecodec.decode(smaller, hidden, decoder=decoder)), expected)
