@@ -134,6 +134,7 @@ def encode_files(
     version: int,
     quality_level: int,
     stage_count: int,
+    rdo_strength: float,
     max_pixels: int | None,
     sources: list[Path],
 ) -> list:
@@ -147,7 +148,7 @@ def encode_files(
 
     def flush() -> None:
         images = [img for _, img in pending]
-        args = (images, m, coding, version, quality_level, stage_count)
+        args = (images, m, coding, version, quality_level, stage_count, rdo_strength)
         _fill(results, [k for k, _ in pending], codec.encode_many, *args)
         pending.clear()
 

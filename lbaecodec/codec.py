@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import bits, container, entropy, quality, stages, tiling
+from . import container, packing, quality, rdo, stages, tiling
 from .architecture import FIDELITY, REALISM, pick_decoder
 from .container import Coding
 from .errors import InputError, LbaeError, ModelError, value_or_raise
@@ -72,10 +72,13 @@ def encode_codes(model: TileNetwork, pixels: np.ndarray) -> np.ndarray:
     return encode_codes_many(model, [pixels])[0][0]
 
 
-def encode_codes_many(model: TileNetwork, images: Sequence[np.ndarray], stage_count: int = 1) -> list[list[np.ndarray]]:
+def encode_codes_many(
+    model: TileNetwork, images: Sequence[np.ndarray], stage_count: int = 1, soft: bool = False
+) -> list[list[np.ndarray]]:
     """Many (H, W, C) uint8 images → for each, the (tiles, bits) codes of its stages 1 to
     ``stage_count``; all tiles go through the network together, each with the result it would
-    get alone (``tiling.in_fixed_batches``). Stage k codes what stages < k left of each tile."""
+    get alone (``tiling.in_fixed_batches``). Stage k codes what stages < k left of each tile.
+    ``soft`` (one stage): the encoder's values before the sign instead of codes."""
     if not images:
         return []
     batch = model.tile_batch
@@ -83,7 +86,7 @@ def encode_codes_many(model: TileNetwork, images: Sequence[np.ndarray], stage_co
     counts = [tiling.Grid(a.shape[1], a.shape[0], model.arch.size).count for a in images]
     split = np.cumsum(counts)[:-1]
     if stage_count == 1:  # streamed: no image's tiles are all held at once
-        return [[c] for c in np.split(stages.encoded_tiles(model, tiles), split)]
+        return [[c] for c in np.split(stages.encoded_tiles(model, tiles, soft), split)]
     codes = stages.code_tiles(model, np.concatenate(list(tiles)), stage_count)[0]
     return [list(per_image) for per_image in zip(*(np.split(c, split) for c in codes), strict=True)]
 
@@ -122,57 +125,6 @@ def decode_codes_many(
     return canvases
 
 
-AUTO_CODING = "auto"
-CODINGS = (AUTO_CODING, *(c.label for c in Coding))  # what encode's ``coding`` accepts
-CONTEXT_CODINGS = (Coding.HIDDEN, Coding.CONTEXT)  # priors over a tile's earlier bits, best first
-BEST_FIRST = (*CONTEXT_CODINGS, Coding.FACTORIZED)  # ``auto`` takes the first the model ships
-
-
-def _prior(m: TileNetwork, coding: Coding, required: bool = True) -> entropy.Prior | None:
-    coding = coding.prior_method
-    if coding not in m.derived.setdefault("priors", {}):
-        m.derived["priors"][coding] = m.prior(coding)
-    prior = m.derived["priors"][coding]
-    if prior is None:
-        if not required:
-            return None
-        raise ModelError(f"model {m.id} ships no {coding.label} prior")
-    if prior.bits != m.arch.bits:
-        raise ModelError(f"model {m.id}: prior has {prior.bits} bits, network {m.arch.bits}")
-    return prior
-
-
-def pack_codes(m: TileNetwork, codes: np.ndarray, coding: str = AUTO_CODING) -> tuple[Coding, bytes]:
-    """Codes → (coding method, payload). ``auto`` takes the model's best prior, with a tight
-    end, and falls back to raw bits when coding would not save space."""
-    if coding not in CODINGS:
-        raise InputError(f"unknown coding {coding!r}; choose from {', '.join(CODINGS)}")
-    raw = Coding.RAW, bits.pack(codes)
-    if coding == Coding.RAW.label:
-        return raw
-    if coding == AUTO_CODING:
-        best = ((c, p) for c in BEST_FIRST if (p := _prior(m, c, required=False)) is not None)
-        method, prior = next(best, (None, None))
-        if prior is None:
-            return raw
-        method = method.tightened()
-    else:
-        method = Coding.from_label(coding)
-        prior = _prior(m, method)
-    coded = entropy.encode(codes, prior, method.tight)
-    return (method, coded) if coding != AUTO_CODING or len(coded) < len(raw[1]) else raw
-
-
-def pack_stages(
-    m: TileNetwork, stage_codes: Sequence[np.ndarray], coding: str = AUTO_CODING
-) -> tuple[Coding, list[bytes]]:
-    """The codes of stages 1, 2, … → (coding method, each stage's payload): one method for the
-    file, the one ``pack_codes`` picks for stage 1; each stage is coded under its own prior."""
-    method, first = pack_codes(m, stage_codes[0], coding)
-    later = [pack_codes(m.stage(k), c, method.label)[1] for k, c in enumerate(stage_codes[1:], start=2)]
-    return method, [first, *later]
-
-
 def encode(
     image: str | Path | bytes | Image.Image,
     model: TileNetwork | str | Path | None = None,
@@ -182,18 +134,22 @@ def encode(
     version: int = container.VERSION,
     quality_level: int = quality.NATIVE,
     stage_count: int = 1,
+    rdo_strength: float = 0.0,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
     ``coding``: auto (the model's best prior with a tight end, raw when that saves nothing), or
-    a method's label (``CODINGS``: the word-ended ones, e.g. context, for readers before 0.10). ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's
-    guard as the process set it; None: no limit of ours). ``version``: the container format
-    (2, the default, names the model by hash in a 15-byte frame; 1 for older readers; a
-    resampled file is always version 3). ``quality_level``: 1–5 (``quality.SCALES``), 3 codes
-    the image at its own size. ``stage_count``: residual stages, up to the model's (more than
-    one writes version 4; a reader may stop after any stage)."""
+    a method's label (``packing.CODINGS``: the word-ended ones, e.g. context, for readers before 0.10).
+    ``max_pixels``: refuse larger images (PILLOW_LIMIT: Pillow's guard as the process set it;
+    None: no limit of ours). ``version``: the container format (2, the default, names the model
+    by hash in a 15-byte frame; 1 for older readers; a resampled file is always version 3).
+    ``quality_level``: 1–5 (``quality.SCALES``), 3 codes the image at its own size.
+    ``stage_count``: residual stages, up to the model's (more than one writes version 4; a
+    reader may stop after any stage). ``rdo_strength``: > 0 trades fidelity for bits (``rdo``;
+    one stage, a coded file)."""
     img = open_for_coding(image, pixel_limit(max_pixels), quality_level)
-    return encode_many([img], _as_model(model, device), coding, version, quality_level, stage_count)[0]
+    model = _as_model(model, device)
+    return encode_many([img], model, coding, version, quality_level, stage_count, rdo_strength)[0]
 
 
 def encode_many(
@@ -203,6 +159,7 @@ def encode_many(
     version: int = container.VERSION,
     quality_level: int = quality.NATIVE,
     stage_count: int = 1,
+    rdo_strength: float = 0.0,
 ) -> list[bytes]:
     """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
     ``encode`` gives for it alone; their tiles share the network's batches."""
@@ -216,11 +173,37 @@ def encode_many(
         raise InputError(f"quality {quality_level} needs format version {container.RESAMPLED_VERSION} (not 1)")
     arrays = [tiling.as_model_array(c, model.arch.channels) for c in canvases]
     files = []
-    for img, canvas, codes in zip(images, canvases, encode_codes_many(model, arrays, stage_count), strict=True):
-        method, payloads = pack_stages(model, codes, coding)
+    for img, canvas, codes in zip(
+        images, canvases, codes_to_store(model, arrays, stage_count, coding, rdo_strength), strict=True
+    ):
+        method, payloads = packing.pack_stages(model, codes, coding)
         header = file_header(model, img.width, img.height, img.mode, method, version, canvas.size, stage_count)
         files.append(container.write(header, payloads))
     return files
+
+
+def codes_to_store(
+    model: TileNetwork,
+    arrays: list[np.ndarray],
+    stage_count: int = 1,
+    coding: str = packing.AUTO_CODING,
+    rdo_strength: float = 0.0,
+) -> list[list[np.ndarray]]:
+    """Each image's codes per stage: the encoder's, or with ``rdo_strength`` > 0 those ``rdo``
+    makes of its values under the prior the file is coded with."""
+    if rdo_strength <= 0:
+        return encode_codes_many(model, arrays, stage_count)
+    check_rdo(model, stage_count, coding)
+    prior = packing.coding_prior(model, coding)[1]
+    return [[rdo.optimised_codes(z, prior, rdo_strength)] for (z,) in encode_codes_many(model, arrays, soft=True)]
+
+
+def check_rdo(model: TileNetwork, stage_count: int, coding: str) -> None:
+    """``--rdo`` needs a one-stage file coded under a prior."""
+    if stage_count > 1:
+        raise InputError("--rdo codes one stage: drop --stages")
+    if packing.coding_prior(model, coding)[1] is None:
+        raise InputError(f"--rdo needs a coded file: model {model.id} with --coding {coding} stores raw bits")
 
 
 def check_stage_count(model: TileNetwork, stage_count: int) -> None:
@@ -359,7 +342,7 @@ def _unpack_stages(model: TileNetwork, parsed: list) -> list[tuple]:
         for coding in Coding:
             group = [(k, h, p[stage - 1]) for k, h, p in parsed if h.coding == coding and len(p) >= stage]
             group = [g for g in group if not isinstance(codes[g[0]], LbaeError)]
-            for (k, _, _), c in zip(group, _unpack_many(model.stage(stage), coding, group), strict=True):
+            for (k, _, _), c in zip(group, packing.unpack_many(model.stage(stage), coding, group), strict=True):
                 codes[k] = c if isinstance(c, LbaeError) else [*codes[k], c]
     return [(k, h, codes[k]) for k, h, _ in parsed]
 
@@ -375,20 +358,3 @@ def _finish_canvas(
 
         pixels = deblock.apply(post, pixels, model.arch.size, model.device)
     return quality.resample(to_pil(pixels).convert(tiling.MODES[h.mode]), (h.width, h.height))
-
-
-def unpack_codes(h: container.Header, payload: bytes, m: TileNetwork) -> np.ndarray:
-    """Payload → (tiles, bits) codes; coded payloads need the model's prior. ``h`` bound to ``m``
-    (``check_model``)."""
-    return value_or_raise(_unpack_many(m, h.coding, [(0, h, payload)])[0])
-
-
-def _unpack_many(model: TileNetwork, coding: Coding, group: list) -> list[np.ndarray | LbaeError]:
-    """The codes of files (index, header, payload) of one coding, or each file's error."""
-    if not group:
-        return []
-    try:
-        prior = None if coding == Coding.RAW else _prior(model, coding)
-    except ModelError as e:
-        return [e] * len(group)
-    return entropy.payloads_codes([h for _, h, _ in group], [p for _, _, p in group], prior)

@@ -241,9 +241,8 @@ def read_stages(data: bytes) -> tuple[Header, list[bytes]]:
     if flags & RESERVED_FLAGS or flags & MODE_BITS > 1:
         raise LbaeFormatError(f"unsupported .lbae flags 0x{flags:02x}")
     if coding not in set(Coding):
-        raise LbaeFormatError(
-            f"unknown coding method {coding} (this build reads {', '.join(map(str, map(int, Coding)))}: a newer lbaecodec?)"
-        )
+        known = ", ".join(str(int(c)) for c in Coding)
+        raise LbaeFormatError(f"unknown coding method {coding} (this build reads {known}: a newer lbaecodec?)")
     if min(width, height, *coded) < 1 or (version == 1 and min(tile, bits) < 1):
         raise LbaeFormatError("corrupted .lbae header (zero dimension)")
     if not 1 <= stages <= MAX_STAGES:

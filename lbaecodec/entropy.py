@@ -61,7 +61,7 @@ def _coder_probabilities() -> np.ndarray:
     return np.clip(probability_table() / P_STEPS, 1.0 / P_STEPS, 1.0 - 1.0 / P_STEPS)
 
 
-def _probabilities(logits: np.ndarray) -> np.ndarray:
+def probabilities(logits: np.ndarray) -> np.ndarray:
     """Integer logits → P(bit = +1) as float64 on a 2^-16 grid, away from 0 and 1. (Two ufuncs,
     not np.clip: for the one-tile files this codec is made for, np.clip's Python wrapper cost
     more than the arithmetic, 600 times per file.)"""
@@ -105,7 +105,7 @@ class Prior:
     @staticmethod
     def _cost_at(reach: np.ndarray) -> np.ndarray:
         """−log2 of the most confident probability each bit's logit can reach (|logit| ≤ reach)."""
-        return -np.log2(_probabilities(reach))
+        return -np.log2(probabilities(reach))
 
     @functools.cached_property
     def still_to_cost(self) -> np.ndarray:
@@ -151,13 +151,13 @@ class Prior:
         coder uses: the distribution the files are coded under, as a generative model."""
         signs = self.signs_buffer(n)
         for g in self.groups:
-            ones = rng.random((n, g.stop - g.start)).T < _probabilities(self.group_logits(g, signs))
+            ones = rng.random((n, g.stop - g.start)).T < probabilities(self.group_logits(g, signs))
             signs[g] = np.where(ones, 1.0, -1.0)
         return signs[: self.bits].T.astype(np.float32)
 
     def cost_bits(self, codes: np.ndarray) -> float:
         """Ideal code length in bits of a (tiles, bits) array of ±1 codes."""
-        p = _probabilities(self.logits(codes))
+        p = probabilities(self.logits(codes))
         return float(-np.log2(np.where(np.asarray(codes) > 0, p, 1 - p)).sum())
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -193,7 +193,7 @@ def encode(codes: np.ndarray, prior: Prior, tight: bool = False) -> bytes:
     """(tiles, bits) ±1 → range-coded bytes: 32-bit words little-endian, or with ``tight``
     big-endian and the last one cut to whole bytes (``_tight_bytes``)."""
     codes = np.asarray(codes)
-    return _range_encode(codes > 0, _probabilities(prior.logits(codes)), tight)
+    return _range_encode(codes > 0, probabilities(prior.logits(codes)), tight)
 
 
 def _range_encode(ones: np.ndarray, probs: np.ndarray, tight: bool = False) -> bytes:

@@ -104,7 +104,9 @@ class OnnxModel:
 
     tile_batch = 8  # not tiling.TILE_BATCH: batches of 64 run no faster here (session 16); one tile pays for 8
 
-    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
+    def tile_encoder(self, soft: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        if soft:
+            raise InputError("--rdo needs the encoder's values before the sign: use the torch runtime")
         session = self._session("encoder", self.manifest["encoder"])
 
         def run(tiles: np.ndarray) -> np.ndarray:  # as images.to_float: channels first, x / 255 in float32

@@ -41,7 +41,7 @@ class TileNetwork(Protocol):
     def stage(self, k: int) -> TileNetwork: ...
     @property
     def tile_batch(self) -> int: ...  # tiles per network call (tiling.in_fixed_batches)
-    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]: ...
+    def tile_encoder(self, soft: bool = False) -> Callable[[np.ndarray], np.ndarray]: ...
     def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]: ...
     def prior(self, coding: Any) -> Prior | None: ...
     def with_precision(self, precision: str) -> TileNetwork: ...  # of the decoder (precision.PRECISIONS)
@@ -63,9 +63,10 @@ def add_residual(decoded: np.ndarray, residual: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(refined), 0, 255).astype(np.uint8)
 
 
-def encoded_tiles(model: TileNetwork, tiles: Iterable[np.ndarray]) -> np.ndarray:
-    """Batches of uint8 tiles (n, S, S, C) → their codes (tiles, bits) of ±1."""
-    out = tiling.in_fixed_batches(tiles, model.tile_encoder(), model.tile_batch)
+def encoded_tiles(model: TileNetwork, tiles: Iterable[np.ndarray], soft: bool = False) -> np.ndarray:
+    """Batches of uint8 tiles (n, S, S, C) → their codes (tiles, bits) of ±1 (with ``soft``: the
+    encoder's values before the sign)."""
+    out = tiling.in_fixed_batches(tiles, model.tile_encoder(soft), model.tile_batch)
     return np.concatenate([np.zeros((0, model.arch.bits), np.float32), *out])
 
 

@@ -123,9 +123,11 @@ class Model:
     def tile_batch(self) -> int:
         return tiling.tile_batch(self.device.type)
 
-    def tile_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
-        """A function: uint8 tiles (n, S, S, C) → their codes (n, bits) of ±1."""
-        return lambda tiles: self.net.encode(to_float(tiles).to(self.device)).cpu().numpy()
+    def tile_encoder(self, soft: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        """A function: uint8 tiles (n, S, S, C) → their codes (n, bits) of ±1, or with ``soft``
+        the encoder's values in (−1, 1) whose signs they are (``rdo``)."""
+        encode, device = self.net.encoder if soft else self.net.encode, self.device
+        return torch.inference_mode()(lambda tiles: encode(to_float(tiles).to(device)).float().cpu().numpy())
 
     def tile_decoder(self, decoder: str = FIDELITY) -> Callable[[np.ndarray], np.ndarray]:
         """A function: codes (n, bits) → uint8 tiles (n, S, S, C) through the named decoder."""

@@ -165,6 +165,20 @@ def test_evaluate_command_reports_each_coding(tmp_path):
     assert 0 < out["codings"]["context-tight"]["payload_bits"] < out["codings"]["context"]["payload_bits"] <= 600
 
 
+def test_evaluate_measures_the_codings_asked_for_with_rdo(tmp_path):
+    x = np.random.default_rng(6).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=x, x_test=x)
+    runs = {}
+    for strength in ("0", "0.3"):
+        args = ["evaluate", "--data-dir", str(tmp_path / "c.npz"), "--json", "--codings", "context-tight"]
+        r = CliRunner().invoke(cli.main, [*args, "--model", "hidden", "--rdo", strength])
+        assert r.exit_code == 0, r.output
+        runs[strength] = json.loads(r.output)
+    assert set(runs["0.3"]["codings"]) == {"context-tight"} and runs["0.3"]["rdo_strength"] == 0.3
+    bits = [runs[s]["codings"]["context-tight"]["payload_bits"] for s in ("0", "0.3")]
+    assert bits[1] <= bits[0]
+
+
 def test_limit_takes_evenly_spaced_images(tmp_path):
     x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 32, 32, 3), np.uint8)
     np.savez(tmp_path / "c.npz", x_train=x, x_test=x)

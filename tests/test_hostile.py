@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import lbaecodec
-from lbaecodec import cli, codec, container, entropy, files, registry, zoo
+from lbaecodec import cli, codec, container, entropy, files, packing, registry, zoo
 from lbaecodec.errors import InputError, LbaeError, LbaeFormatError, ModelError, printable
 
 from .conftest import make_model, save_image
@@ -259,7 +259,9 @@ def test_mutation_fuzz_gives_only_clean_errors(rgb_image):
     fields): each decodes or is refused with an LbaeError, nothing else."""
     m = lbaecodec.load_model(device="cpu")
     tile = Image.fromarray(np.asarray(rgb_image)[:20, :20])
-    seeds = [lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context", "context-tight") for v in (1, 2)]
+    seeds = [
+        lbaecodec.encode(tile, m, coding=c, version=v) for c in ("raw", "context", "context-tight") for v in (1, 2)
+    ]
     seeds += [lbaecodec.encode(tile, m, coding="context", quality_level=q) for q in (1, 5)]  # version 3
     rng = random.Random(7)
     outcomes = {"decoded": 0, "refused": 0}
@@ -308,7 +310,7 @@ def test_the_range_decoder_stops_when_it_runs_past_its_words(weights_dir):
     """A payload long enough for the length check but cut short stops where its words run out,
     not after all bits of all tiles."""
     m = zoo.load_model(weights_dir / "cifar10.safetensors", "cpu")
-    prior = codec._prior(m, container.Coding.CONTEXT)
+    prior = packing.model_prior(m, container.Coding.CONTEXT)
     codes = np.where(np.random.default_rng(3).random((40, prior.bits)) < 0.5, 1.0, -1.0)
     payload = entropy.encode(codes, prior)
     cut = payload[: 4 * int(40 * prior.min_tile_bits / 32 + 8)]  # just over the length bound

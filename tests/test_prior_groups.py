@@ -86,6 +86,8 @@ def test_hidden_prior_model_writes_the_same_codes_in_fewer_bytes_under_method_3(
     assert "hidden_coded" in card["hidden_prior"]["validation_bits_per_tile"]
     new_file, old_file = lbaecodec.encode(rgb_image, model=new), lbaecodec.encode(rgb_image, model=base)
     assert lbaecodec.info(new_file).coding == "hidden-tight"
-    assert container.read(lbaecodec.encode(rgb_image, model=new, coding="context-tight"))[1] == container.read(old_file)[1]
+    assert (
+        container.read(lbaecodec.encode(rgb_image, model=new, coding="context-tight"))[1] == container.read(old_file)[1]
+    )
     old_pixels = lbaecodec.decode(old_file, model=base)
     assert np.array_equal(np.asarray(old_pixels), np.asarray(lbaecodec.decode(new_file, model=new)))

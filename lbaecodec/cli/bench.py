@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..architecture import SAMPLE_METHODS
+from ..architecture import SAMPLE_METHODS, pick_decoder
 from ..errors import InputError
-from .common import DATA_DIR, DATASET, DEVICE, clean_errors, model_option
+from .common import DATA_DIR, DATASET, DEVICE, RDO, clean_errors, model_option
 
 
 def parse_classic(spec: str) -> dict[str, list[int]]:
@@ -90,6 +90,13 @@ def parse_methods(spec: str) -> tuple[str, ...]:
     "Inception (its FIDs are not comparable with ours otherwise).",
 )
 @click.option(
+    "--decoders",
+    default=None,
+    metavar="NAME,...",
+    help="The model's decoders that get a reconstruction row. [default: all it has]",
+)
+@RDO
+@click.option(
     "--update-card", is_flag=True, help="Write each measured model's FID, PSNR and this command into its JSON card."
 )
 @click.option(
@@ -115,6 +122,8 @@ def bench_cmd(
     no_reconstructions,
     baselines,
     paper_protocol,
+    decoders,
+    rdo_strength,
     update_card,
     card_dir,
     device,
@@ -135,11 +144,15 @@ def bench_cmd(
     if limit is not None and limit < 2:
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
     methods = () if no_samples else parse_methods(sample_methods)
-    if update_card and no_reconstructions:
-        raise InputError("--update-card records reconstruction FIDs: it cannot go with --no-reconstructions")
+    if update_card and (no_reconstructions or decoders or rdo_strength):
+        raise InputError(
+            "--update-card records the reconstruction FIDs of every decoder from the encoder's own codes: "
+            "it cannot go with --no-reconstructions, --decoders or --rdo"
+        )
     if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
         raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
     m = load_model(model or dataset, device)
+    decoders = [pick_decoder(d, m.decoders, m.id) for d in decoders.split(",")] if decoders else []
     images, note = bench.load_images(dataset, data_dir, limit)
     if images.shape[1:] != (m.arch.size, m.arch.size, m.arch.channels):
         raise InputError(
@@ -162,6 +175,8 @@ def bench_cmd(
         reconstructions=not no_reconstructions,
         baselines=others,
         paper_protocol=paper_protocol,
+        decoders=decoders,
+        rdo_strength=rdo_strength,
     )
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
@@ -182,9 +197,16 @@ def bench_cmd(
 @DATA_DIR
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Use N evenly spaced test images.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--codings",
+    default=None,
+    metavar="LABEL,...",
+    help="Codings to measure (as `encode --coding`). [default: every one the model ships]",
+)
+@RDO
 @DEVICE
 @clean_errors
-def evaluate_cmd(model, dataset, data_dir, limit, as_json, device) -> None:
+def evaluate_cmd(model, dataset, data_dir, limit, as_json, codings, rdo_strength, device) -> None:
     """Test-set PSNR/SSIM of a model and its bits per image under each coding (no FID).
 
     Each test image is coded as its own .lbae file; sizes include header and CRC. This is
@@ -202,7 +224,13 @@ def evaluate_cmd(model, dataset, data_dir, limit, as_json, device) -> None:
     images, note = bench.load_images(dataset, data_dir, limit)
     result = {
         "data": note,
-        **bench.evaluate_codings(m, images, bench.PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)),
+        **bench.evaluate_codings(
+            m,
+            images,
+            bench.PAPER_IMAGE_BITS.get(dataset, images[0].size * 8),
+            codings.split(",") if codings else (),
+            rdo_strength,
+        ),
     }
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -210,10 +238,10 @@ def evaluate_cmd(model, dataset, data_dir, limit, as_json, device) -> None:
     click.echo(
         f"{result['model']} on {result['images']} images of {note}: PSNR {result['psnr_db']} dB, SSIM {result['ssim']}"
     )
-    click.echo("| coding | payload bits/img | file bytes/img | ratio (file) | encode img/s | decode img/s |")
-    click.echo("|---|---|---|---|---|---|")
+    click.echo("| coding | payload bits/img | file bytes/img | ratio (file) | encode img/s | decode img/s | PSNR dB |")
+    click.echo("|---|---|---|---|---|---|---|")
     for coding, f in result["codings"].items():
         click.echo(
             f"| {coding} | {f['payload_bits']} | {f['file_bytes']} | {f['ratio_file']} | "
-            f"{f['encode_img_s']} | {f['decode_img_s']} |"
+            f"{f['encode_img_s']} | {f['decode_img_s']} | {f['psnr_db']} |"
         )

@@ -13,6 +13,7 @@ from .common import (
     DEVICE,
     FORCE,
     MAX_PIXELS,
+    RDO,
     clean_errors,
     decoder_option,
     model_option,
@@ -157,6 +158,7 @@ def many_files(command):
     "codes what the ones before left, for about as many bits again and a sharper picture. More "
     "than one writes format version 4, which a reader may cut after any stage.",
 )
+@RDO
 @RUNTIME
 @ONNX_DIR
 @MAX_PIXELS
@@ -174,6 +176,7 @@ def encode(
     format_version: int,
     quality: int,
     stage_count: int,
+    rdo_strength: float,
     runtime: str,
     onnx_dir: str | None,
     max_pixels: int | None,
@@ -190,6 +193,7 @@ def encode(
     Example:  lbaecodec encode photo.png photo.lbae --model cifar10
     Smaller:  lbaecodec encode photo.png small.lbae --quality 1
     Better:   lbaecodec encode photo.jpg best.lbae --model photo-s2f --stages 2 --quality 4
+    Fewer bits:  lbaecodec encode photo.png photo.lbae --model cifar10-w64-rh --rdo 0.05
     Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
     Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec encode thumbs/ -o coded/ --runtime onnx
     """
@@ -201,7 +205,9 @@ def encode(
     loader = batch.Loader(device, runtime, onnx_dir)
     if out_dir is not None:
         codec.check_stage_count(loader.load(model), stage_count)  # one error, not one per file
-        convert = (batch.encode_files, loader, model, coding, format_version, quality, stage_count)
+        if rdo_strength:
+            codec.check_rdo(loader.load(model), stage_count, coding)
+        convert = (batch.encode_files, loader, model, coding, format_version, quality, stage_count, rdo_strength)
         convert += (pixel_limit(max_pixels),)
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
         return
@@ -219,6 +225,7 @@ def encode(
             version=format_version,
             quality_level=quality,
             stage_count=stage_count,
+            rdo_strength=rdo_strength,
         ),
         force,
     )

@@ -70,6 +70,17 @@ def pixel_limit(max_pixels: int | None) -> int | None:
     return PILLOW_LIMIT if max_pixels is None else (max_pixels or None)
 
 
+RDO = click.option(
+    "--rdo",
+    "rdo_strength",
+    type=click.FloatRange(0, None),
+    default=0.0,
+    show_default=True,
+    help="Rate-distortion optimisation: flip the code bits the encoder was least sure of where "
+    "the prior makes them expensive. 0 keeps the encoder's code; 0.05 saves ~3 % of the bits "
+    "at ~0.2 dB, 0.1 ~6 % at ~0.5 dB (cifar10-w64-rh, validation images). One stage, torch "
+    "runtime; every reader decodes the files.",
+)
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 
 

@@ -45,14 +45,14 @@ def _png(array: np.ndarray, scale: int = 1) -> bytes:
 
 def _tiles_and_latents(source: str, m):
     """An image (cropped and resized to one tile) or a .lbae file → (codes, latents or None)."""
-    from .. import codec, container, tiling
+    from .. import codec, container, packing, tiling
     from ..lab import generate
 
     raw = read_input(source)
     if raw[:3] == container.MAGIC:
         h, payload = container.read(raw)
         h = codec.check_model(h, m)
-        codes = codec.unpack_codes(h, payload, m)
+        codes = packing.unpack_codes(h, payload, m)
         if len(codes) != 1:
             raise InputError(f"{source}: holds {len(codes)} tiles; interpolate takes single-tile images")
         return codes[0], None

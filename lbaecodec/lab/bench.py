@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import codec, container, tiling
+from .. import codec, container, packing, tiling
 from ..architecture import BASELINES, SAMPLE_METHODS
 from ..container import Coding
 from ..errors import ModelError
@@ -47,20 +47,21 @@ GRID_IMAGES = 10
 
 
 def lbae_reconstruct(
-    m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY
+    m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY, rdo_strength: float = 0.0
 ) -> tuple[np.ndarray, dict]:
-    """Each image as its own .lbae file: reconstructions (through ``decoder``) and size/speed figures."""
+    """Each image as its own .lbae file (its codes optimised with ``rdo_strength`` > 0):
+    reconstructions (through ``decoder``) and size/speed figures."""
     n, size, _, channels = images.shape
     column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
     t0 = time.perf_counter()
-    codes = codec.encode_codes(m, column)
-    payloads = [codec.pack_codes(m, codes[i : i + 1], coding) for i in range(n)]
+    codes = codec.codes_to_store(m, [column], coding=coding, rdo_strength=rdo_strength)[0][0]
+    payloads = [packing.pack_codes(m, codes[i : i + 1], coding) for i in range(n)]
     t1 = time.perf_counter()
     mode = tiling.MODES[int(channels == 3)]
     files = [container.write(codec.file_header(m, size, size, mode, method), p) for method, p in payloads]
     t2 = time.perf_counter()
     headers = [container.read(f) for f in files]
-    unpacked = np.concatenate([codec.unpack_codes(codec.check_model(h, m), p, m) for h, p in headers])
+    unpacked = np.concatenate([packing.unpack_codes(codec.check_model(h, m), p, m) for h, p in headers])
     recs = codec.decode_codes(m, unpacked, tiling.Grid(size, n * size, size), decoder).pixels.reshape(images.shape)
     t3 = time.perf_counter()
     if not np.array_equal(unpacked, codes):
@@ -74,22 +75,28 @@ def lbae_reconstruct(
     }
 
 
-def evaluate_codings(m: Model, images: np.ndarray, image_bits: int) -> dict:
-    """Test PSNR/SSIM and, per coding method, payload bits, file bytes, compression ratio
-    (image_bits over file bits) and encode/decode speed, each image as its own file."""
+def evaluate_codings(
+    m: Model, images: np.ndarray, image_bits: int, codings: Sequence[str] = (), rdo_strength: float = 0.0
+) -> dict:
+    """Test PSNR/SSIM and, per coding method (``codings``, or every one the model ships), payload
+    bits, file bytes, compression ratio (image_bits over file bits), encode/decode speed and
+    PSNR (which differs between codings only with ``rdo_strength``), each image as its own file."""
     table = {}
     recs = None
-    for method in Coding:
-        coding = method.label
+    for coding in codings or [c.label for c in Coding if not (rdo_strength and c == Coding.RAW)]:
         try:
-            recs, figures = lbae_reconstruct(m, images, coding)
+            recs, figures = lbae_reconstruct(m, images, coding, rdo_strength=rdo_strength)
         except ModelError:
+            if codings:
+                raise
             continue  # the model ships no such prior
         table[coding] = {k: round(v, 2) for k, v in figures.items() if k != "codings"}
         table[coding]["ratio_file"] = round(image_bits / (8 * figures["file_bytes"]), 2)
+        table[coding]["psnr_db"] = round(psnr(images, recs), 3)
     return {
         "model": m.id,
         "images": len(images),
+        **({"rdo_strength": rdo_strength} if rdo_strength else {}),
         "psnr_db": round(psnr(images, recs), 3),
         "ssim": round(ssim(images, recs), 4),
         "codings": table,
@@ -137,11 +144,14 @@ def run(
     baselines: list[Model] = (),
     paper_protocol: bool = False,
     reconstructions: bool = True,
+    decoders: Sequence[str] = (),
+    rdo_strength: float = 0.0,
 ) -> list[Row]:
     """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs.
 
-    One LBAE row per decoder of the model (none without ``reconstructions``: e.g. for a model
-    that differs from a benched one only in its prior), a generation row per method in
+    One LBAE row per decoder of the model, or per one of ``decoders`` (none without
+    ``reconstructions``: e.g. for a model that differs from a benched one only in its prior), its
+    codes optimised with ``rdo_strength`` > 0 (``rdo``), a generation row per method in
     ``samples``. ``paper_protocol`` adds rows measured as the paper's code did: reconstructions
     and references both saved as JPEG (Pillow's default quality 75) before Inception."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
@@ -168,9 +178,10 @@ def run(
         )
         grids[name] = recs[:GRID_IMAGES]
 
-    for decoder in model.decoders if reconstructions else ():
-        recs, figures = lbae_reconstruct(model, images, decoder=decoder)
+    for decoder in (decoders or model.decoders) if reconstructions else ():
+        recs, figures = lbae_reconstruct(model, images, decoder=decoder, rdo_strength=rdo_strength)
         name = row_name(model) + ("" if decoder == FIDELITY else f", {decoder} decoder")
+        name += f", rdo {rdo_strength}" if rdo_strength else ""
         measured(
             name,
             recs,

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..architecture import AUTO
-from ..codec import CONTEXT_CODINGS
 from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
+from ..packing import CONTEXT_CODINGS
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
 
 EIG_FLOOR = 1e-4
