@@ -92,3 +92,19 @@ def _gray_canvas(prefix: str):
     for i in range(16):
         canvas.paste(a if (i + i // 4) % 2 else b, (i % 4 * a.width, i // 4 * a.height))
     return canvas
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar10-h"])
+def test_tight_files_of_0_10_decode_to_the_same_pixels(name):
+    """Files written by lbaecodec 0.10 with tight ends (methods 6 and 7) and their fp32 decoding:
+    every later version must decode them the same."""
+    import numpy as np
+    from PIL import Image
+
+    import lbaecodec
+
+    data = (WEIGHTS.parent / "tests" / "data" / f"v2-{name}-tight-70x45.lbae").read_bytes()
+    golden = np.asarray(Image.open(WEIGHTS.parent / "tests" / "data" / "v2-cifar10-tight-70x45.decoded.png"))
+    assert lbaecodec.info(data).coding == {"cifar10": "context-tight", "cifar10-h": "hidden-tight"}[name]
+    img = lbaecodec.decode(data, model=WEIGHTS / f"lbae-{name}-600.safetensors", device="cpu", precision="fp32")
+    assert np.array_equal(np.asarray(img), golden)
