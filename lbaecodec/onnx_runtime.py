@@ -105,9 +105,12 @@ class OnnxModel:
     tile_batch = 8  # not tiling.TILE_BATCH: batches of 64 run no faster here (session 16); one tile pays for 8
 
     def tile_encoder(self, soft: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-        if soft:
-            raise InputError("--rdo needs the encoder's values before the sign: use the torch runtime")
-        session = self._session("encoder", self.manifest["encoder"])
+        graph = "encoder_values" if soft else "encoder"
+        if graph not in self.manifest:  # exports before lbaecodec 0.10
+            raise InputError(
+                f"--rdo needs the encoder's values before the sign: re-export {self.folder} with export-onnx"
+            )
+        session = self._session(graph, self.manifest[graph])
 
         def run(tiles: np.ndarray) -> np.ndarray:  # as images.to_float: channels first, x / 255 in float32
             pixels = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), np.float32) / np.float32(255)

@@ -78,8 +78,8 @@ RDO = click.option(
     show_default=True,
     help="Rate-distortion optimisation: flip the code bits the encoder was least sure of where "
     "the prior makes them expensive. 0 keeps the encoder's code; 0.05 saves ~4 % of the bits "
-    "at ~0.25 dB, 0.1 ~7 % at ~0.5 dB (cifar10-w64-rh, validation images). One stage, torch "
-    "runtime; every reader decodes the files.",
+    "at ~0.25 dB, 0.1 ~7 % at ~0.5 dB (cifar10-w64-rh, validation images). One stage; every "
+    "reader decodes the files.",
 )
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
 

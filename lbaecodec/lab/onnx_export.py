@@ -1,10 +1,12 @@
 """A model as ONNX files plus what a foreign decoder needs: `lbaecodec export-onnx MODEL DIR`.
 
 DIR gets ``encoder.onnx`` (pixels float32 (N, C, S, S) in [0, 1] → codes float32 (N, bits) of
-±1), ``decoder-fidelity.onnx`` and, where the model has one, ``decoder-realism.onnx`` (codes →
-pixels in [0, 1]; round(255·x) gives the 8-bit values), the entropy priors and the coder's
-probability table as raw little-endian integer files, and ``model.json`` describing all of it
-(tile size, channels, bits, the model id a .lbae header must name, file names, dtypes, shapes).
+±1), ``encoder-values.onnx`` (the same pixels → the values in (−1, 1) whose signs the codes are,
+for ``encode --rdo``; since lbaecodec 0.10), ``decoder-fidelity.onnx`` and, where the model
+has one, ``decoder-realism.onnx`` (codes → pixels in [0, 1]; round(255·x) gives the 8-bit
+values), the entropy priors and the coder's probability table as raw little-endian integer
+files, and ``model.json`` describing all of it (tile size, channels, bits, the model id a .lbae
+header must name, file names, dtypes, shapes).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
     arch = model.arch
     pixels = torch.rand(2, arch.channels, arch.size, arch.size)
     _write_onnx(_Encoder(model), pixels, folder / "encoder.onnx", "pixels", "codes")
+    _write_onnx(model.net.encoder, pixels, folder / "encoder-values.onnx", "pixels", "values")  # for --rdo
     decoders = {}
     for name in model.decoders:
         decoders[name] = f"decoder-{name}.onnx"
@@ -73,6 +76,7 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
         "channels": arch.channels,
         "bits": arch.bits,
         "encoder": "encoder.onnx",
+        "encoder_values": "encoder-values.onnx",
         "decoders": decoders,
         "priors": _write_priors(model, folder),
         "probabilities": _write_array(folder, "probabilities.u32", entropy.probability_table(), "<u4"),
