@@ -28,7 +28,7 @@ from lbaecodec.lab import data, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.zoo import load_model
 
-VAL = 5000
+VAL = 5000  # validation images by default (--val)
 
 
 def main() -> None:
@@ -38,12 +38,13 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--hidden", default="256,512")
     ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--val", type=int, default=VAL, help="validation images (CelebA has 9,000 training faces)")
     args = ap.parse_args()
     model = load_model(args.model, "cpu")
     codes = encode_all(model.net, data.load(args.dataset, "train", args.data_dir)[0])
-    fit_on, _, val = trainset.split_validation(codes, None, VAL)
+    fit_on, _, val = trainset.split_validation(codes, None, args.val)
     linear = entropy.fit(fit_on)
-    rows = [{"prior": "linear (entropy.fit, integer)", "val_ideal_bits": round(linear.cost_bits(val) / VAL, 1)}]
+    rows = [{"prior": "linear (entropy.fit, integer)", "val_ideal_bits": round(linear.cost_bits(val) / len(val), 1)}]
     print(json.dumps(rows[0]), flush=True)
     for hidden in (int(h) for h in args.hidden.split(",")):
         start = time.process_time()
@@ -52,21 +53,27 @@ def main() -> None:
             {
                 "prior": f"MADE, {hidden} hidden units (float)",
                 "val_ideal_bits": round(made.ideal_bits(fitted, val), 1),
-                "integer_val_ideal_bits": round(fitted.to_prior().cost_bits(val) / VAL, 1),
+                "integer_val_ideal_bits": round(fitted.to_prior().cost_bits(val) / len(val), 1),
                 "cpu_seconds": round(time.process_time() - start),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
     out = Path("bench/results") / f"hidden-prior-{args.model}"
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"model": model.id, "fitted_on": len(fit_on), "validation": VAL, "steps": args.steps, "data": args.data_dir}
+    meta = {
+        "model": model.id,
+        "fitted_on": len(fit_on),
+        "validation": len(val),
+        "steps": args.steps,
+        "data": args.data_dir,
+    }
     (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Context priors for {model.id}'s codes: fitted on {len(fit_on)} training images, ideal bits per "
-        f"image on {VAL} others (validation: a seeded random draw from the training split). "
+        f"image on {len(val)} others (validation: a seeded random draw from the training split). "
         f"MADE: {args.steps} Adam steps of {made.BATCH}.",
         f"Command: `python bench/hidden_prior.py --model {args.model} --dataset {args.dataset} "
-        f"--data-dir {args.data_dir} --hidden {args.hidden} --steps {args.steps}`",
+        f"--data-dir {args.data_dir} --hidden {args.hidden} --steps {args.steps} --val {len(val)}`",
         "",
         "| prior | ideal bits/image (validation) | CPU seconds to fit |",
         "|---|---|---|",
