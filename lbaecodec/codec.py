@@ -22,6 +22,7 @@ from .stages import TileNetwork
 
 if TYPE_CHECKING:
     from .deblock import PostFilter
+    from .entropy import Prior
 
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
@@ -193,17 +194,18 @@ def codes_to_store(
     makes of its values under the prior the file is coded with."""
     if rdo_strength <= 0:
         return encode_codes_many(model, arrays, stage_count)
-    check_rdo(model, stage_count, coding)
-    prior = packing.coding_prior(model, coding)[1]
+    prior = rdo_prior(model, stage_count, coding)
     return [[rdo.optimised_codes(z, prior, rdo_strength)] for (z,) in encode_codes_many(model, arrays, soft=True)]
 
 
-def check_rdo(model: TileNetwork, stage_count: int, coding: str) -> None:
-    """``--rdo`` needs a one-stage file coded under a prior."""
+def rdo_prior(model: TileNetwork, stage_count: int, coding: str) -> Prior:
+    """The prior ``--rdo`` optimises codes under: a one-stage file's, coded under a prior."""
     if stage_count > 1:
         raise InputError("--rdo codes one stage: drop --stages")
-    if packing.coding_prior(model, coding)[1] is None:
+    prior = packing.coding_prior(model, coding)[1]
+    if prior is None:
         raise InputError(f"--rdo needs a coded file: model {model.id} with --coding {coding} stores raw bits")
+    return prior
 
 
 def check_stage_count(model: TileNetwork, stage_count: int) -> None:

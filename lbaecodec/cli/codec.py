@@ -206,7 +206,7 @@ def encode(
     if out_dir is not None:
         codec.check_stage_count(loader.load(model), stage_count)  # one error, not one per file
         if rdo_strength:
-            codec.check_rdo(loader.load(model), stage_count, coding)
+            codec.rdo_prior(loader.load(model), stage_count, coding)  # one error, not one per file
         convert = (batch.encode_files, loader, model, coding, format_version, quality, stage_count, rdo_strength)
         convert += (pixel_limit(max_pixels),)
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
