@@ -17,6 +17,7 @@ DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fi
 SAMPLE_METHODS = ("cov", "prior", "random")  # how `sample` draws codes (lab/generate.py)
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
+DISC_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment's policy parts, in the order applied
 
 
 def pick_decoder(decoder: str, available: tuple[str, ...], model_id: str) -> str:

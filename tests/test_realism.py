@@ -100,9 +100,41 @@ def test_r1_penalty_is_the_squared_gradient_norm_on_real_images():
     assert torch.allclose(penalty, w.pow(2).sum() / (32 * 32))
 
 
+def test_disc_augment_draws_per_image_and_passes_gradients():
+    assert isinstance(adversarial.augmenter(()), torch.nn.Identity)
+    augment = adversarial.augmenter(("color", "translation", "cutout"))
+    x = torch.full((2, 3, 32, 32), 0.5).requires_grad_(True)
+    seen = augment(torch.cat([x, x]))
+    assert seen.shape == (4, 3, 32, 32)
+    assert not torch.equal(seen[0], seen[2])  # the same image, another draw
+    seen.sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="choose from"):
+        adversarial.augmenter(("flip",))
+
+
+def test_disc_augment_option_errors_in_one_line(monkeypatch):
+    result = run("train", "--stage", "realism", "--init-from", "cifar10", "--disc-augment", "color,flip")
+    assert result.exit_code == 2 and "flip: choose from color,translation,cutout" in result.output
+    monkeypatch.setitem(sys.modules, "kornia", None)  # as if the train extra were not installed
+    result = run("train", "--stage", "realism", "--init-from", "cifar10", "--disc-augment", "cutout")
+    assert result.exit_code == 6
+    missing = "error: --disc-augment needs the Python package 'kornia': pip install 'lbaecodec[train]'"
+    assert result.output.splitlines() == [missing]
+
+
 def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
-    recipe = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=2, r1_gamma=10, disc_lr=1e-4)
+    recipe = Recipe(
+        epochs=1,
+        batch=16,
+        stage="realism",
+        disc_width=8,
+        disc_warmup_steps=2,
+        r1_gamma=10,
+        disc_lr=1e-4,
+        disc_augment=("translation", "cutout"),
+    )
     train(arch, images, images[:16], tmp_path / "fidelity", Recipe(epochs=1, batch=16), show_progress=False)
     base = load_checkpoint(tmp_path / "fidelity", "best").model
     train(arch, images, images[:16], tmp_path / "r1", recipe, init_from=base, show_progress=False)
@@ -110,6 +142,7 @@ def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     train(arch, images, images[:16], tmp_path / "r1", resumed, resume=True, show_progress=False)
     ckpt = load_checkpoint(tmp_path / "r1")
     assert (ckpt.recipe.r1_gamma, ckpt.recipe.disc_lr, ckpt.progress.epoch) == (10, 1e-4, 2)
+    assert tuple(ckpt.recipe.disc_augment) == ("translation", "cutout")
     log = [json.loads(line) for line in (tmp_path / "r1" / "log.jsonl").read_text().splitlines()]
     assert all(r["train_r1"] > 0 for r in log)
 

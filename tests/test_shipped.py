@@ -35,17 +35,20 @@ def test_shipped_extensions_extend_whole_shipped_files():
     assert all(read_metadata(p)[META_BASE] in whole for p in extensions)
 
 
-@pytest.mark.parametrize("base_name", ["cifar10", "cifar10-w64"])
-def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_name):
-    """`cifar10-r` is `cifar10` plus a realism decoder (`cifar10-w64-r` the same, stored as an
-    extension of `cifar10-w64`'s file): the same payload, its own model id."""
+@pytest.mark.parametrize(
+    ("base_name", "name"),
+    [("cifar10-600", "cifar10-r-600"), ("cifar10-w64-600", "cifar10-w64-r-600"), ("celeba-1500", "celeba-r-1500")],
+)
+def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_name, name):
+    """`cifar10-r` is `cifar10` plus a realism decoder (`cifar10-w64-r` and `celeba-r` the same,
+    stored as extensions of their base's file): the same payload, its own model id."""
     import numpy as np
 
     import lbaecodec
     from lbaecodec import container
 
     photo = WEIGHTS.parent / "examples" / "astronaut.png"
-    files = (WEIGHTS / f"lbae-{name}-600.safetensors" for name in (base_name, f"{base_name}-r"))
+    files = (WEIGHTS / f"lbae-{stem}.safetensors" for stem in (base_name, name))
     base, with_realism = (lbaecodec.load_model(path, "cpu") for path in files)
     plain, realism_file = (lbaecodec.encode(photo, model=m) for m in (base, with_realism))
     assert container.read(plain)[1] == container.read(realism_file)[1] and plain != realism_file

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..architecture import DATASETS, DISC_NORMS, PRESETS, STAGES, ModelKind
+from ..architecture import DATASETS, DISC_AUGMENTS, DISC_NORMS, PRESETS, STAGES, ModelKind
 from ..errors import InputError
 from .common import clean_errors
 
@@ -17,6 +17,14 @@ ATTRIBUTES = click.option(
     metavar="FILE",
     help="CelebA list_attr_celeba.txt: store attribute directions so that `lbaecodec edit --towards Smiling` works.",
 )
+
+
+def _augment_policy(value: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [part for part in parts if part not in DISC_AUGMENTS]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(DISC_AUGMENTS)}")
+    return parts
 
 
 @click.command("train")
@@ -125,6 +133,15 @@ ATTRIBUTES = click.option(
     "keeps a winning discriminator's gradients informative. One extra backward pass through it per step.",
 )
 @click.option(
+    "--disc-augment",
+    default="",
+    metavar="PARTS",
+    callback=lambda ctx, param, value: _augment_policy(value),
+    help="realism: DiffAugment what the discriminator sees, real and decoded alike, so that it cannot "
+    f"memorise a small training set: comma-separated parts of {','.join(DISC_AUGMENTS)} "
+    "(train extra: kornia). [default: none]",
+)
+@click.option(
     "--disc-warmup",
     default=200,
     show_default=True,
@@ -200,6 +217,7 @@ def train_cmd(
     disc_norm,
     disc_lr,
     r1_gamma,
+    disc_augment,
     disc_warmup,
     val_size,
     val_fid,
@@ -231,6 +249,7 @@ def train_cmd(
 
     from ..lab import distributed
     from ..lab import train as training
+    from ..lab.adversarial import augmenter
     from ..lab.baselines import baseline_architecture
     from ..lab.checkpoint import initial_weights
     from ..lab.trainset import celeba_attributes, load_training_data, split_validation
@@ -245,6 +264,7 @@ def train_cmd(
     if epochs == 0 and budget_minutes <= 0:
         raise InputError("--epochs 0 needs --budget-minutes")
     found = celeba_attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
+    augmenter(disc_augment)  # the same for a missing kornia
     arch = baseline_architecture(replace(PRESETS[preset], width=width), kind, preset)
     data = load_training_data(dataset or preset, data_dir, arch, limit)
     if data.val is not None:  # held out by whole photo, not carved from the training tiles
@@ -269,6 +289,7 @@ def train_cmd(
         disc_norm=disc_norm,
         disc_lr=disc_lr,
         r1_gamma=r1_gamma,
+        disc_augment=disc_augment,
         disc_warmup_steps=disc_warmup,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..architecture import DISC_NORMS
+from ..architecture import DISC_AUGMENTS, DISC_NORMS
+from ..errors import require
 
 LEAK = 0.2
 MAX_ADAPTIVE_WEIGHT = 1e4
@@ -52,6 +53,26 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x * 2 - 1)
+
+
+def augmenter(policy: tuple[str, ...]) -> nn.Module:
+    """DiffAugment (Zhao et al. 2020): random, differentiable changes applied alike to what the
+    discriminator sees of real and decoded images (each image its own draw), so that it cannot
+    memorise a small training set. Policy parts as DiffAugment's: "color" (brightness, contrast,
+    saturation), "translation" (up to 1/8 of the side, zero-filled), "cutout" (a square of half
+    the side). Kornia does the work; an empty policy is the identity."""
+    unknown = set(policy) - set(DISC_AUGMENTS)
+    if unknown:
+        raise ValueError(f"discriminator augmentation {sorted(unknown)}; choose from {', '.join(DISC_AUGMENTS)}")
+    if not policy:
+        return nn.Identity()
+    K = require("kornia", "train", "--disc-augment").augmentation
+    parts = {
+        "color": lambda: K.ColorJiggle(brightness=0.5, contrast=0.5, saturation=1.0, p=1.0),
+        "translation": lambda: K.RandomAffine(degrees=0, translate=(0.125, 0.125), p=1.0),
+        "cutout": lambda: K.RandomErasing(scale=(0.25, 0.25), ratio=(1.0, 1.0), p=1.0),
+    }
+    return nn.Sequential(*(parts[name]() for name in DISC_AUGMENTS if name in policy))
 
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ class Recipe:
     disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
     r1_gamma: float = 0.0  # γ of an R1 penalty on the discriminator (0: none)
+    disc_augment: tuple[str, ...] = ()  # DiffAugment policy parts for what the discriminator sees
 
 
 @dataclass

@@ -64,6 +64,7 @@ class RealismStep:
         model.encoder.requires_grad_(False)
         self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
         self.disc = self.disc.to(device_of(model)).to(memory_format=torch.channels_last)
+        self.augment = adversarial.augmenter(tuple(recipe.disc_augment))
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
         # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
@@ -86,7 +87,7 @@ class RealismStep:
         adversarial_on = step >= self.recipe.disc_warmup_steps
         if adversarial_on:
             with _autocast(x.device, self.recipe.bf16):
-                g_adv = adversarial.generator_loss(self.disc(fake).float())
+                g_adv = adversarial.generator_loss(self.disc(self.augment(fake)).float())
             weight = self.recipe.adv_weight * (
                 adversarial.adaptive_weight(rec, g_adv, self.last_layer)
                 if self.recipe.adaptive
@@ -100,11 +101,12 @@ class RealismStep:
         distributed.average_gradients(self.decoder.parameters(), self.world)
         self.opt.step()
         logged = {"loss": rec.detach(), "adv_weight": weight}
+        real = self.augment(x)
         with _autocast(x.device, self.recipe.bf16):
-            d_loss = adversarial.hinge_d_loss(self.disc(x).float(), self.disc(fake.detach()).float())
+            d_loss = adversarial.hinge_d_loss(self.disc(real).float(), self.disc(self.augment(fake.detach())).float())
             logged["d_loss"] = d_loss.detach()
             if self.recipe.r1_gamma:
-                r1 = adversarial.r1_penalty(self.disc, x)
+                r1 = adversarial.r1_penalty(self.disc, real)
                 logged["r1"] = r1.detach()
                 d_loss = d_loss + self.recipe.r1_gamma / 2 * r1
         self.opt_d.zero_grad(set_to_none=True)
