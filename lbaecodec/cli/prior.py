@@ -41,8 +41,8 @@ def add_prior_cmd(model, groups, hidden, steps, name, target, delta, dataset, da
     of --groups (no dependencies inside each run of bits: --groups coder calls per file instead
     of one per bit) or --hidden (each bit's logit adds ReLU units that see only earlier bits:
     cifar10 8.5 % and cifar10-w64 6 % fewer bits, at 1.2–1.5× the decoding time of a lone file). The card
-    gives the rate on a validation split (a seeded random 5,000 training images, a fifth of
-    smaller sets, left out of that fit) for the new and a dense linear prior, and on the test split.
+    gives the rate on a validation split (a seeded random 5,000 training images, left out of
+    that fit) for the new and a dense linear prior, and on the test split.
 
     \b
     Examples:

@@ -310,21 +310,19 @@ def add_context_prior(
     name: str,
     path: Path,
     command: str,
-    val_count: int | None = None,
+    val_count: int = 5000,
     delta: bool = False,
 ) -> Path:
     """A new model file: ``base`` with its context prior refitted on its training codes by
     ``fit_prior`` (codes → prior): a ``kind`` of "grouped" or "hidden" prior. Network, statistics
     and factorized prior are ``base``'s: it writes the same codes, in other bytes. The card
-    gives the rate on a seeded random ``val_count`` of the training images (default: 5,000, or a
-    fifth of fewer than 25,000; fitted without them,
+    gives the rate on a seeded random ``val_count`` of the training images (fitted without them,
     against a dense linear prior fitted the same way) and on the test images (``delta``: see
     ``extend_model``)."""
     if base.stage_count > 1:
         raise ValueError(f"model {base.id} has {base.stage_count} stages; a new context prior is for one-stage models")
     if name == base.name:  # checked before the minutes of fitting (extend_model checks it again)
         raise ValueError(f"the new model needs a new name: {name!r} names {base.id}")
-    val_count = min(5000, len(train_images) // 5) if val_count is None else val_count
     if len(train_images) <= val_count:
         raise ValueError(f"{len(train_images)} training images: fitting a prior needs more than {val_count}")
     codes, test_codes = encode_all(base.net, train_images), encode_all(base.net, test_images)
