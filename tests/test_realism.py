@@ -142,7 +142,7 @@ def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     train(arch, images, images[:16], tmp_path / "r1", resumed, resume=True, show_progress=False)
     ckpt = load_checkpoint(tmp_path / "r1")
     assert (ckpt.recipe.r1_gamma, ckpt.recipe.disc_lr, ckpt.progress.epoch) == (10, 1e-4, 2)
-    assert tuple(ckpt.recipe.disc_augment) == ("translation", "cutout")
+    assert ckpt.recipe.disc_augment == ("translation", "cutout")
     log = [json.loads(line) for line in (tmp_path / "r1" / "log.jsonl").read_text().splitlines()]
     assert all(r["train_r1"] > 0 for r in log)
 

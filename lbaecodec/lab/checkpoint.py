@@ -48,6 +48,9 @@ class Recipe:
     r1_gamma: float = 0.0  # γ of an R1 penalty on the discriminator (0: none)
     disc_augment: tuple[str, ...] = ()  # DiffAugment policy parts for what the discriminator sees
 
+    def __post_init__(self) -> None:
+        self.disc_augment = tuple(self.disc_augment)  # a checkpoint's JSON gives a list
+
 
 @dataclass
 class Progress:

@@ -64,7 +64,7 @@ class RealismStep:
         model.encoder.requires_grad_(False)
         self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
         self.disc = self.disc.to(device_of(model)).to(memory_format=torch.channels_last)
-        self.augment = adversarial.augmenter(tuple(recipe.disc_augment))
+        self.augment = adversarial.augmenter(recipe.disc_augment)
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
         # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
