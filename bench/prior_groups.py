@@ -4,8 +4,9 @@
         --data-dir ../shared/datasets/cifar10-jpeg75.npz --groups 8,16,32,64
 
 Encodes the training split with the model, fits a prior for each group count (and a dense one,
-one group per bit) on all but the last 5,000 training images, and measures on those 5,000
-(never the test split): range-coded bits of one image per file, how many one-image payloads
+one group per bit) on all but 5,000 training images, a seeded random validation split
+(`trainset.split_validation`: the local CIFAR-10 copy is sorted by class), and measures on those
+5,000 (never the test split): range-coded bits of one image per file, how many one-image payloads
 per second `entropy.decode_many` turns back into codes (1,000 at once), and the seconds it takes
 to range-decode one large image (examples/astronaut.png resized to 1280×960); the network is not
 timed. Writes bench/results/prior-groups-MODEL/results.{json,md}.
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lbaecodec import codec, entropy, tiling
-from lbaecodec.lab import data
+from lbaecodec.lab import data, trainset
 from lbaecodec.lab.export import coded_bits, encode_all
 from lbaecodec.zoo import load_model
 
@@ -54,8 +55,8 @@ def main() -> None:
     ap.add_argument("--groups", default="8,16,32,64")
     args = ap.parse_args()
     model = load_model(args.model, "cpu")
-    codes = encode_all(model.net, data.load(args.dataset, "train", args.data_dir)[0])
-    fit_on, val = codes[:-VAL], codes[-VAL:]
+    fit_images, _, val_images = trainset.split_validation(data.load(args.dataset, "train", args.data_dir)[0], None, VAL)
+    fit_on, val = encode_all(model.net, fit_images), encode_all(model.net, val_images)
     large = large_image_codes(model)
     rows = []
     for groups in [0] + [int(g) for g in args.groups.split(",")]:
@@ -76,8 +77,8 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Grouped context priors for {model.id}: fitted on the codes of {len(fit_on)} training images, "
-        f"measured on the last {len(val)} (validation). Decoding: 1,000 of them, one image per payload, "
-        "in one `entropy.decode_many` call; and one large image, examples/astronaut.png at "
+        f"measured on {len(val)} others (a seeded random validation split). Decoding: 1,000 of them, "
+        "one image per payload, in one `entropy.decode_many` call; and one large image, examples/astronaut.png at "
         f"{LARGE_SIZE[0]}×{LARGE_SIZE[1]} ({len(large)} tiles) (best of 3; the network not included).",
         "Command: `python bench/prior_groups.py " + f"--model {args.model} --dataset {args.dataset} "
         f"--data-dir {args.data_dir} --groups {args.groups}`",

@@ -20,7 +20,7 @@ __all__ = [
     "ModelError",
     "DataError",
 ]
-__version__ = "0.10.0"
+__version__ = "0.11.0"
 
 
 def __getattr__(name: str):

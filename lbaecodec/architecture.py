@@ -4,7 +4,7 @@ built), the presets, and the names of its decoders. Light to import: the command
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
 from .errors import InputError, ModelError
@@ -58,18 +58,36 @@ class Architecture:
     bits: int  # latent bits per tile
     width: int = 64  # channels of the first layer; doubles at each down-sampling
     loss: str = "mse"  # "mse" for RGB, "bce" for near-binary data such as MNIST
+    # the decoder's width where it differs from the encoder's (a wider realism decoder, trained
+    # on a shipped encoder's codes); None: ``width``
+    decoder_width: int | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.decoder_width is None:  # as before the field existed: model files' metadata unchanged
+            del d["decoder_width"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
         """From a model file's metadata, checked before anything is allocated."""
         if not isinstance(d, dict):
             raise ValueError("architecture is not a JSON object")
-        arch = cls(**{k: d[k] for k in ("channels", "size", "bits", "width", "loss")})
+        arch = cls(
+            **{k: d[k] for k in ("channels", "size", "bits", "width", "loss")}, decoder_width=d.get("decoder_width")
+        )
         arch.check()
         return arch
+
+    @property
+    def decoder_arch(self) -> Architecture:
+        """The architecture the decoder is built from: ``width`` is the decoder's."""
+        return replace(self, width=self.decoder_width or self.width, decoder_width=None)
+
+    @property
+    def encoder_arch(self) -> Architecture:
+        """This architecture without its decoder's own width (what the codes depend on)."""
+        return replace(self, decoder_width=None)
 
     def check(self) -> None:
         """Types and ranges a file may claim (a width of 400 would allocate gigabytes)."""
@@ -77,6 +95,8 @@ class Architecture:
             value = getattr(self, name)
             if type(value) is not int or not low <= value <= high:
                 raise ValueError(f"architecture {name}={value!r} outside {low}..{high}")
+        if self.decoder_width is not None:
+            replace(self, width=self.decoder_width, decoder_width=None).check()
         if self.channels not in (1, 3) or self.loss not in ("mse", "bce"):
             raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}")
         _levels(self.size)

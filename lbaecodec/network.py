@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -85,7 +86,9 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(self, arch: Architecture) -> None:
+        """A decoder of ``arch.width`` channels (``LBAE`` passes ``arch.decoder_arch``)."""
         super().__init__()
+        self.width = arch.width
         levels = _levels(arch.size)
         self.bottom_ch = level_width(arch.width, levels)
         self.from_latent = nn.Sequential(
@@ -108,7 +111,7 @@ class LBAE(nn.Module):
         super().__init__()
         self.arch = arch
         self.encoder = Encoder(arch)
-        self.decoder = Decoder(arch)
+        self.decoder = Decoder(arch.decoder_arch)
 
     kind = ModelKind.LBAE
 
@@ -122,9 +125,10 @@ class LBAE(nn.Module):
         return self.decoder(codes), codes.new_zeros(())
 
     def with_decoder(self, decoder: Decoder) -> LBAE:
-        """The same encoder with another decoder (modules shared, not copied)."""
+        """The same encoder with another decoder (modules shared, not copied), which may be wider."""
         other = copy.copy(self)
         other._modules = {**self._modules, "decoder": decoder}
+        other.arch = replace(self.arch, decoder_width=None if decoder.width == self.arch.width else decoder.width)
         return other
 
     @torch.inference_mode()

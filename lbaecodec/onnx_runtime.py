@@ -105,16 +105,17 @@ class OnnxModel:
     tile_batch = 8  # not tiling.TILE_BATCH: batches of 64 run no faster here (session 16); one tile pays for 8
 
     def tile_encoder(self, soft: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-        graph = "encoder_values" if soft else "encoder"
-        if graph not in self.manifest:  # exports before lbaecodec 0.10
+        output = "values" if soft else "codes"
+        graph = "encoder_values" if soft and "encoder_values" in self.manifest else "encoder"  # 0.10: two files
+        session = self._session(graph, self.manifest[graph])
+        if output not in {o.name for o in session.get_outputs()}:  # exports before lbaecodec 0.10
             raise InputError(
                 f"--rdo needs the encoder's values before the sign: re-export {self.folder} with export-onnx"
             )
-        session = self._session(graph, self.manifest[graph])
 
         def run(tiles: np.ndarray) -> np.ndarray:  # as images.to_float: channels first, x / 255 in float32
             pixels = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
-            return session.run(None, {"pixels": pixels})[0]
+            return session.run([output], {"pixels": pixels})[0]
 
         return run
 

@@ -170,7 +170,8 @@ def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Arch
         for k in later:
             expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
         if any(k.startswith(REALISM_PREFIX) for k in table):
-            expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in Decoder(arch).state_dict().items()})
+            realism = _realism_like(table, arch, path)().state_dict()
+            expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in realism.items()})
         for prefix in (postfilter_prefix(k) for k in (1, *later)):
             if any(k.startswith(prefix) for k in table):
                 post = _filter_like(table, prefix, arch)().state_dict()
@@ -248,7 +249,11 @@ def load_model(
         net = build_network(kind, arch)
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
-        realism = _optional_part(tensors, REALISM_PREFIX, lambda: Decoder(arch)) if kind == ModelKind.LBAE else None
+        realism = (
+            _optional_part(tensors, REALISM_PREFIX, _realism_like(table, arch, path))
+            if kind == ModelKind.LBAE
+            else None
+        )
         postfilter = _optional_part(tensors, POSTFILTER_PREFIX, _filter_like(table, POSTFILTER_PREFIX, arch))
         later = [
             (
@@ -290,6 +295,22 @@ def _filter_like(table: dict[str, dict], prefix: str, arch: Architecture) -> Cal
     for the shape check (``_check_table``) as for loading."""
     shapes = {k[len(prefix) :]: entry["shape"] for k, entry in table.items() if k.startswith(prefix)}
     return lambda: deblock.from_shapes(arch.channels, shapes)
+
+
+def _realism_like(table: dict[str, dict], arch: Architecture, path: Path) -> Callable[[], Decoder]:
+    """Builds the realism decoder at the width its tensor table gives (the input channels of
+    its last convolution, ``pixels.N``): it may be wider than the fidelity decoder."""
+    last = [(int(m.group(1)), entry["shape"]) for k, entry in table.items() if (m := _REALISM_LAST.fullmatch(k))]
+    shape = max(last)[1] if last else []
+    decoder_arch = replace(arch, width=shape[1] if len(shape) == 4 else arch.width)
+    try:
+        decoder_arch.check()
+    except ValueError as e:
+        raise ModelError(f"{path}: not a valid lbaecodec model (realism decoder: {e})") from None
+    return lambda: Decoder(decoder_arch)
+
+
+_REALISM_LAST = re.compile(re.escape(REALISM_PREFIX) + r"pixels\.([0-9]+)\.weight")
 
 
 def postfilter_prefix(stage: int) -> str:

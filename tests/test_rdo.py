@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import lbaecodec
@@ -62,10 +64,7 @@ def test_rdo_without_what_it_needs_is_a_one_line_error(tmp_path, rgb_image, args
     rgb_image.save(tmp_path / "a.png")
     if "onnx" in args:
         pytest.importorskip("onnxruntime")
-        manifest_path = export_onnx(zoo.load_model("cifar10", "cpu"), tmp_path / "x") / "model.json"
-        manifest = json.loads(manifest_path.read_text())
-        del manifest["encoder_values"]
-        manifest_path.write_text(json.dumps(manifest))
+        _codes_only(export_onnx(zoo.load_model("cifar10", "cpu"), tmp_path / "x") / "encoder.onnx")  # before 0.10
         args = [*args, "--onnx-dir", str(tmp_path / "x")]
     r = CliRunner().invoke(
         cli.main, ["encode", str(tmp_path / "a.png"), str(tmp_path / "a.lbae"), "--rdo", "0.1", *args]
@@ -83,3 +82,30 @@ def test_onnx_runtime_writes_the_same_optimised_files_as_torch(tmp_path, rgb_ima
     for strength in (0.0, 0.1):
         expected = lbaecodec.encode(rgb_image, torch_model, rdo_strength=strength)
         assert lbaecodec.encode(rgb_image, onnx_model, rdo_strength=strength) == expected
+    assert not (tmp_path / "x" / "encoder-values.onnx").exists()  # one encoder graph, two outputs
+
+
+def test_onnx_exports_of_0_10_with_two_encoder_graphs_still_optimise(tmp_path, rgb_image):
+    pytest.importorskip("onnxruntime")
+    from lbaecodec.lab.onnx_export import _write_onnx
+    from lbaecodec.onnx_runtime import OnnxModel
+
+    torch_model = zoo.load_model("cifar10", "cpu")
+    folder = export_onnx(torch_model, tmp_path / "x")
+    _codes_only(folder / "encoder.onnx")
+    _write_onnx(
+        torch_model.net.encoder, torch.rand(2, 3, 32, 32), folder / "encoder-values.onnx", "pixels", ("values",)
+    )
+    manifest = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**manifest, "encoder_values": "encoder-values.onnx"}))
+    expected = lbaecodec.encode(rgb_image, torch_model, rdo_strength=0.1)
+    assert lbaecodec.encode(rgb_image, OnnxModel.load(folder), rdo_strength=0.1) == expected
+
+
+def _codes_only(encoder: Path) -> None:
+    """Make an export's encoder graph as lbaecodec wrote it before 0.11: the codes alone."""
+    import onnx
+
+    graph = onnx.load(encoder)
+    del graph.graph.output[1]
+    onnx.save(graph, encoder)

@@ -314,3 +314,60 @@ def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):
     assert card["base_model"] == base.id and card["realism"]["epochs"] == 1 and card["epochs"] == 1
     x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
     assert torch.equal(new.net.encode(x), base.net.encode(x))
+
+
+def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_narrow_one(runs, images, tmp_path):
+    root, _ = runs
+    base_path = export.export_run(
+        root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16], "synthetic", "pytest"
+    )
+    base = zoo.load_model(base_path, "cpu")
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--epochs", 1)
+    r = run(
+        *common, "--init-from", base_path, "--decoder-width", 8, "--adv-weight", 0, "--bf16", "--out", tmp_path / "wide"
+    )
+    assert r.exit_code == 0, r.output
+    wide = load_checkpoint(tmp_path / "wide", "best")
+    assert wide.arch.decoder_width == 8 and wide.model.decoder.width == 8 and base.arch.width == 4
+    assert wide.disc is None and wide.progress.best_metric == "val_loss"  # λ = 0: no discriminator
+    assert wide.recipe.bf16 and np.isfinite(wide.progress.history[-1]["val_loss"])  # bf16 autocast on CPU too
+    assert all(torch.equal(v, wide.model.encoder.state_dict()[k]) for k, v in base.net.encoder.state_dict().items())
+    more = ("--disc-width", 8, "--disc-warmup", 0, "--adv-weight", 0.1, "--fixed-weight", "--out", tmp_path / "adv")
+    r = run(*common, "--init-from", tmp_path / "wide", *more)
+    assert r.exit_code == 0, r.output
+    adv = load_checkpoint(tmp_path / "adv")
+    assert adv.disc is not None and adv.model.decoder.width == 8 and adv.progress.total_epochs == 2
+    out = tmp_path / "wide.safetensors"
+    r = run(
+        "add-decoder",
+        base_path,
+        tmp_path / "adv",
+        "--name",
+        "base-w",
+        "--out",
+        out,
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tmp_path / "c.npz",
+    )
+    assert r.exit_code == 0, r.output
+    m = zoo.load_model(out, "cpu")
+    assert m.realism.width == 8 and m.arch == base.arch and m.with_decoder("realism").arch.decoder_width == 8
+    assert json.loads(out.with_suffix(".json").read_text())["realism"]["epochs"] == 2
+    codes = base.net.encode(torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255)
+    assert torch.equal(m.with_decoder("fidelity").decode(codes), base.net.decode(codes))
+    assert m.with_decoder("realism").decode(codes).shape == (4, 3, 32, 32)
+
+
+def test_a_realism_decoder_of_impossible_width_is_a_one_line_error(tmp_path):
+    dual = zoo.load_model("dual", "cpu")
+    tensors = {k: v for k, v in load_file(str(dual.path)).items() if not k.startswith(zoo.REALISM_PREFIX)}
+    tensors[zoo.REALISM_PREFIX + "pixels.9.weight"] = torch.zeros(3, 512, 3, 3)
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=zoo.read_metadata(dual.path))
+    with pytest.raises(ModelError, match="realism decoder: architecture width=512"):
+        zoo.load_model(bad, "cpu")

@@ -85,6 +85,15 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     type=click.IntRange(min=1),
     help="Channels of the first layer (64 = paper size).",
 )
+@click.option(
+    "--decoder-width",
+    default=None,
+    type=click.IntRange(min=1),
+    help="realism: the realism decoder's width (wider than the model's: more capacity for the same "
+    "codes). A width other than that of the decoder it starts from means a new decoder, trained from "
+    "scratch: teach it to reconstruct first (--adv-weight 0), then continue that run adversarially "
+    "(--init-from RUN). [default: the decoder it starts from]",
+)
 @click.option("--batch", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--lr",
@@ -98,7 +107,8 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     show_default=True,
     type=click.FloatRange(min=0),
     help="realism: λ on the adversarial loss, times VQGAN's adaptive balance (the ratio of "
-    "the reconstruction and adversarial gradients at the last layer; ~0.002 with MSE).",
+    "the reconstruction and adversarial gradients at the last layer; ~0.002 with MSE). "
+    "0: no discriminator, the decoder learns to reconstruct (best epoch by validation loss).",
 )
 @click.option(
     "--fixed-weight",
@@ -174,7 +184,11 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     "if it ships one (else starts from its fidelity decoder).",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="bf16 autocast: CUDA, and CPUs with AVX-512 BF16 or AMX (~1.7x faster on a Zen 4 for a realism decoder).",
+)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (fidelity stage).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads. [default: all cores]")
 @click.option(
@@ -209,6 +223,7 @@ def train_cmd(
     budget_minutes,
     max_minutes,
     width,
+    decoder_width,
     batch,
     lr,
     adv_weight,
@@ -261,6 +276,8 @@ def train_cmd(
         raise InputError("--attributes is for LBAE models, not baselines")
     if stage == "realism" and (kind != ModelKind.LBAE or not (init_from or resume)):
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
+    if decoder_width is not None and stage != "realism":
+        raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if epochs == 0 and budget_minutes <= 0:
         raise InputError("--epochs 0 needs --budget-minutes")
     found = celeba_attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
@@ -274,6 +291,8 @@ def train_cmd(
     start, init_progress = None, None
     if init_from and not (resume and (Path(out or "") / "last.json").is_file()):
         start, arch, init_progress = initial_weights(init_from, kind, stage)
+        if decoder_width is not None:  # built fresh by the training loop, the encoder copied
+            arch = replace(arch, decoder_width=None if decoder_width == arch.width else decoder_width)
     run = Path(out or (f"runs/{preset}" if kind == ModelKind.LBAE else f"runs/{kind}-{preset}"))
     recipe = training.Recipe(
         epochs=epochs,

@@ -167,13 +167,13 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
 
 def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Module, Architecture, Progress]:
     """(network, architecture, progress) a run starts from: a run folder's best checkpoint or a
-    shipped model; a fidelity run counts their epochs and CPU time as its own history. A realism
-    run from a model that ships a realism decoder continues that decoder (and counts its
-    history); from any other model, it starts from the fidelity decoder."""
+    shipped model; a run continuing one of its own stage counts their epochs and CPU time as its
+    own history. A realism run from a model that ships a realism decoder continues that decoder
+    (and counts its history); from any other model, it starts from the fidelity decoder."""
     if Path(spec).is_dir():
         ckpt = load_checkpoint(Path(spec), BEST)
         prior = ckpt.progress
-        if stage != FIDELITY:
+        if stage != ckpt.recipe.stage:  # a realism decoder for a fidelity run's network
             return ckpt.model, ckpt.arch, Progress(init_from=str(spec))
         progress = Progress(
             init_from=str(spec),
@@ -193,4 +193,4 @@ def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Mo
         init_epochs=int(history.get("epochs", 0)),
         init_cpu_seconds=float(history.get("cpu_hours", 0.0)) * 3600,
     )
-    return net, shipped.arch, progress
+    return net, net.arch, progress

@@ -217,7 +217,7 @@ def _training_card(
 def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
     """The realism decoder of a run trained on ``net``'s frozen encoder (checked tensor by tensor)."""
     ckpt = load_checkpoint(realism_run, "best")
-    if ckpt.model.kind != ModelKind.LBAE or ckpt.arch != net.arch:
+    if ckpt.model.kind != ModelKind.LBAE or ckpt.arch.encoder_arch != net.arch:
         raise ValueError(f"{realism_run}: not a realism run of this network")
     mine, theirs = net.encoder.state_dict(), ckpt.model.encoder.state_dict()
     if any(not torch.equal(mine[k], theirs[k]) for k in mine):

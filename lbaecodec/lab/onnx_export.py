@@ -1,8 +1,9 @@
 """A model as ONNX files plus what a foreign decoder needs: `lbaecodec export-onnx MODEL DIR`.
 
-DIR gets ``encoder.onnx`` (pixels float32 (N, C, S, S) in [0, 1] → codes float32 (N, bits) of
-±1), ``encoder-values.onnx`` (the same pixels → the values in (−1, 1) whose signs the codes are,
-for ``encode --rdo``; since lbaecodec 0.10), ``decoder-fidelity.onnx`` and, where the model
+DIR gets ``encoder.onnx`` (pixels float32 (N, C, S, S) in [0, 1] → output ``codes``, float32
+(N, bits) of ±1, and output ``values``, the values in (−1, 1) whose signs the codes are, for
+``encode --rdo``; exports of lbaecodec 0.10 wrote ``values`` as a second graph,
+``encoder-values.onnx``, with the encoder's weights twice), ``decoder-fidelity.onnx`` and, where the model
 has one, ``decoder-realism.onnx`` (codes → pixels in [0, 1]; round(255·x) gives the 8-bit
 values), the entropy priors and the coder's probability table as raw little-endian integer
 files, and ``model.json`` describing all of it (tile size, channels, bits, the model id a .lbae
@@ -34,8 +35,9 @@ class _Encoder(torch.nn.Module):
         super().__init__()
         self.encoder = model.net.encoder
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.encoder(pixels) >= 0, 1.0, -1.0)
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values = self.encoder(pixels)
+        return torch.where(values >= 0, 1.0, -1.0), values
 
 
 class _Decoder(torch.nn.Module):
@@ -59,13 +61,12 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arch = model.arch
     pixels = torch.rand(2, arch.channels, arch.size, arch.size)
-    _write_onnx(_Encoder(model), pixels, folder / "encoder.onnx", "pixels", "codes")
-    _write_onnx(model.net.encoder, pixels, folder / "encoder-values.onnx", "pixels", "values")  # for --rdo
+    _write_onnx(_Encoder(model), pixels, folder / "encoder.onnx", "pixels", ("codes", "values"))
     decoders = {}
     for name in model.decoders:
         decoders[name] = f"decoder-{name}.onnx"
         network = model.net if name == FIDELITY else model.with_decoder(name)
-        _write_onnx(_Decoder(network.decoder), torch.ones(2, arch.bits), folder / decoders[name], "codes", "pixels")
+        _write_onnx(_Decoder(network.decoder), torch.ones(2, arch.bits), folder / decoders[name], "codes", ("pixels",))
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -76,7 +77,6 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
         "channels": arch.channels,
         "bits": arch.bits,
         "encoder": "encoder.onnx",
-        "encoder_values": "encoder-values.onnx",
         "decoders": decoders,
         "priors": _write_priors(model, folder),
         "probabilities": _write_array(folder, "probabilities.u32", entropy.probability_table(), "<u4"),
@@ -86,7 +86,9 @@ def export_onnx(model: Model, folder: Path | None = None) -> Path:
     return folder
 
 
-def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+def _write_onnx(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_names: tuple[str, ...]
+) -> None:
     """The TorchScript-based exporter, deliberately: it takes a second where torch.export's takes
     ~15 (measured here) and needs no onnxscript, for the same plain convolutional graph."""
     with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -96,8 +98,8 @@ def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, inpu
             (example,),
             str(tmp),
             input_names=[input_name],
-            output_names=[output_name],
-            dynamic_axes={input_name: {0: "n"}, output_name: {0: "n"}},
+            output_names=list(output_names),
+            dynamic_axes={name: {0: "n"} for name in (input_name, *output_names)},
             opset_version=OPSET,
             dynamo=False,
         )

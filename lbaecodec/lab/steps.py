@@ -62,11 +62,13 @@ class RealismStep:
             raise ValueError("the realism stage trains an LBAE decoder")
         self.model, self.recipe, self.world = model, recipe, world
         model.encoder.requires_grad_(False)
-        self.disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
-        self.disc = self.disc.to(device_of(model)).to(memory_format=torch.channels_last)
-        self.augment = adversarial.augmenter(recipe.disc_augment)
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+        self.disc, self.opt_d = None, None  # λ = 0: the decoder learns to reconstruct, no discriminator
+        if recipe.adv_weight > 0:
+            disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
+            self.disc = disc.to(device_of(model)).to(memory_format=torch.channels_last)
+            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+        self.augment = adversarial.augmenter(recipe.disc_augment)
         # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
         # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
         self.decoder = model.decoder
@@ -75,16 +77,17 @@ class RealismStep:
     def train_mode(self) -> None:
         self.model.decoder.train()
         self.model.encoder.eval()
-        self.disc.train()
+        if self.disc is not None:
+            self.disc.train()
 
     def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), _autocast(x.device, self.recipe.bf16):
-            codes = SignSTE.apply(self.model.encoder(x)).float()
+        with torch.no_grad():  # float32, as the codec encodes: near-zero latents keep their signs
+            codes = SignSTE.apply(self.model.encoder(x))
         with _autocast(x.device, self.recipe.bf16):
             logits = self.decoder(codes)
         fake = torch.sigmoid(logits.float())
         rec = loss_fn(self.model.arch, logits, x)
-        adversarial_on = step >= self.recipe.disc_warmup_steps
+        adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
         if adversarial_on:
             with _autocast(x.device, self.recipe.bf16):
                 g_adv = adversarial.generator_loss(self.disc(self.augment(fake)).float())
@@ -101,9 +104,15 @@ class RealismStep:
         distributed.average_gradients(self.decoder.parameters(), self.world)
         self.opt.step()
         logged = {"loss": rec.detach(), "adv_weight": weight}
+        if self.disc is not None:
+            logged.update(self._discriminator_step(x, fake.detach()))
+        return logged
+
+    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        logged = {}
         real = self.augment(x)
         with _autocast(x.device, self.recipe.bf16):
-            d_loss = adversarial.hinge_d_loss(self.disc(real).float(), self.disc(self.augment(fake.detach())).float())
+            d_loss = adversarial.hinge_d_loss(self.disc(real).float(), self.disc(self.augment(fake)).float())
             logged["d_loss"] = d_loss.detach()
             if self.recipe.r1_gamma:
                 r1 = adversarial.r1_penalty(self.disc, real)
@@ -135,4 +144,4 @@ def _compiled(module: torch.nn.Module):
 
 
 def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)

@@ -112,7 +112,9 @@ def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, wo
         model, progress, disc = ckpt.model, ckpt.progress, ckpt.disc
     else:
         model, progress, disc, ckpt = build_network(kind, arch), init_progress or Progress(), None, None
-        if init_from is not None:
+        if init_from is not None and init_from.arch != arch:  # a realism decoder of another width
+            model.encoder.load_state_dict(init_from.encoder.state_dict())
+        elif init_from is not None:
             model.load_state_dict(init_from.state_dict())
     model = model.to(device).to(memory_format=torch.channels_last)
     if world.size > 1:
@@ -254,7 +256,8 @@ def _run_epoch(
 def _keep(out, model, step_fn, recipe, progress, record, fid_probe) -> None:
     """Log the epoch, save the last checkpoint, and the best one by the stage's metric."""
     metric = "val_fid" if fid_probe is not None else "val_loss"
-    realism_without_fid = recipe.stage == "realism" and fid_probe is None
+    # a realism stage with λ = 0 (a new decoder learning to reconstruct) is chosen on its loss
+    realism_without_fid = recipe.stage == "realism" and fid_probe is None and recipe.adv_weight > 0
     progress.best_metric = "last" if realism_without_fid else metric
     progress.history.append(record)
     disc, opt_d = getattr(step_fn, "disc", None), getattr(step_fn, "opt_d", None)
