@@ -52,7 +52,7 @@ def from_shapes(channels: int, shapes: dict[str, list[int]]) -> PostFilter:
     depth = sum(1 for k in shapes if k.startswith("layers.") and k.endswith(".weight"))
     first = shapes.get("layers.0.weight") or [FILTER_WIDTH]
     width = first[0] if depth > 1 and 1 <= first[0] <= MAX_FILTER_WIDTH else FILTER_WIDTH
-    # out-of-range sizes build a filter whose shapes then fail the file's check (zoo._check_table)
+    # out-of-range sizes build a filter whose shapes then fail the file's check (layout.check_table)
     return PostFilter(channels, width, (1,) * min(max(depth, 1), MAX_FILTER_LAYERS))
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,13 +23,30 @@ from safetensors import SafetensorError
 from safetensors.torch import save
 from torch import nn
 
-from . import deblock, entropy, extension, prior_tensors, tiling
+from . import entropy, extension, prior_tensors, tiling
 from .architecture import FIDELITY, REALISM, Architecture, ModelKind, pick_decoder
 from .container import Coding, Header
 from .deblock import PostFilter
 from .errors import InputError, LbaeFormatError, ModelError, printable
 from .files import write_atomic
 from .images import to_float, to_uint8
+from .layout import (  # noqa: F401  (the names other modules import from here)
+    ATTRIBUTE_DIRECTION,
+    LABEL_MEAN,
+    MODEL_PREFIX,
+    POSTFILTER_PREFIX,
+    REALISM_PREFIX,
+    STAGE_NAME,
+    STAGE_PREFIX,
+    STATS_COUNT,
+    STATS_MEAN,
+    STATS_MOMENT,
+    check_table,
+    filter_like,
+    postfilter_prefix,
+    realism_like,
+    stage_numbers,
+)
 from .network import LBAE, Decoder, build_network, fold_batch_norms
 from .precision import AUTO_PRECISION, PRECISIONS, decodes_in_bf16
 from .registry import (  # noqa: F401
@@ -53,16 +69,6 @@ from .registry import (  # noqa: F401
     weights_dirs,
     write_card,
 )
-
-# Tensor names in a model file (docs/FORMAT.md, "Model files")
-MODEL_PREFIX = "model."  # the network: encoder and fidelity decoder
-REALISM_PREFIX = REALISM + "."  # the realism decoder, when the model has one
-POSTFILTER_PREFIX = "postfilter."  # the seam filter over canvases decoded with stage 1 alone, if any
-STAGE_PREFIX = "stage{}."  # residual stage k ≥ 2: its network, priors and seam filter, named as a model's own
-STAGE_NAME = re.compile(r"stage([0-9]+)\.")
-STATS_MEAN, STATS_MOMENT, STATS_COUNT = "stats.code_mean", "stats.code_moment", "stats.count"
-LABEL_MEAN = "stats.label_mean"  # (labels, bits): mean code of each label's training images
-ATTRIBUTE_DIRECTION = "stats.attribute_direction"  # (attributes, bits): mean code with − without
 
 
 @dataclass
@@ -152,38 +158,6 @@ class Model:
         return prior_tensors.from_tensors(self.extras, coding)
 
 
-def _stage_numbers(names: Iterable[str], path: Path) -> list[int]:
-    """The later stages a model file holds (2, 3, …); ModelError unless they follow on from 2."""
-    found = sorted({int(m.group(1)) for n in names if (m := STAGE_NAME.match(n))})
-    if found != list(range(2, 2 + len(found))):
-        raise ModelError(f"{path}: not a valid lbaecodec model (stages {found}: they must be 2, 3, …)")
-    return found
-
-
-def _check_table(path: Path, table: dict[str, dict], kind: ModelKind, arch: Architecture) -> None:
-    """Every network tensor the architecture implies is in the file with its shape: checked on
-    a skeleton on the meta device, before any real allocation."""
-    with torch.device("meta"):
-        network = {MODEL_PREFIX + k: list(v.shape) for k, v in build_network(kind, arch).state_dict().items()}
-        expected = dict(network)
-        later = _stage_numbers(table, path)
-        for k in later:
-            expected.update({STAGE_PREFIX.format(k) + name: shape for name, shape in network.items()})
-        if any(k.startswith(REALISM_PREFIX) for k in table):
-            realism = _realism_like(table, arch, path)().state_dict()
-            expected.update({REALISM_PREFIX + k: list(v.shape) for k, v in realism.items()})
-        for prefix in (postfilter_prefix(k) for k in (1, *later)):
-            if any(k.startswith(prefix) for k in table):
-                post = _filter_like(table, prefix, arch)().state_dict()
-                expected.update({prefix + k: list(v.shape) for k, v in post.items()})
-    for name, shape in expected.items():
-        if name not in table or table[name]["shape"] != shape:
-            found = table[name]["shape"] if name in table else "missing"
-            raise ModelError(
-                f"{path}: not a valid lbaecodec model (tensor {name}: {found}, the architecture needs {shape})"
-            )
-
-
 def load_named(name: str, device: str = "auto") -> Model:
     """The installed model of this name: for names read from a file, which may only ever match
     the registry (a path or a file in the current folder is never opened because a file says so)."""
@@ -243,24 +217,22 @@ def load_model(
         raise ModelError(f"{path}: not a valid lbaecodec model (architecture: {e})") from e
     layers = extension.read_layers(path)
     table = {name: entry for layer, raw in layers for name, entry in parse_header(raw, layer)[1].items()}
-    _check_table(path, table, kind, arch)
+    check_table(path, table, kind, arch)
     try:
         tensors = extension.merged(layers)
         net = build_network(kind, arch)
         state = {k[len(MODEL_PREFIX) :]: v.float() for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         net.load_state_dict(state)
         realism = (
-            _optional_part(tensors, REALISM_PREFIX, _realism_like(table, arch, path))
-            if kind == ModelKind.LBAE
-            else None
+            _optional_part(tensors, REALISM_PREFIX, realism_like(table, arch, path)) if kind == ModelKind.LBAE else None
         )
-        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, _filter_like(table, POSTFILTER_PREFIX, arch))
+        postfilter = _optional_part(tensors, POSTFILTER_PREFIX, filter_like(table, POSTFILTER_PREFIX, arch))
         later = [
             (
                 _optional_part(tensors, STAGE_PREFIX.format(k) + MODEL_PREFIX, lambda: build_network(kind, arch)),
-                _optional_part(tensors, postfilter_prefix(k), _filter_like(table, postfilter_prefix(k), arch)),
+                _optional_part(tensors, postfilter_prefix(k), filter_like(table, postfilter_prefix(k), arch)),
             )
-            for k in _stage_numbers(tensors, path)
+            for k in stage_numbers(tensors, path)
         ]
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -288,34 +260,6 @@ def load_model(
         postfilter=_for_inference(postfilter, where),
         later_stages=stages,
     )
-
-
-def _filter_like(table: dict[str, dict], prefix: str, arch: Architecture) -> Callable[[], PostFilter]:
-    """Builds the filter stored under ``prefix`` at the size its tensor table gives: the same
-    for the shape check (``_check_table``) as for loading."""
-    shapes = {k[len(prefix) :]: entry["shape"] for k, entry in table.items() if k.startswith(prefix)}
-    return lambda: deblock.from_shapes(arch.channels, shapes)
-
-
-def _realism_like(table: dict[str, dict], arch: Architecture, path: Path) -> Callable[[], Decoder]:
-    """Builds the realism decoder at the width its tensor table gives (the input channels of
-    its last convolution, ``pixels.N``): it may be wider than the fidelity decoder."""
-    last = [(int(m.group(1)), entry["shape"]) for k, entry in table.items() if (m := _REALISM_LAST.fullmatch(k))]
-    shape = max(last)[1] if last else []
-    decoder_arch = replace(arch, width=shape[1] if len(shape) == 4 else arch.width)
-    try:
-        decoder_arch.check()
-    except ValueError as e:
-        raise ModelError(f"{path}: not a valid lbaecodec model (realism decoder: {e})") from None
-    return lambda: Decoder(decoder_arch)
-
-
-_REALISM_LAST = re.compile(re.escape(REALISM_PREFIX) + r"pixels\.([0-9]+)\.weight")
-
-
-def postfilter_prefix(stage: int) -> str:
-    """Where a model file keeps the seam filter for canvases decoded with stages 1..``stage``."""
-    return POSTFILTER_PREFIX if stage == 1 else STAGE_PREFIX.format(stage) + POSTFILTER_PREFIX
 
 
 def postfilter_tensors(post: PostFilter, stage: int = 1) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from torch.nn.utils import parametrize
 import lbaecodec
 from lbaecodec import cli, zoo
 from lbaecodec.architecture import PRESETS
+from lbaecodec.cli import info
 from lbaecodec.errors import InputError, ModelError
 from lbaecodec.lab import adversarial, export
 from lbaecodec.lab.checkpoint import initial_weights
@@ -355,7 +356,9 @@ def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_nar
     assert r.exit_code == 0, r.output
     m = zoo.load_model(out, "cpu")
     assert m.realism.width == 8 and m.arch == base.arch and m.with_decoder("realism").arch.decoder_width == 8
-    assert json.loads(out.with_suffix(".json").read_text())["realism"]["epochs"] == 2
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["realism"]["epochs"] == 2 and card["realism"]["width"] == 8
+    assert "+ realism decoder (width 8, " in info._model_line(card)  # `lbaecodec models`
     codes = base.net.encode(torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255)
     assert torch.equal(m.with_decoder("fidelity").decode(codes), base.net.decode(codes))
     assert m.with_decoder("realism").decode(codes).shape == (4, 3, 32, 32)

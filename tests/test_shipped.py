@@ -37,11 +37,17 @@ def test_shipped_extensions_extend_whole_shipped_files():
 
 @pytest.mark.parametrize(
     ("base_name", "name"),
-    [("cifar10-600", "cifar10-r-600"), ("cifar10-w64-600", "cifar10-w64-r-600"), ("celeba-1500", "celeba-r-1500")],
+    [
+        ("cifar10-600", "cifar10-r-600"),
+        ("cifar10-w64-600", "cifar10-w64-r-600"),
+        ("celeba-1500", "celeba-r-1500"),
+        ("celeba-1500", "celeba-r2-1500"),
+    ],
 )
 def test_a_realism_model_codes_as_its_base_and_decodes_with_both_decoders(base_name, name):
     """`cifar10-r` is `cifar10` plus a realism decoder (`cifar10-w64-r` and `celeba-r` the same,
-    stored as extensions of their base's file): the same payload, its own model id."""
+    stored as extensions of their base's file; `celeba-r2`'s decoder is twice as wide as
+    `celeba`'s): the same payload, its own model id."""
     import numpy as np
 
     import lbaecodec

@@ -99,7 +99,8 @@ def _model_line(c: dict) -> str:
     if "realism" in c:
         measured = (c.get("test_fid_realism") or {}).get("fid")
         realism_fid = f", FID {measured}" if measured else ""
-        fid += f"  + realism decoder ({c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
+        width = f"width {c['realism']['width']}, " if "width" in c["realism"] else ""
+        fid += f"  + realism decoder ({width}{c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
     if c.get("later_stages"):
         by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
         fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"

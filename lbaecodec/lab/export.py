@@ -358,6 +358,7 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
     figures = evaluate(model.with_decoder(zoo.REALISM), test_images)
     return {
         "realism": {
+            "width": model.realism.width,
             "epochs": progress.total_epochs,  # with those of a realism decoder it continued
             "best_epoch": progress.init_epochs + progress.best_epoch,
             "selected_on": f"validation split ({progress.best_metric})",
