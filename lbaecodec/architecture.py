@@ -82,7 +82,11 @@ class Architecture:
     @property
     def decoder_arch(self) -> Architecture:
         """The architecture the decoder is built from: ``width`` is the decoder's."""
-        return replace(self, width=self.decoder_width or self.width, decoder_width=None)
+        return replace(self, width=self.width if self.decoder_width is None else self.decoder_width, decoder_width=None)
+
+    def with_decoder_width(self, width: int) -> Architecture:
+        """This architecture with a decoder of ``width`` channels (None where that is ``width``)."""
+        return replace(self, decoder_width=None if width == self.width else width)
 
     @property
     def encoder_arch(self) -> Architecture:
@@ -96,7 +100,7 @@ class Architecture:
             if type(value) is not int or not low <= value <= high:
                 raise ValueError(f"architecture {name}={value!r} outside {low}..{high}")
         if self.decoder_width is not None:
-            replace(self, width=self.decoder_width, decoder_width=None).check()
+            self.decoder_arch.check()
         if self.channels not in (1, 3) or self.loss not in ("mse", "bce"):
             raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}")
         _levels(self.size)

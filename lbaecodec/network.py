@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -128,7 +127,7 @@ class LBAE(nn.Module):
         """The same encoder with another decoder (modules shared, not copied), which may be wider."""
         other = copy.copy(self)
         other._modules = {**self._modules, "decoder": decoder}
-        other.arch = replace(self.arch, decoder_width=None if decoder.width == self.arch.width else decoder.width)
+        other.arch = self.arch.with_decoder_width(decoder.width)
         return other
 
     @torch.inference_mode()

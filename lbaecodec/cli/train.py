@@ -292,7 +292,7 @@ def train_cmd(
     if init_from and not (resume and (Path(out or "") / "last.json").is_file()):
         start, arch, init_progress = initial_weights(init_from, kind, stage)
         if decoder_width is not None:  # built fresh by the training loop, the encoder copied
-            arch = replace(arch, decoder_width=None if decoder_width == arch.width else decoder_width)
+            arch = arch.with_decoder_width(decoder_width)
     run = Path(out or (f"runs/{preset}" if kind == ModelKind.LBAE else f"runs/{kind}-{preset}"))
     recipe = training.Recipe(
         epochs=epochs,
