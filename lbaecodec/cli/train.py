@@ -187,7 +187,7 @@ def _augment_policy(value: str) -> tuple[str, ...]:
 @click.option(
     "--bf16",
     is_flag=True,
-    help="bf16 autocast: CUDA, and CPUs with AVX-512 BF16 or AMX (~1.7x faster on a Zen 4 for a realism decoder).",
+    help="bf16 autocast: CUDA, and CPUs with AVX-512 BF16 or AMX (~1.6x faster on a Zen 4 for a realism decoder).",
 )
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (fidelity stage).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads. [default: all cores]")
