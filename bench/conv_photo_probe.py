@@ -138,7 +138,7 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
         batch = tiles[rng.integers(len(tiles), size=a.batch)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        x = to_tensor(np.ascontiguousarray(batch))
+        x = to_tensor(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             decoded, bits = model(x)
         mse = F.mse_loss(decoded.float(), x)
