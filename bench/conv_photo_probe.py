@@ -30,12 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from rd_photos import held_out_photos, mean_point, pillow_point
+from rd_photos import QUALITIES, held_out_photos, mean_point, pillow_point
 from safetensors.torch import save_file
 from torch import nn
 
 import lbaecodec
 from lbaecodec import quality as knob
+from lbaecodec.images import to_float, to_uint8
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
 from lbaecodec.network import LEAK, SignSTE, down_path, level_width, up_path
@@ -96,23 +97,18 @@ class ConvLBAE(nn.Module):
         return torch.sigmoid(self.decoder(bits)), self.prior.code_length(bits)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div(255)
-
-
 @torch.inference_mode()
 def code_photo(model: ConvLBAE, image: np.ndarray, scale: float) -> dict:
     """One photo coded on a canvas ``scale`` times its size: bits per pixel of the photo, PSNR, MS-SSIM."""
     h, w = image.shape[:2]
-    canvas = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), knob.RESAMPLING))
+    canvas = np.array(knob.resample(Image.fromarray(image), (round(w * scale), round(h * scale))))
     ch, cw = canvas.shape[:2]
-    x = to_tensor(canvas[None])
+    x = to_float(canvas[None])
     x = F.pad(x, (0, -cw % STRIDE, 0, -ch % STRIDE), mode="replicate")
     bits = torch.where(model.encoder(x) >= 0, 1.0, -1.0)
     length = float(model.prior.code_length(bits)[0])
-    decoded = torch.sigmoid(model.decoder(bits))[0, :, :ch, :cw]
-    decoded = (decoded.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    back = np.asarray(Image.fromarray(decoded).resize((w, h), knob.RESAMPLING))
+    decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw])[0]
+    back = np.asarray(knob.resample(Image.fromarray(decoded), (w, h)))
     return {
         "bpp": length / (w * h),
         "psnr": quality.psnr(image[None], back[None]),
@@ -138,7 +134,7 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
         batch = tiles[rng.integers(len(tiles), size=a.batch)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        x = to_tensor(batch)
+        x = to_float(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             decoded, bits = model(x)
         mse = F.mse_loss(decoded.float(), x)
@@ -198,7 +194,7 @@ def main() -> None:
     scales = sorted(knob.SCALES.values())
     webp = [
         {"quality": q, **mean_point([pillow_point(img, "WEBP", q, STRIDE) for _, img in test])}
-        for q in (0, 5, 10, 20, 35, 50, 70, 90)
+        for q in QUALITIES["WEBP"]
     ]
     ours = curve(model, test, scales)
     bd = quality.bd_rate([(w["bpp"], w["psnr"]) for w in webp], [(o["bpp"], o["psnr"]) for o in ours])
