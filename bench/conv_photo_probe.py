@@ -17,6 +17,8 @@ canvases of several scales (the quality knob's scales) and is compared with Pill
 the same photos (BD-rate, as bench/rd_photos.py). Bits are the context model's ideal code
 length, not a range-coded file (which adds well under 1 % plus a header): a probe, not a codec.
 Writes results.json / results.md under --out, and the weights (safetensors) to --save if given.
+On a GPU (``--device cuda --bf16``), train in chunks: ``--save`` after each, ``--init`` the next
+from it (the cosine schedule restarts per chunk; the budget is wall clock).
 """
 
 import argparse
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from rd_photos import QUALITIES, held_out_photos, mean_point, pillow_point
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import lbaecodec
@@ -103,11 +105,11 @@ def code_photo(model: ConvLBAE, image: np.ndarray, scale: float) -> dict:
     h, w = image.shape[:2]
     canvas = np.array(knob.resample(Image.fromarray(image), (round(w * scale), round(h * scale))))
     ch, cw = canvas.shape[:2]
-    x = to_float(canvas[None])
+    x = to_float(canvas[None]).to(next(model.parameters()).device)
     x = F.pad(x, (0, -cw % STRIDE, 0, -ch % STRIDE), mode="replicate")
     bits = torch.where(model.encoder(x) >= 0, 1.0, -1.0)
-    length = float(model.prior.code_length(bits)[0])
-    decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw])[0]
+    length = float(model.prior.code_length(bits)[0].cpu())
+    decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw].float().cpu())[0]
     back = np.asarray(knob.resample(Image.fromarray(decoded), (w, h)))
     return {
         "bpp": length / (w * h),
@@ -134,8 +136,8 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
         batch = tiles[rng.integers(len(tiles), size=a.batch)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        x = to_float(batch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        x = to_float(batch).to(a.device, non_blocking=True)
+        with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=a.bf16):
             decoded, bits = model(x)
         mse = F.mse_loss(decoded.float(), x)
         bpp = bits.mean() / (x.shape[2] * x.shape[3])
@@ -145,7 +147,7 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
         opt.step()
         step += 1
         if step % a.eval_every == 0:
-            psnr = 10 * np.log10(1 / max(float(mse.detach()), 1e-10))
+            psnr = 10 * np.log10(1 / max(float(mse.detach().cpu()), 1e-10))
             log(
                 {
                     "step": step,
@@ -173,7 +175,10 @@ def main() -> None:
     p.add_argument("--long-side", type=int, default=512)
     p.add_argument("--out", default="bench/results/conv-photo-probe")
     p.add_argument("--save", default=None, help="write the trained weights here (safetensors)")
+    p.add_argument("--init", default=None, help="continue from weights --save wrote (a chunk on a GPU)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args()
+    a.device = torch.device(a.device)
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -182,6 +187,9 @@ def main() -> None:
     tiles = photos.random_tiles(train_photos, a.crops, a.crop, seed=0)
     val, test = held_out_photos(None, a.long_side, "val"), held_out_photos(None, a.long_side, "test")
     model = ConvLBAE(a.width, a.latent)
+    if a.init:
+        model.load_state_dict(load_file(a.init))
+    model = model.to(a.device)
     history = []
 
     def log(entry: dict) -> None:
@@ -190,7 +198,7 @@ def main() -> None:
 
     train(model, tiles, a, val, log)
     if a.save:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.save)
+        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, a.save)
     scales = sorted(knob.SCALES.values())
     webp = [
         {"quality": q, **mean_point([pillow_point(img, "WEBP", q, STRIDE) for _, img in test])}
@@ -201,7 +209,7 @@ def main() -> None:
     bd = None if bd is None or np.isnan(bd) else round(bd, 1)  # nan: the curves do not overlap
     meta = {
         "command": "python " + " ".join(sys.argv),
-        "args": vars(a),
+        "args": {**vars(a), "device": str(a.device)},
         "lbaecodec": lbaecodec.__version__,
         "train_photos": [photos.describe(p) for p in train_photos],
         "test_photos": [n for n, _ in test],
