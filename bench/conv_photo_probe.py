@@ -108,8 +108,8 @@ def code_photo(model: ConvLBAE, image: np.ndarray, scale: float) -> dict:
     x = to_float(canvas[None]).to(next(model.parameters()).device)
     x = F.pad(x, (0, -cw % STRIDE, 0, -ch % STRIDE), mode="replicate")
     bits = torch.where(model.encoder(x) >= 0, 1.0, -1.0)
-    length = float(model.prior.code_length(bits)[0].cpu())
-    decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw].float().cpu())[0]
+    length = float(model.prior.code_length(bits)[0])
+    decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw])[0]
     back = np.asarray(knob.resample(Image.fromarray(decoded), (w, h)))
     return {
         "bpp": length / (w * h),
@@ -147,7 +147,7 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
         opt.step()
         step += 1
         if step % a.eval_every == 0:
-            psnr = 10 * np.log10(1 / max(float(mse.detach().cpu()), 1e-10))
+            psnr = 10 * np.log10(1 / max(float(mse.detach()), 1e-10))
             log(
                 {
                     "step": step,
@@ -198,7 +198,7 @@ def main() -> None:
 
     train(model, tiles, a, val, log)
     if a.save:
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, a.save)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.save)
     scales = sorted(knob.SCALES.values())
     webp = [
         {"quality": q, **mean_point([pillow_point(img, "WEBP", q, STRIDE) for _, img in test])}
