@@ -18,6 +18,10 @@ SAMPLE_METHODS = ("cov", "prior", "random")  # how `sample` draws codes (lab/gen
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
 DISC_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment's policy parts, in the order applied
+# how a decoder doubles its resolution: 4×4 stride-2 transposed convolutions (the paper's), or a
+# nearest-neighbour resize then a 3×3 convolution (no checkerboard under adversarial training)
+TRANSPOSE, RESIZE = "transpose", "resize"
+UPSAMPLES = (TRANSPOSE, RESIZE)
 
 
 def pick_decoder(decoder: str, available: tuple[str, ...], model_id: str) -> str:
@@ -61,11 +65,13 @@ class Architecture:
     # the decoder's width where it differs from the encoder's (a wider realism decoder, trained
     # on a shipped encoder's codes); None: ``width``
     decoder_width: int | None = None
+    upsample: str = TRANSPOSE  # the decoder's: UPSAMPLES
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.decoder_width is None:  # as before the field existed: model files' metadata unchanged
-            del d["decoder_width"]
+        for name, default in (("decoder_width", None), ("upsample", TRANSPOSE)):
+            if d[name] == default:  # as before the field existed: model files' metadata unchanged
+                del d[name]
         return d
 
     @classmethod
@@ -74,7 +80,9 @@ class Architecture:
         if not isinstance(d, dict):
             raise ValueError("architecture is not a JSON object")
         arch = cls(
-            **{k: d[k] for k in ("channels", "size", "bits", "width", "loss")}, decoder_width=d.get("decoder_width")
+            **{k: d[k] for k in ("channels", "size", "bits", "width", "loss")},
+            decoder_width=d.get("decoder_width"),
+            upsample=d.get("upsample", TRANSPOSE),
         )
         arch.check()
         return arch
@@ -84,14 +92,15 @@ class Architecture:
         """The architecture the decoder is built from: ``width`` is the decoder's."""
         return replace(self, width=self.width if self.decoder_width is None else self.decoder_width, decoder_width=None)
 
-    def with_decoder_width(self, width: int) -> Architecture:
-        """This architecture with a decoder of ``width`` channels (None where that is ``width``)."""
-        return replace(self, decoder_width=None if width == self.width else width)
+    def with_decoder(self, width: int, upsample: str) -> Architecture:
+        """This architecture with a decoder of ``width`` channels (None where that is ``width``)
+        that upsamples by ``upsample``."""
+        return replace(self, decoder_width=None if width == self.width else width, upsample=upsample)
 
     @property
     def encoder_arch(self) -> Architecture:
-        """This architecture without its decoder's own width (what the codes depend on)."""
-        return replace(self, decoder_width=None)
+        """This architecture without its decoder's own width and upsampling (what the codes depend on)."""
+        return replace(self, decoder_width=None, upsample=TRANSPOSE)
 
     def check(self) -> None:
         """Types and ranges a file may claim (a width of 400 would allocate gigabytes)."""
@@ -101,8 +110,8 @@ class Architecture:
                 raise ValueError(f"architecture {name}={value!r} outside {low}..{high}")
         if self.decoder_width is not None:
             self.decoder_arch.check()
-        if self.channels not in (1, 3) or self.loss not in ("mse", "bce"):
-            raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}")
+        if self.channels not in (1, 3) or self.loss not in ("mse", "bce") or self.upsample not in UPSAMPLES:
+            raise ValueError(f"architecture channels={self.channels!r}, loss={self.loss!r}, upsample={self.upsample!r}")
         _levels(self.size)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import deblock
-from .architecture import REALISM, Architecture, ModelKind
+from .architecture import REALISM, RESIZE, TRANSPOSE, Architecture, ModelKind
 from .deblock import PostFilter
 from .errors import ModelError
 from .network import Decoder, build_network
@@ -69,10 +69,13 @@ def filter_like(table: dict[str, dict], prefix: str, arch: Architecture) -> Call
 
 def realism_like(table: dict[str, dict], arch: Architecture, path: Path) -> Callable[[], Decoder]:
     """Builds the realism decoder at the width its tensor table gives (the input channels of
-    its last convolution, ``pixels.N``): it may be wider than the fidelity decoder."""
+    its last convolution, ``pixels.N``): it may be wider than the fidelity decoder, and it
+    upsamples by resizing where it has resize convolutions (``pixels.N.conv``)."""
     last = [(int(m.group(1)), entry["shape"]) for k, entry in table.items() if (m := _REALISM_LAST.fullmatch(k))]
     shape = max(last)[1] if last else []
-    decoder_arch = replace(arch, width=shape[1] if len(shape) == 4 else arch.width)
+    upsample = RESIZE if any(_REALISM_RESIZE.fullmatch(k) for k in table) else TRANSPOSE
+    width = shape[1] if len(shape) == 4 else arch.width
+    decoder_arch = replace(arch, width=width, decoder_width=None, upsample=upsample)
     try:
         decoder_arch.check()
     except ValueError as e:
@@ -81,6 +84,7 @@ def realism_like(table: dict[str, dict], arch: Architecture, path: Path) -> Call
 
 
 _REALISM_LAST = re.compile(re.escape(REALISM_PREFIX) + r"pixels\.([0-9]+)\.weight")
+_REALISM_RESIZE = re.compile(re.escape(REALISM_PREFIX) + r"pixels\.[0-9]+\.conv\.weight")
 
 
 def postfilter_prefix(stage: int) -> str:

@@ -2,8 +2,10 @@
 
 Follows Fajtl et al. (ICML 2020): strided 4×4 convolutions with residual 3×3 blocks,
 BatchNorm and LeakyReLU(0.02); a linear layer to the latent, tanh, then sign() with a
-straight-through gradient. The decoder mirrors it with transposed convolutions and ends in a
-sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to tensors of ±1.
+straight-through gradient. The decoder mirrors it with transposed convolutions (or, where it
+must not grow a checkerboard under adversarial training, a resize then a 3×3 convolution) and
+ends in a sigmoid. The network knows nothing about files: it maps tensors in [0, 1] to tensors
+of ±1.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import copy
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from .architecture import BOTTOM, Architecture, ModelKind, _levels, level_width
+from .architecture import BOTTOM, RESIZE, Architecture, ModelKind, _levels, level_width
 from .errors import ModelError
 
 LEAK = 0.02
@@ -50,12 +53,30 @@ def down_path(arch: Architecture, levels: int) -> list[nn.Module]:
     return layers
 
 
+class ResizeConv(nn.Module):
+    """×2 nearest-neighbour resize, then a 3×3 convolution: every output pixel sees the same
+    number of taps, so no checkerboard (Odena et al., Distill 2016)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def upsampler(arch: Architecture, cin: int, cout: int) -> nn.Module:
+    if arch.upsample == RESIZE:
+        return ResizeConv(cin, cout)
+    return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
+
+
 def up_path(arch: Architecture, levels: int) -> list[nn.Module]:
-    """Features → pixel logits: ``down_path`` mirrored with transposed convolutions."""
+    """Features → pixel logits: ``down_path`` mirrored, each level upsampled as ``arch.upsample`` says."""
     layers: list[nn.Module] = []
     for level in range(levels, 0, -1):
         cin, cout = level_width(arch.width, level), level_width(arch.width, level - 1)
-        layers += [ResBlock(cin), *conv_bn_act(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout)]
+        layers += [ResBlock(cin), *conv_bn_act(upsampler(arch, cin, cout), cout)]
     return [*layers, nn.Conv2d(arch.width, arch.channels, 3, padding=1)]
 
 
@@ -87,7 +108,7 @@ class Decoder(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         """A decoder of ``arch.width`` channels (``LBAE`` passes ``arch.decoder_arch``)."""
         super().__init__()
-        self.width = arch.width
+        self.width, self.upsample = arch.width, arch.upsample
         levels = _levels(arch.size)
         self.bottom_ch = level_width(arch.width, levels)
         self.from_latent = nn.Sequential(
@@ -124,10 +145,11 @@ class LBAE(nn.Module):
         return self.decoder(codes), codes.new_zeros(())
 
     def with_decoder(self, decoder: Decoder) -> LBAE:
-        """The same encoder with another decoder (modules shared, not copied), which may be wider."""
+        """The same encoder with another decoder (modules shared, not copied), which may be wider
+        or upsample otherwise."""
         other = copy.copy(self)
         other._modules = {**self._modules, "decoder": decoder}
-        other.arch = self.arch.with_decoder_width(decoder.width)
+        other.arch = self.arch.with_decoder(decoder.width, decoder.upsample)
         return other
 
     @torch.inference_mode()
@@ -164,6 +186,10 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
 
 
 def _folded_pair(layer: nn.Module, norm: nn.Module) -> nn.Module | None:
+    if isinstance(norm, nn.BatchNorm2d) and isinstance(layer, ResizeConv):
+        folded = copy.copy(layer)
+        folded._modules = {"conv": fuse_conv_bn_eval(layer.conv, norm)}
+        return folded
     if isinstance(norm, nn.BatchNorm2d) and type(layer) in (nn.Conv2d, nn.ConvTranspose2d):
         return fuse_conv_bn_eval(layer, norm, transpose=isinstance(layer, nn.ConvTranspose2d))
     if isinstance(norm, nn.BatchNorm1d) and type(layer) is nn.Linear:

@@ -152,6 +152,16 @@ def _raw_safetensors(path, header) -> None:
         (
             {
                 "__metadata__": {
+                    zoo.META_ARCH: json.dumps(
+                        {"channels": 3, "size": 32, "bits": 600, "width": 24, "loss": "mse", "upsample": ["resize"]}
+                    )
+                }
+            },
+            "upsample=\\['resize'\\]",
+        ),
+        (
+            {
+                "__metadata__": {
                     zoo.META_ARCH: json.dumps({"channels": 3, "size": 32, "bits": 600, "width": 200, "loss": "mse"})
                 }
             },

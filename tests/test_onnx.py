@@ -1,6 +1,7 @@
 """ONNX export: ONNX Runtime gives our encoder's bits exactly and our decoders' pixels within
 1/255, and `decode --runtime onnx` works without torch."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import lbaecodec
 from lbaecodec import cli, tiling, zoo
 from lbaecodec.images import to_float
 from lbaecodec.lab.onnx_export import export_onnx
+from lbaecodec.network import Decoder
 
 ort = pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,17 @@ def test_decoders_within_one_level(shipped_export, tmp_path):
     with torch.inference_mode():
         expected = dual.with_decoder("realism").decode(torch.from_numpy(codes)).numpy()
     assert np.abs(_run(dual_folder, "decoder-realism.onnx", codes) - expected).max() * 255 < 1
+
+
+def test_a_resize_realism_decoder_exports_within_one_level(tmp_path):
+    dual = zoo.load_model("dual", "cpu")
+    resized = Decoder(dual.arch.with_decoder(8, "resize").decoder_arch).eval()
+    model = dataclasses.replace(dual, realism=resized)
+    folder = export_onnx(model, tmp_path / "resized")
+    codes = np.where(np.random.default_rng(2).random((16, dual.arch.bits)) < 0.5, -1.0, 1.0).astype(np.float32)
+    with torch.inference_mode():
+        expected = model.with_decoder("realism").decode(torch.from_numpy(codes)).numpy()
+    assert np.abs(_run(folder, "decoder-realism.onnx", codes) - expected).max() * 255 < 1
 
 
 def test_manifest_says_what_a_foreign_decoder_needs(shipped_export):

@@ -124,6 +124,19 @@ def test_disc_augment_option_errors_in_one_line(monkeypatch):
     assert result.output.splitlines() == [missing]
 
 
+def test_upsample_option_errors_in_one_line():
+    result = run("train", "--init-from", "cifar10", "--upsample", "resize")
+    assert result.exit_code != 0 and result.output.splitlines() == [
+        "error: --upsample continues no fidelity run: use it from scratch, or with --stage realism"
+    ]
+    result = run("train", "--kind", "vae", "--upsample", "resize")
+    assert result.exit_code != 0 and result.output.splitlines() == [
+        "error: --upsample is for LBAE decoders, not baselines"
+    ]
+    result = run("train", "--upsample", "bilinear")
+    assert result.exit_code == 2 and "'bilinear' is not one of 'transpose', 'resize'" in result.output
+
+
 def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
     recipe = Recipe(
@@ -317,7 +330,10 @@ def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):
     assert torch.equal(new.net.encode(x), base.net.encode(x))
 
 
-def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_narrow_one(runs, images, tmp_path):
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_narrow_one(
+    runs, images, tmp_path, upsample
+):
     root, _ = runs
     base_path = export.export_run(
         root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16], "synthetic", "pytest"
@@ -326,11 +342,14 @@ def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_nar
     np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
     common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--epochs", 1)
     r = run(
-        *common, "--init-from", base_path, "--decoder-width", 8, "--adv-weight", 0, "--bf16", "--out", tmp_path / "wide"
+        *common,
+        *("--init-from", base_path, "--decoder-width", 8, "--upsample", upsample),
+        *("--adv-weight", 0, "--bf16", "--out", tmp_path / "wide"),
     )
     assert r.exit_code == 0, r.output
     wide = load_checkpoint(tmp_path / "wide", "best")
     assert wide.arch.decoder_width == 8 and wide.model.decoder.width == 8 and base.arch.width == 4
+    assert wide.arch.upsample == wide.model.decoder.upsample == upsample
     assert wide.disc is None and wide.progress.best_metric == "val_loss"  # λ = 0: no discriminator
     assert wide.recipe.bf16 and np.isfinite(wide.progress.history[-1]["val_loss"])  # bf16 autocast on CPU too
     assert all(torch.equal(v, wide.model.encoder.state_dict()[k]) for k, v in base.net.encoder.state_dict().items())
@@ -339,6 +358,7 @@ def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_nar
     assert r.exit_code == 0, r.output
     adv = load_checkpoint(tmp_path / "adv")
     assert adv.disc is not None and adv.model.decoder.width == 8 and adv.progress.total_epochs == 2
+    assert adv.model.decoder.upsample == upsample
     out = tmp_path / "wide.safetensors"
     r = run(
         "add-decoder",
@@ -356,8 +376,9 @@ def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_nar
     assert r.exit_code == 0, r.output
     m = zoo.load_model(out, "cpu")
     assert m.realism.width == 8 and m.arch == base.arch and m.with_decoder("realism").arch.decoder_width == 8
+    assert m.realism.upsample == m.with_decoder("realism").arch.upsample == upsample
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["realism"]["epochs"] == 2 and card["realism"]["width"] == 8
+    assert card["realism"]["epochs"] == 2 and card["realism"]["width"] == 8 and card["realism"]["upsample"] == upsample
     assert "+ realism decoder (width 8, " in info._model_line(card)  # `lbaecodec models`
     codes = base.net.encode(torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255)
     assert torch.equal(m.with_decoder("fidelity").decode(codes), base.net.decode(codes))

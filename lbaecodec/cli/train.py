@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..architecture import DATASETS, DISC_AUGMENTS, DISC_NORMS, PRESETS, STAGES, ModelKind
+from ..architecture import DATASETS, DISC_AUGMENTS, DISC_NORMS, PRESETS, STAGES, TRANSPOSE, UPSAMPLES, ModelKind
 from ..errors import InputError
 from .common import clean_errors
 
@@ -93,6 +93,16 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     "codes). A width other than that of the decoder it starts from means a new decoder, trained from "
     "scratch: teach it to reconstruct first (--adv-weight 0), then continue that run adversarially "
     "(--init-from RUN). [default: the decoder it starts from]",
+)
+@click.option(
+    "--upsample",
+    default=None,
+    type=click.Choice(UPSAMPLES),
+    help="How the decoder doubles resolution: 4×4 transposed convolutions (the paper's) or a "
+    "nearest-neighbour resize then a 3×3 convolution (no checkerboard texture under adversarial "
+    "training; 2.25× the arithmetic in those layers). With --stage realism, like --decoder-width: "
+    "another upsampling than the decoder it starts from means a new decoder. "
+    "[default: transpose, or that of the decoder it starts from]",
 )
 @click.option("--batch", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -224,6 +234,7 @@ def train_cmd(
     max_minutes,
     width,
     decoder_width,
+    upsample,
     batch,
     lr,
     adv_weight,
@@ -278,11 +289,15 @@ def train_cmd(
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
     if decoder_width is not None and stage != "realism":
         raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
+    if upsample is not None and kind != ModelKind.LBAE:
+        raise InputError("--upsample is for LBAE decoders, not baselines")
+    if upsample is not None and stage != "realism" and (init_from or resume):
+        raise InputError("--upsample continues no fidelity run: use it from scratch, or with --stage realism")
     if epochs == 0 and budget_minutes <= 0:
         raise InputError("--epochs 0 needs --budget-minutes")
     found = celeba_attributes(attributes, dataset or preset, data_dir)  # fail before training, not after
     augmenter(disc_augment)  # the same for a missing kornia
-    arch = baseline_architecture(replace(PRESETS[preset], width=width), kind, preset)
+    arch = baseline_architecture(replace(PRESETS[preset], width=width, upsample=upsample or TRANSPOSE), kind, preset)
     data = load_training_data(dataset or preset, data_dir, arch, limit)
     if data.val is not None:  # held out by whole photo, not carved from the training tiles
         fit_images, val_images = data.train, data.val
@@ -291,8 +306,8 @@ def train_cmd(
     start, init_progress = None, None
     if init_from and not (resume and (Path(out or "") / "last.json").is_file()):
         start, arch, init_progress = initial_weights(init_from, kind, stage)
-        if decoder_width is not None:  # built fresh by the training loop, the encoder copied
-            arch = arch.with_decoder_width(decoder_width)
+        if decoder_width is not None or upsample is not None:  # a new decoder; the encoder copied
+            arch = arch.with_decoder(decoder_width or arch.decoder_arch.width, upsample or arch.upsample)
     run = Path(out or (f"runs/{preset}" if kind == ModelKind.LBAE else f"runs/{kind}-{preset}"))
     recipe = training.Recipe(
         epochs=epochs,

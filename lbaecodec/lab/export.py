@@ -217,7 +217,7 @@ def _training_card(
 def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
     """The realism decoder of a run trained on ``net``'s frozen encoder (checked tensor by tensor)."""
     ckpt = load_checkpoint(realism_run, "best")
-    if ckpt.model.kind != ModelKind.LBAE or ckpt.arch.encoder_arch != net.arch:
+    if ckpt.model.kind != ModelKind.LBAE or ckpt.arch.encoder_arch != net.arch.encoder_arch:
         raise ValueError(f"{realism_run}: not a realism run of this network")
     mine, theirs = net.encoder.state_dict(), ckpt.model.encoder.state_dict()
     if any(not torch.equal(mine[k], theirs[k]) for k in mine):
@@ -359,6 +359,7 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
     return {
         "realism": {
             "width": model.realism.width,
+            "upsample": model.realism.upsample,
             "epochs": progress.total_epochs,  # with those of a realism decoder it continued
             "best_epoch": progress.init_epochs + progress.best_epoch,
             "selected_on": f"validation split ({progress.best_metric})",
