@@ -41,6 +41,7 @@ from lbaecodec import quality as knob
 from lbaecodec.images import to_float, to_uint8
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
+from lbaecodec.lab.schedule import cosine, set_lr
 from lbaecodec.network import LEAK, SignSTE, down_path, level_width, up_path
 
 LEVELS = 4  # 1/16 of each side
@@ -131,8 +132,7 @@ def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -
     rng = np.random.default_rng(0)
     budget, start, step = a.minutes * 60, time.monotonic(), 0
     while (elapsed := time.monotonic() - start) < budget:
-        for group in opt.param_groups:  # cosine over the wall-clock budget
-            group["lr"] = a.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * elapsed / budget)))
+        set_lr(opt, cosine(a.lr, elapsed / budget))  # over the wall-clock budget
         batch = tiles[rng.integers(len(tiles), size=a.batch)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]

@@ -161,6 +161,24 @@ def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
     assert all(r["train_r1"] > 0 for r in log)
 
 
+def test_a_resumed_run_takes_new_rates_and_weights_given_with_resume(runs, images, tmp_path):
+    root, _ = runs
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
+    assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--lr", 1e-4).exit_code == 0
+    r = run(*common, "--resume", "--epochs", 2, "--lr", 3e-4, "--adv-weight", 0.2, "--disc-width", 16)
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert (ckpt.recipe.lr, ckpt.recipe.adv_weight, ckpt.recipe.disc_width) == (3e-4, 0.2, 8)  # not the width
+    assert ckpt.recipe.r1_gamma == 0 and not ckpt.recipe.adaptive
+    assert run(*common, "--resume", "--epochs", 3).exit_code == 0  # nothing given: the checkpoint's go on
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert (ckpt.recipe.lr, ckpt.recipe.adv_weight, ckpt.progress.epoch) == (3e-4, 0.2, 3)
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert [r["train_adv_weight"] for r in log] == [0.1, 0.2, 0.2]
+
+
 def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
     root, _ = runs
     path = export.export_run(

@@ -8,7 +8,7 @@ import torch
 from lbaecodec import prior_tensors, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.container import Coding
-from lbaecodec.lab import export
+from lbaecodec.lab import export, schedule
 from lbaecodec.lab.train import Recipe, load_checkpoint, train
 from lbaecodec.network import LBAE
 
@@ -142,3 +142,8 @@ def test_attributes_are_only_for_celeba(run):
 
     r = CliRunner().invoke(cli.main, ["export", str(run[0]), "--preset", "cifar10", "--attributes", "a.txt"])
     assert r.exit_code == 2 and "--dataset celeba" in r.output
+
+
+def test_the_cosine_schedule_falls_from_the_peak_to_its_floor():
+    assert [schedule.cosine(2.0, t) for t in (0, 0.5, 1, 1.5)] == pytest.approx([2.0, 1.01, 0.02, 0.02])
+    assert schedule.cosine(2.0, 1, floor=0) == 0 and schedule.cosine(2.0, 0.25) > schedule.cosine(2.0, 0.3)

@@ -8,6 +8,7 @@ import warnings
 
 import click
 
+from ..architecture import RESIZE
 from ..errors import printable
 from .common import MAX_PIXELS, clean_errors, pixel_limit, read_input
 
@@ -100,7 +101,7 @@ def _model_line(c: dict) -> str:
         measured = (c.get("test_fid_realism") or {}).get("fid")
         realism_fid = f", FID {measured}" if measured else ""
         width = f"width {c['realism']['width']}, " if "width" in c["realism"] else ""
-        width += "resize upsampling, " if c["realism"].get("upsample") == "resize" else ""
+        width += "resize upsampling, " if c["realism"].get("upsample") == RESIZE else ""
         fid += f"  + realism decoder ({width}{c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
     if c.get("later_stages"):
         by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..architecture import DATASETS, DISC_AUGMENTS, DISC_NORMS, PRESETS, STAGES, TRANSPOSE, UPSAMPLES, ModelKind
 from ..errors import InputError
@@ -25,6 +26,15 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     if unknown:
         raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(DISC_AUGMENTS)}")
     return parts
+
+
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma")  # recipe fields a resumed run may change
+
+
+def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
+    """The recipe fields given on the command line that a resumed run takes over its checkpoint's."""
+    given = [name for name in RESUME_CHANGES if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    return {name: getattr(recipe, name) for name in given}
 
 
 @click.command("train")
@@ -184,7 +194,12 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     help="Also measure FID on this many validation images each epoch (bench extra; "
     "realism selects its best epoch by it).",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, "
+    "and --lr, --adv-weight, --disc-lr and --r1 given with it change the rest of the run.",
+)
 @click.option(
     "--init-from",
     default=None,
@@ -327,6 +342,7 @@ def train_cmd(
         disc_warmup_steps=disc_warmup,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )
+    changes = _resume_changes(recipe, click.get_current_context()) if resume else {}
     world = distributed.join(distributed.rank_device(torch.device(device)))
     probe = training.validation_fid_probe(val_images, val_fid) if val_fid and world.main else None
     _, progress = training.train(
@@ -336,6 +352,7 @@ def train_cmd(
         run,
         recipe,
         resume=resume,
+        resume_changes=changes,
         init_from=start,
         init_progress=init_progress,
         kind=kind,

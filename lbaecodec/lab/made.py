@@ -13,6 +13,7 @@ import torch
 
 from ..entropy import SCALE
 from ..hidden_prior import OUTER_SCALE, HiddenPrior
+from .schedule import cosine, set_lr
 
 BATCH, LR = 512, 2e-3
 INT16 = 32767
@@ -62,8 +63,7 @@ def fit(codes: np.ndarray, hidden: int, steps: int, seed: int = 0, batch: int = 
     made = Made(x_all, hidden)
     opt = torch.optim.Adam(made.parameters(), lr=lr)
     for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        set_lr(opt, cosine(lr, step / steps, floor=0))
         x = x_all[torch.randint(len(x_all), (batch,))]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(made(x), (x > 0).float())
         opt.zero_grad()

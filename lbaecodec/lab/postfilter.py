@@ -10,7 +10,6 @@ had over-smoothed the cleaner two-stage canvases.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..tiling import Grid
 from ..zoo import Model, write_card
 from .export import extend_model
 from .metrics import quality
+from .schedule import cosine, set_lr
 
 
 @dataclass
@@ -65,8 +65,7 @@ def train_postfilter(
     opt = torch.optim.Adam(post.parameters(), lr=recipe.lr)
     tile, total = model.arch.size, 0.0
     for step in range(recipe.steps):
-        for group in opt.param_groups:
-            group["lr"] = recipe.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / recipe.steps)))
+        set_lr(opt, cosine(recipe.lr, step / recipe.steps))
         top, left = rng.integers(tile, size=2)  # this batch's position relative to the tile grid
         decoded, original = _crops(pairs, weights, recipe, rng, tile, int(top), int(left))
         filtered = post(decoded, tile, int(top), int(left))

@@ -21,7 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from .checkpoint import (
     prefixed,
     save_checkpoint,
 )
+from .schedule import cosine, set_lr
 from .steps import FidelityStep, RealismStep, device_of, loss_fn
 
 
@@ -84,12 +85,6 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> di
     return {"loss": loss_sum / len(images), "psnr": psnr_sum / len(images)}
 
 
-def _lr_at(recipe: Recipe, step: int, total_steps: int) -> float:
-    t = min(step / max(total_steps, 1), 1.0)
-    floor = recipe.final_lr_fraction
-    return recipe.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def _batches(images: torch.Tensor, batch: int, generator: torch.Generator, hflip: bool, world: distributed.World):
     """Shuffled uint8 batches cut on the images' device → float, randomly mirrored; under
     torchrun, this rank's share of each global batch (every world.size-th image)."""
@@ -104,11 +99,11 @@ def _batches(images: torch.Tensor, batch: int, generator: torch.Generator, hflip
         yield x
 
 
-def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, world):
+def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, world, resume_changes):
     """The model, step and progress to start from: a checkpoint, given weights, or scratch."""
     if resume and (out / f"{CHECKPOINT}.json").exists():
         ckpt = load_checkpoint(out)  # its recipe, seed and schedule go on; --epochs may extend it
-        recipe = _with_epochs(ckpt.recipe, recipe.epochs or ckpt.recipe.epochs)
+        recipe = replace(ckpt.recipe, epochs=recipe.epochs or ckpt.recipe.epochs, **resume_changes)
         model, progress, disc = ckpt.model, ckpt.progress, ckpt.disc
     else:
         model, progress, disc, ckpt = build_network(kind, arch), init_progress or Progress(), None, None
@@ -128,10 +123,6 @@ def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, wo
     return model, step, recipe, progress
 
 
-def _with_epochs(recipe: Recipe, epochs: int) -> Recipe:
-    return Recipe(**{**asdict(recipe), "epochs": epochs})
-
-
 def train(
     arch: Architecture,
     train_images: np.ndarray,
@@ -139,6 +130,7 @@ def train(
     out: Path,
     recipe: Recipe,
     resume: bool = False,
+    resume_changes: dict | None = None,
     init_from: torch.nn.Module | None = None,
     show_progress: bool = True,
     init_progress: Progress | None = None,
@@ -160,7 +152,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     model, step_fn, recipe, progress = _start(
-        arch, out, recipe, resume, init_from, init_progress, ModelKind(kind), device, world
+        arch, out, recipe, resume, init_from, init_progress, ModelKind(kind), device, world, resume_changes or {}
     )
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
     progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
@@ -182,7 +174,7 @@ def train(
         if world.main:
             if recipe.epochs == 0 and progress.epoch >= 2:
                 epochs = _epochs_in_budget(recipe, progress.epoch, time.time() - started, record["wall_s"])
-                recipe = _with_epochs(recipe, epochs)
+                recipe = replace(recipe, epochs=epochs)
                 record["epochs_planned"] = recipe.epochs
             _log(out, record, show_progress)
             _keep(out, model, step_fn, recipe, progress, record, fid_probe)
@@ -223,8 +215,7 @@ def _run_epoch(
     )
     sums: dict[str, torch.Tensor] = {}
     for x in bar:
-        for group in step_fn.opt.param_groups:
-            group["lr"] = _lr_at(recipe, progress.step, total_steps)
+        set_lr(step_fn.opt, cosine(recipe.lr, progress.step / max(total_steps, 1), recipe.final_lr_fraction))
         for k, v in step_fn(x, progress.step).items():
             sums[k] = sums.get(k, 0) + v.float()
         progress.step += 1
