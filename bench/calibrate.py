@@ -1,7 +1,7 @@
-"""Calibrate our FID numbers on the local CIFAR-10 copies.
+"""Calibrate our FID numbers on the local CIFAR-10 and CelebA copies.
 
 Usage: python bench/calibrate.py [--data-dir ../shared/datasets] [--model cifar10]
-                                [--part exact1000|train-vs-test]
+                                [--part exact1000|train-vs-test|celeba-real1000]
 
 --part exact1000 (default): on the 1,000 pixel-exact test images (cifar10-exact-subset.npz,
 official test images 0–999) and the same 1,000 images found in the JPEG-75 copy
@@ -14,8 +14,11 @@ the same class), it measures:
 --part train-vs-test: FID(50,000 train, 10,000 test) of the JPEG copy (the published value for
 the exact CIFAR-10 is about 3.15); 60,000 Inception passes (~55 min at ~18 img/s here), fewer when
 the FID cache already holds the test set's statistics (any 10,000-image cifar10 bench run).
-Each part updates its own entries and keeps the other part's.
-Writes bench/results/cifar10-calibration.{json,md}.
+--part celeba-real1000: FID of three disjoint sets of 1,000 real training faces against the 1,000
+test faces the bench uses: what a generator of perfect faces would score on the bench's CelebA
+sample rows, and how much FID on 1,000 faces moves from one set of faces to another (~3 min).
+Each part updates its own entries and keeps the other parts'.
+Writes bench/results/cifar10-calibration.{json,md} (CelebA: celeba-calibration.{json,md}).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lbaecodec.lab import formats
+from lbaecodec.lab import data, formats
 from lbaecodec.lab.bench import lbae_reconstruct
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.lab.metrics.quality import psnr
@@ -52,22 +55,25 @@ def main() -> None:
     p.add_argument("--model", default="cifar10")
     p.add_argument("--cache", default=None, help="FID statistics cache [default: ~/.cache/lbaecodec/fid]")
     p.add_argument("--out", default="bench/results")
-    p.add_argument("--part", choices=["exact1000", "train-vs-test"], default="exact1000")
+    p.add_argument("--part", choices=["exact1000", "train-vs-test", "celeba-real1000"], default="exact1000")
     a = p.parse_args()
     root = Path(a.data_dir)
     cache = Path(a.cache) if a.cache else cache_dir() / "fid"
     extract = fidlib.InceptionFeatures()
-    out = Path(a.out)
-    path = out / "cifar10-calibration.json"
+    dataset = "celeba" if a.part.startswith("celeba") else "cifar10"
+    path = Path(a.out) / f"{dataset}-calibration.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     if a.part == "exact1000":
         result.update(exact_subset(root, a.model, extract, cache))
-    else:
+    elif a.part == "train-vs-test":
         result.update(train_vs_test(root, extract, cache))
-    out.mkdir(parents=True, exist_ok=True)
+    else:
+        result.update(celeba_real(root, extract, cache))
+    text = markdown(result) if dataset == "cifar10" else celeba_markdown(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    (out / "cifar10-calibration.md").write_text(markdown(result))
-    print(markdown(result))
+    path.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def exact_subset(root: Path, model: str, extract, cache: Path) -> dict:
@@ -108,6 +114,31 @@ def train_vs_test(root: Path, extract, cache: Path) -> dict:
         *fidlib.cached_statistics(train, extract, cache, "train"), *fidlib.cached_statistics(test, extract, cache)
     )
     return {"fid_jpeg_copy_train_vs_test": {"fid": round(fd, 3), "train_images": len(train), "test_images": len(test)}}
+
+
+def celeba_real(root: Path, extract, cache: Path, sets: int = 3, n: int = 1000) -> dict:
+    """FID of ``sets`` disjoint runs of ``n`` real training faces against the test faces."""
+    train = data.load("celeba", "train", root)[0]
+    test = data.load("celeba", "test", root)[0]
+    ref = fidlib.cached_statistics(test, extract, cache)
+    fids = [
+        round(fidlib.frechet_distance(*ref, *fidlib.statistics(extract(train[k * n : (k + 1) * n]))), 3)
+        for k in range(sets)
+    ]
+    return {"celeba_real_vs_test": {"fids": fids, "faces_per_set": n, "test_faces": len(test)}}
+
+
+def celeba_markdown(r: dict) -> str:
+    t = r["celeba_real_vs_test"]
+    n = t["faces_per_set"]
+    sets = ", ".join(f"faces {k * n:,}–{(k + 1) * n - 1:,}" for k in range(len(t["fids"])))
+    return (
+        f"CelebA FID calibration: {len(t['fids'])} disjoint sets of {t['faces_per_set']:,} real training faces "
+        f"({sets} of the local copy's training split) against the {t['test_faces']:,} test faces the bench uses.\n"
+        "Command: `python bench/calibrate.py --data-dir ../shared/datasets --part celeba-real1000`\n\n"
+        f"FID: {', '.join(str(f) for f in t['fids'])} (mean {np.mean(t['fids']):.2f}, spread "
+        f"{max(t['fids']) - min(t['fids']):.2f}): what perfect samples would score on the bench's CelebA sample rows.\n"
+    )
 
 
 def markdown(r: dict) -> str:

@@ -93,3 +93,22 @@ def test_train_vs_test_part_keeps_the_exact_part_and_reuses_cached_test_statisti
     assert stub.calls == [60]  # only the train images: the test statistics came from the cache
     table = (out / "cifar10-calibration.md").read_text()
     assert "| JPEG-75 copies vs the exact originals | 50.0 |" in table and "60 train, 30 test" in table
+
+
+def test_celeba_part_measures_disjoint_sets_of_real_faces_in_its_own_files(tmp_path, monkeypatch):
+    calibrate = load_calibrate()
+    rng = np.random.default_rng(2)
+    train, test = (rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8) for n in (3500, 40))
+    faces = {"train": train, "test": test}
+    monkeypatch.setattr(calibrate.data, "load", lambda dataset, split, root: (faces[split], None))
+    stub = CountingFeatures()
+    monkeypatch.setattr(calibrate.fidlib, "InceptionFeatures", lambda *a, **k: stub)
+    out = tmp_path / "results"
+    argv = ["calibrate.py", "--out", str(out), "--cache", str(tmp_path / "cache"), "--part", "celeba-real1000"]
+    monkeypatch.setattr(sys, "argv", argv)
+    calibrate.main()
+
+    part = json.loads((out / "celeba-calibration.json").read_text())["celeba_real_vs_test"]
+    assert stub.calls == [40, 1000, 1000, 1000] and len(set(part["fids"])) == 3 and min(part["fids"]) > 0
+    assert (part["faces_per_set"], part["test_faces"]) == (1000, 40) and not (out / "cifar10-calibration.json").exists()
+    assert "faces 2,000–2,999" in (out / "celeba-calibration.md").read_text()
