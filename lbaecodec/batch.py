@@ -152,18 +152,12 @@ def encode_files(
         _fill(results, [k for k, _ in pending], codec.encode_many, *args)
         pending.clear()
 
-    held = 0
-    for k, source in enumerate(sources):
-        try:
-            img = codec.open_for_coding(source, pixel_limit(max_pixels), quality_level)
-            pending.append((k, img))
-            held += img.width * img.height
-        except FILE_ERRORS as e:
-            results[k] = e
-        if held >= GROUP_PIXELS:
-            flush()
-            held = 0
-    flush()
+    def admit(k: int, source: Path) -> int:
+        img = codec.open_for_coding(source, pixel_limit(max_pixels), quality_level)
+        pending.append((k, img))
+        return img.width * img.height
+
+    _in_groups(sources, results, admit, flush)
     return results
 
 
@@ -190,21 +184,32 @@ def decode_files(
                 results[k] = results[k] if isinstance(results[k], BaseException) else _image_bytes(results[k], fmt)
         pending.clear()
 
+    def admit(k: int, source: Path) -> int:
+        data = source.read_bytes()
+        h = container.read(data)[0]
+        m = loader.load(model if model is not None else h)
+        pending.setdefault(m.id, (m, []))[1].append((k, data))
+        return max(h.width * h.height, h.coded_size[0] * h.coded_size[1])
+
+    _in_groups(sources, results, admit, flush)
+    return results
+
+
+def _in_groups(
+    sources: list[Path], results: list, admit: Callable[[int, Path], int], flush: Callable[[], None]
+) -> None:
+    """admit(index, source) each file (it returns the pixels it now holds; its error becomes the
+    file's result), and flush() whenever GROUP_PIXELS are held, and at the end."""
     held = 0
     for k, source in enumerate(sources):
         try:
-            data = source.read_bytes()
-            h = container.read(data)[0]
-            m = loader.load(model if model is not None else h)
-            pending.setdefault(m.id, (m, []))[1].append((k, data))
-            held += max(h.width * h.height, h.coded_size[0] * h.coded_size[1])
+            held += admit(k, source)
         except FILE_ERRORS as e:
             results[k] = e
         if held >= GROUP_PIXELS:
             flush()
             held = 0
     flush()
-    return results
 
 
 def _fill(results: list, indices: list[int], convert: Callable[..., list], *args) -> None:

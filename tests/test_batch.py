@@ -72,6 +72,18 @@ def test_a_bad_file_among_good_ones(images, tmp_path):
     assert r.exit_code == 3 and "3 of 4 files written" in r.output
 
 
+def test_files_grouped_one_by_one_code_and_fail_as_in_one_group(images, tmp_path, monkeypatch):
+    (images / "broken.png").write_bytes(b"not a png at all")
+    assert run("encode", images, "-o", tmp_path / "together").exit_code == 2
+    monkeypatch.setattr(batch, "GROUP_PIXELS", 1)  # every file its own group
+    r = run("encode", images, "-o", tmp_path / "apart")
+    assert r.exit_code == 2 and "4 of 5 files written" in r.output and "broken.png" in r.output
+    for coded in (tmp_path / "together").glob("*.lbae"):
+        assert (tmp_path / "apart" / coded.name).read_bytes() == coded.read_bytes()
+    assert run("decode", tmp_path / "apart", "-o", tmp_path / "back").exit_code == 0
+    assert len(list((tmp_path / "back").glob("*.png"))) == 4
+
+
 def test_existing_outputs_need_force(images, tmp_path):
     assert run("encode", images, "-o", tmp_path / "out").exit_code == 0
     r = run("encode", images, "-o", tmp_path / "out")
