@@ -179,6 +179,35 @@ def test_a_resumed_run_takes_new_rates_and_weights_given_with_resume(runs, image
     assert [r["train_adv_weight"] for r in log] == [0.1, 0.2, 0.2]
 
 
+def test_a_moving_average_of_the_decoder_is_evaluated_kept_and_resumed(runs, images, tmp_path):
+    root, base = runs
+    recipe = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=0, lr=1e-3, ema=0.5)
+    train(base.arch, images, images[:16], tmp_path / "e", recipe, init_from=base, show_progress=False)
+    train(base.arch, images, images[:16], tmp_path / "e", replace(recipe, epochs=2), resume=True, show_progress=False)
+    last, best = load_checkpoint(tmp_path / "e"), load_checkpoint(tmp_path / "e", "best")
+    average = {k.removeprefix("module."): v for k, v in last.ema.items() if k.startswith("module.")}
+    assert int(last.ema["n_averaged"]) == 8  # one per step, across the resume
+    assert all(torch.equal(v, average[k]) for k, v in best.model.decoder.state_dict().items())
+    trained = last.model.decoder.state_dict()
+    assert not all(torch.equal(v, average[k]) for k, v in trained.items())  # the average is not the last step
+    log = [json.loads(line) for line in (tmp_path / "e" / "log.jsonl").read_text().splitlines()]
+    assert all(r["val_psnr_trained"] != r["val_psnr"] for r in log)
+
+
+def test_a_resume_may_start_a_moving_average_and_fidelity_runs_refuse_one(runs, images, tmp_path):
+    root, _ = runs
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--epochs", 1)
+    assert run(*common, *first).exit_code == 0
+    assert not load_checkpoint(tmp_path / "r").ema
+    assert run(*common, "--resume", "--epochs", 2, "--ema", 0.9).exit_code == 0
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert ckpt.recipe.ema == 0.9 and int(ckpt.ema["n_averaged"]) == 4  # the steps of epoch 2
+    r = run("train", "--data-dir", tmp_path / "c.npz", "--ema", 0.99)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--stage realism" in r.output
+
+
 def test_export_ships_both_decoders_in_one_file(runs, images, tmp_path):
     root, _ = runs
     path = export.export_run(

@@ -28,7 +28,7 @@ def _augment_policy(value: str) -> tuple[str, ...]:
     return parts
 
 
-RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma")  # recipe fields a resumed run may change
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "ema")  # recipe fields a resumed run may change
 
 
 def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
@@ -179,6 +179,15 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     help="realism: steps the discriminator trains alone before the decoder listens to it.",
 )
 @click.option(
+    "--ema",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    help="realism: keep a moving average of the decoder's weights with this decay per step (e.g. 0.999), "
+    "and evaluate, select and ship the average; the log also gives the trained weights' validation "
+    "PSNR and FID (val_psnr_trained, val_fid_trained). 0: none.",
+)
+@click.option(
     "--val-size",
     default=5000,
     show_default=True,
@@ -198,7 +207,7 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, "
-    "and --lr, --adv-weight, --disc-lr and --r1 given with it change the rest of the run.",
+    "and --lr, --adv-weight, --disc-lr, --r1 and --ema given with it change the rest of the run.",
 )
 @click.option(
     "--init-from",
@@ -260,6 +269,7 @@ def train_cmd(
     r1_gamma,
     disc_augment,
     disc_warmup,
+    ema,
     val_size,
     val_fid,
     resume,
@@ -302,6 +312,8 @@ def train_cmd(
         raise InputError("--attributes is for LBAE models, not baselines")
     if stage == "realism" and (kind != ModelKind.LBAE or not (init_from or resume)):
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
+    if ema and stage != "realism":
+        raise InputError("--ema averages a realism decoder's weights: use it with --stage realism")
     if decoder_width is not None and stage != "realism":
         raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if upsample is not None and kind != ModelKind.LBAE:
@@ -340,6 +352,7 @@ def train_cmd(
         r1_gamma=r1_gamma,
         disc_augment=disc_augment,
         disc_warmup_steps=disc_warmup,
+        ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )
     changes = _resume_changes(recipe, click.get_current_context()) if resume else {}

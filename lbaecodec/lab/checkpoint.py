@@ -1,7 +1,9 @@
 """Training checkpoints: the run's recipe and progress, and the saved state a run resumes from.
 
-A checkpoint is a safetensors file (network, discriminator and Adam states under their prefixes)
-plus a JSON file (architecture, recipe, progress): nothing is pickled, as in shipped models.
+A checkpoint is a safetensors file (network, discriminator, the realism decoder's moving average
+and Adam states under their prefixes) plus a JSON file (architecture, recipe, progress): nothing
+is pickled, as in shipped models. With a moving average the best checkpoint's network holds the
+averaged decoder (what is evaluated and shipped), the last one the trained decoder and the average.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ CHECKPOINT = "last"
 BEST = "best"
 DISC_PREFIX = "disc."
 OPTIM_PREFIX, DISC_OPTIM_PREFIX = "optim.", "optim_d."
+EMA_PREFIX = "ema."
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Recipe:
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
     r1_gamma: float = 0.0  # γ of an R1 penalty on the discriminator (0: none)
     disc_augment: tuple[str, ...] = ()  # DiffAugment policy parts for what the discriminator sees
+    ema: float = 0.0  # decay of a moving average of the realism decoder's weights, evaluated and shipped (0: none)
 
     def __post_init__(self) -> None:
         self.disc_augment = tuple(self.disc_augment)  # a checkpoint's JSON gives a list
@@ -97,6 +101,7 @@ class Checkpoint:
     progress: Progress
     disc: adversarial.PatchDiscriminator | None = None
     disc_optim: dict[str, torch.Tensor] = field(default_factory=dict)
+    ema: dict[str, torch.Tensor] = field(default_factory=dict)  # the moving average's state
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
@@ -134,10 +139,13 @@ def save_checkpoint(
     progress: Progress,
     disc: torch.nn.Module | None = None,
     opt_d: torch.optim.Optimizer | None = None,
+    ema: torch.nn.Module | None = None,
 ) -> None:
     tensors = {**prefixed(model, MODEL_PREFIX), **optimizer_tensors(opt, OPTIM_PREFIX)}
     if disc is not None:
         tensors.update({**prefixed(disc, DISC_PREFIX), **optimizer_tensors(opt_d, DISC_OPTIM_PREFIX)})
+    if ema is not None:
+        tensors.update(prefixed(ema, EMA_PREFIX))
     meta = {
         "kind": str(model.kind),
         "arch": model.arch.to_dict(),
@@ -162,6 +170,7 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
         ckpt.disc = adversarial.PatchDiscriminator(arch.channels, recipe.disc_width, recipe.disc_norm)
         ckpt.disc.load_state_dict(disc_state)
         ckpt.disc_optim = _strip(tensors, DISC_OPTIM_PREFIX)
+    ckpt.ema = _strip(tensors, EMA_PREFIX)
     return ckpt
 
 

@@ -7,6 +7,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..architecture import Architecture, ModelKind
 from ..network import LBAE, SignSTE
@@ -38,6 +39,10 @@ class FidelityStep:
     def train_mode(self) -> None:
         self.model.train()
 
+    def evaluated(self) -> torch.nn.Module:
+        """The network that is evaluated and kept as the best."""
+        return self.model
+
     def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         with _autocast(x.device, self.recipe.bf16):
             logits, aux_loss = self.forward(x)
@@ -57,6 +62,7 @@ class RealismStep:
         recipe: Recipe,
         world: distributed.World,
         disc: adversarial.PatchDiscriminator | None = None,
+        ema_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         if model.kind != ModelKind.LBAE:
             raise ValueError("the realism stage trains an LBAE decoder")
@@ -73,6 +79,15 @@ class RealismStep:
         # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
         self.decoder = model.decoder
         self.last_layer = model.decoder.pixels[-1].weight
+        self.ema = None  # a moving average of the decoder's weights and BatchNorm statistics
+        if recipe.ema:
+            self.ema = AveragedModel(model.decoder, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
+            if ema_state:  # else it starts from the decoder as it is (e.g. a resume that adds --ema)
+                self.ema.load_state_dict(ema_state)
+
+    def evaluated(self) -> LBAE:
+        """The network that is evaluated and kept as the best: with a moving average, its decoder."""
+        return self.model if self.ema is None else self.model.with_decoder(self.ema.module)
 
     def train_mode(self) -> None:
         self.model.decoder.train()
@@ -103,6 +118,8 @@ class RealismStep:
         loss.backward()
         distributed.average_gradients(self.decoder.parameters(), self.world)
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.decoder)
         logged = {"loss": rec.detach(), "adv_weight": weight}
         if self.disc is not None:
             logged.update(self._discriminator_step(x, fake.detach()))

@@ -114,7 +114,10 @@ def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, wo
     model = model.to(device).to(memory_format=torch.channels_last)
     if world.size > 1:
         model = distributed.sync_batchnorm(model, device)
-    step = RealismStep(model, recipe, world, disc) if recipe.stage == "realism" else FidelityStep(model, recipe, world)
+    if recipe.stage == "realism":
+        step = RealismStep(model, recipe, world, disc, ckpt.ema if ckpt is not None else None)
+    else:
+        step = FidelityStep(model, recipe, world)
     if ckpt is not None and ckpt.optim:
         load_optimizer(step.opt, ckpt.optim)
     if ckpt is not None and ckpt.disc_optim:
@@ -226,7 +229,8 @@ def _run_epoch(
     progress.cpu_seconds += distributed.total(time.process_time() - cpu0, world)  # all ranks' CPU time
     if not world.main:
         return {}  # rank 0 alone evaluates and logs
-    figures = evaluate(model, val_images)
+    evaluated = step_fn.evaluated()
+    figures = evaluate(evaluated, val_images)
     record = {
         "epoch": progress.epoch,
         "stage": recipe.stage,
@@ -240,7 +244,11 @@ def _run_epoch(
         "gpu_hours": round(progress.gpu_seconds / 3600, 3),
     }
     if fid_probe is not None:
-        record["val_fid"] = fid_probe.score(reconstruct(model, fid_probe.images))
+        record["val_fid"] = fid_probe.score(reconstruct(evaluated, fid_probe.images))
+    if evaluated is not model:  # what the moving average buys over the trained weights
+        record["val_psnr_trained"] = evaluate(model, val_images)["psnr"]
+        if fid_probe is not None:
+            record["val_fid_trained"] = fid_probe.score(reconstruct(model, fid_probe.images))
     return record
 
 
@@ -251,14 +259,14 @@ def _keep(out, model, step_fn, recipe, progress, record, fid_probe) -> None:
     realism_without_fid = recipe.stage == "realism" and fid_probe is None and recipe.adv_weight > 0
     progress.best_metric = "last" if realism_without_fid else metric
     progress.history.append(record)
-    disc, opt_d = getattr(step_fn, "disc", None), getattr(step_fn, "opt_d", None)
+    disc, opt_d, ema = (getattr(step_fn, name, None) for name in ("disc", "opt_d", "ema"))
     if realism_without_fid or record[metric] < progress.best_score:
         progress.best_score = record.get(metric, math.inf) if not realism_without_fid else math.inf
         progress.best_epoch = progress.epoch
-        save_checkpoint(out, BEST, model, step_fn.opt, recipe, progress, disc, opt_d)
+        save_checkpoint(out, BEST, step_fn.evaluated(), step_fn.opt, recipe, progress, disc, opt_d)
     if realism_without_fid:
-        write_atomic(out / f"epoch-{progress.epoch}.safetensors", save(prefixed(model, MODEL_PREFIX)))
-    save_checkpoint(out, CHECKPOINT, model, step_fn.opt, recipe, progress, disc, opt_d)
+        write_atomic(out / f"epoch-{progress.epoch}.safetensors", save(prefixed(step_fn.evaluated(), MODEL_PREFIX)))
+    save_checkpoint(out, CHECKPOINT, model, step_fn.opt, recipe, progress, disc, opt_d, ema)
 
 
 def _best_model(out: Path, model: torch.nn.Module) -> torch.nn.Module:
