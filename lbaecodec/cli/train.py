@@ -183,7 +183,7 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     default=0.0,
     show_default=True,
     type=click.FloatRange(min=0, max=1, max_open=True),
-    help="realism: keep a moving average of the decoder's weights with this decay per step (e.g. 0.999), "
+    help="realism: keep a moving average of the decoder's weights with this decay per step (e.g. 0.995), "
     "and evaluate, select and ship the average; the log also gives the trained weights' validation "
     "PSNR and FID (val_psnr_trained, val_fid_trained). 0: none.",
 )
