@@ -94,6 +94,25 @@ def test_patch_discriminator_norms(norm):
         adversarial.PatchDiscriminator(3, 8, "layer")
 
 
+@pytest.mark.parametrize(("depth", "grid", "field"), [(2, 16, 26), (3, 8, 54)])
+def test_discriminator_depth_sets_the_patch_it_judges(depth, grid, field):
+    disc = adversarial.PatchDiscriminator(3, 4, "batch", depth).eval()
+    x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    logits = disc(x)
+    logits[0, 0, grid // 2, grid // 2].backward()
+    seen = (x.grad.abs().sum(1)[0] > 0).nonzero()
+    assert logits.shape == (1, 1, grid, grid) and (seen.max(0).values - seen.min(0).values + 1).tolist() == [field] * 2
+    if depth == 2:  # the default builds the discriminator that earlier checkpoints saved
+        assert [k for k in disc.state_dict() if k.endswith("weight")] == [
+            "layers.0.weight",
+            "layers.2.weight",
+            "layers.3.weight",
+            "layers.5.weight",
+            "layers.6.weight",
+            "layers.8.weight",
+        ]
+
+
 def test_r1_penalty_is_the_squared_gradient_norm_on_real_images():
     disc = torch.nn.Conv2d(3, 1, 1, bias=False)  # a logit w·pixel per pixel: the score's gradient is w / 1024
     w = disc.weight.detach().flatten()
@@ -194,13 +213,14 @@ def test_a_moving_average_of_the_decoder_is_evaluated_kept_and_resumed(runs, ima
     assert all(r["val_psnr_trained"] != r["val_psnr"] for r in log)
 
 
-def test_a_resume_may_start_a_moving_average_and_fidelity_runs_refuse_one(runs, images, tmp_path):
+def test_ema_and_disc_depth_on_a_run_and_its_resume_and_ema_refused_without_realism(runs, images, tmp_path):
     root, _ = runs
     np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
     common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
-    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--epochs", 1)
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--epochs", 1, "--disc-depth", 3)
     assert run(*common, *first).exit_code == 0
-    assert not load_checkpoint(tmp_path / "r").ema
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert not ckpt.ema and ckpt.recipe.disc_depth == 3 and ckpt.disc.layers[-1].in_channels == 64  # 8 · 2³
     assert run(*common, "--resume", "--epochs", 2, "--ema", 0.9).exit_code == 0
     ckpt = load_checkpoint(tmp_path / "r")
     assert ckpt.recipe.ema == 0.9 and int(ckpt.ema["n_averaged"]) == 4  # the steps of epoch 2

@@ -139,6 +139,14 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     "--disc-width", default=64, show_default=True, type=click.IntRange(min=1), help="realism: discriminator channels."
 )
 @click.option(
+    "--disc-depth",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    help="realism: stride-2 convolutions in the discriminator: how large the patches it judges are "
+    "(2: 26 pixels, texture; 3: 54 pixels, parts of a 64×64 face).",
+)
+@click.option(
     "--disc-norm",
     type=click.Choice(DISC_NORMS),
     default="batch",
@@ -264,6 +272,7 @@ def train_cmd(
     adv_weight,
     fixed_weight,
     disc_width,
+    disc_depth,
     disc_norm,
     disc_lr,
     r1_gamma,
@@ -347,6 +356,7 @@ def train_cmd(
         adv_weight=adv_weight,
         adaptive=not fixed_weight,
         disc_width=disc_width,
+        disc_depth=disc_depth,
         disc_norm=disc_norm,
         disc_lr=disc_lr,
         r1_gamma=r1_gamma,

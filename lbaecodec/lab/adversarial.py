@@ -33,22 +33,24 @@ MAX_ADAPTIVE_WEIGHT = 1e4
 class PatchDiscriminator(nn.Module):
     """Images in [0, 1] → a grid of real/fake logits, one per overlapping patch.
 
-    Two stride-2 convolutions then two 3×3 ones: on a 32×32 tile, an 8×8 grid of logits
-    whose receptive fields are 22 pixels wide (texture and edges, not global layout).
+    ``depth`` stride-2 4×4 convolutions (doubling the channels from ``width``) then two 3×3 ones:
+    with depth 2, on a 32×32 tile an 8×8 grid of logits whose receptive fields are 26 pixels wide
+    (texture and edges, not global layout); depth 3 sees 54 pixels (on a 64×64 face: its parts).
     ``norm``: "batch" (batch norm after the inner convolutions, as VQGAN) or "spectral"."""
 
-    def __init__(self, channels: int, width: int = 64, norm: str = "spectral") -> None:
+    def __init__(self, channels: int, width: int = 64, norm: str = "spectral", depth: int = 2) -> None:
         super().__init__()
         if norm not in DISC_NORMS:
             raise ValueError(f"discriminator norm {norm!r}; choose from {', '.join(DISC_NORMS)}")
-        sizes = [(channels, width, 4, 2), (width, 2 * width, 4, 2), (2 * width, 4 * width, 3, 1)]
+        widths = [channels] + [width * 2**k for k in range(depth + 1)]
+        sizes = [(widths[k], widths[k + 1], 4, 2) for k in range(depth)] + [(widths[-2], widths[-1], 3, 1)]
         layers: list[nn.Module] = []
         for k, (c_in, c_out, kernel, stride) in enumerate(sizes):
             inner = norm == "batch" and k > 0  # the first layer sees raw pixels (as VQGAN's)
             conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=1, bias=not inner)
             layers += [spectral_norm(conv) if norm == "spectral" else conv]
             layers += [nn.BatchNorm2d(c_out)] * inner + [nn.LeakyReLU(LEAK)]
-        last = nn.Conv2d(4 * width, 1, 3, padding=1)
+        last = nn.Conv2d(widths[-1], 1, 3, padding=1)
         self.layers = nn.Sequential(*layers, spectral_norm(last) if norm == "spectral" else last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

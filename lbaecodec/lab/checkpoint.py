@@ -45,6 +45,7 @@ class Recipe:
     adv_weight: float = 0.5  # λ on the adversarial loss: times VQGAN's adaptive balance, or alone
     adaptive: bool = True  # False: a fixed λ (cheaper: no second pass through the decoder)
     disc_width: int = 64
+    disc_depth: int = 2  # stride-2 convolutions in the discriminator (its patches' size)
     disc_lr: float = 2e-4
     disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
@@ -102,6 +103,11 @@ class Checkpoint:
     disc: adversarial.PatchDiscriminator | None = None
     disc_optim: dict[str, torch.Tensor] = field(default_factory=dict)
     ema: dict[str, torch.Tensor] = field(default_factory=dict)  # the moving average's state
+
+
+def discriminator(channels: int, recipe: Recipe) -> adversarial.PatchDiscriminator:
+    """A new discriminator as the recipe builds it."""
+    return adversarial.PatchDiscriminator(channels, recipe.disc_width, recipe.disc_norm, recipe.disc_depth)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
@@ -167,7 +173,7 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
     ckpt = Checkpoint(arch, model, _strip(tensors, OPTIM_PREFIX), recipe, Progress.from_dict(meta["progress"]))
     disc_state = _strip(tensors, DISC_PREFIX)
     if disc_state:
-        ckpt.disc = adversarial.PatchDiscriminator(arch.channels, recipe.disc_width, recipe.disc_norm)
+        ckpt.disc = discriminator(arch.channels, recipe)
         ckpt.disc.load_state_dict(disc_state)
         ckpt.disc_optim = _strip(tensors, DISC_OPTIM_PREFIX)
     ckpt.ema = _strip(tensors, EMA_PREFIX)

@@ -12,7 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..architecture import Architecture, ModelKind
 from ..network import LBAE, SignSTE
 from . import adversarial, distributed
-from .checkpoint import Recipe
+from .checkpoint import Recipe, discriminator
 
 
 def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ class RealismStep:
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
         self.disc, self.opt_d = None, None  # λ = 0: the decoder learns to reconstruct, no discriminator
         if recipe.adv_weight > 0:
-            disc = disc or adversarial.PatchDiscriminator(model.arch.channels, recipe.disc_width, recipe.disc_norm)
+            disc = disc or discriminator(model.arch.channels, recipe)
             self.disc = disc.to(device_of(model)).to(memory_format=torch.channels_last)
             self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
         self.augment = adversarial.augmenter(recipe.disc_augment)
