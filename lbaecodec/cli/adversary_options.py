@@ -1,0 +1,108 @@
+"""`lbaecodec train`'s options for the realism stage's adversary: its weight, the discriminator, what
+it sees, and the decoder's moving average."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ..architecture import DISC_AUGMENTS, DISC_NORMS
+
+
+def _augment_policy(value: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [part for part in parts if part not in DISC_AUGMENTS]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(DISC_AUGMENTS)}")
+    return parts
+
+
+ADVERSARY_OPTIONS = [
+    click.option(
+        "--adv-weight",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="realism: λ on the adversarial loss, times VQGAN's adaptive balance (the ratio of "
+        "the reconstruction and adversarial gradients at the last layer; ~0.002 with MSE). "
+        "0: no discriminator, the decoder learns to reconstruct (best epoch by validation loss).",
+    ),
+    click.option(
+        "--fixed-weight",
+        is_flag=True,
+        help="realism: use --adv-weight as a fixed λ (e.g. 0.1), no adaptive balance: one backward pass "
+        "fewer per step.",
+    ),
+    click.option(
+        "--disc-width",
+        default=64,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="realism: discriminator channels.",
+    ),
+    click.option(
+        "--disc-depth",
+        default=2,
+        show_default=True,
+        type=click.IntRange(1, 5),
+        help="realism: stride-2 convolutions in the discriminator: how large the patches it judges are "
+        "(2: 26 pixels, texture; 3: 54 pixels, parts of a 64×64 face).",
+    ),
+    click.option(
+        "--disc-norm",
+        type=click.Choice(DISC_NORMS),
+        default="batch",
+        show_default=True,
+        help="realism: the discriminator's normalisation. batch is VQGAN's; spectral keeps it "
+        "1-Lipschitz, too weak to tell decoded images from originals here (its loss stayed near chance).",
+    ),
+    click.option(
+        "--disc-lr",
+        default=2e-4,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="realism: the discriminator's Adam learning rate (lower it for a discriminator that wins too fast).",
+    ),
+    click.option(
+        "--r1",
+        "r1_gamma",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="realism: γ of an R1 gradient penalty on the discriminator's real images (e.g. 1 or 10; 0: none); "
+        "keeps a winning discriminator's gradients informative. One extra backward pass through it per step.",
+    ),
+    click.option(
+        "--disc-augment",
+        default="",
+        metavar="PARTS",
+        callback=lambda ctx, param, value: _augment_policy(value),
+        help="realism: DiffAugment what the discriminator sees, real and decoded alike, so that it cannot "
+        f"memorise a small training set: comma-separated parts of {','.join(DISC_AUGMENTS)} "
+        "(train extra: kornia). [default: none]",
+    ),
+    click.option(
+        "--disc-warmup",
+        default=200,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="realism: steps the discriminator trains alone before the decoder listens to it.",
+    ),
+    click.option(
+        "--ema",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        help="realism: keep a moving average of the decoder's weights with this decay per step (e.g. 0.995), "
+        "and evaluate, select and ship the average; the log also gives the trained weights' validation "
+        "PSNR and FID (val_psnr_trained, val_fid_trained). 0: none.",
+    ),
+]
+
+
+def adversary_options(command: Callable) -> Callable:
+    """The options above on ``command``, listed by --help in this order."""
+    for option in reversed(ADVERSARY_OPTIONS):
+        command = option(command)
+    return command
