@@ -191,7 +191,9 @@ def test_a_resumed_run_takes_new_rates_and_weights_given_with_resume(runs, image
     ckpt = load_checkpoint(tmp_path / "r")
     assert (ckpt.recipe.lr, ckpt.recipe.adv_weight, ckpt.recipe.disc_width) == (3e-4, 0.2, 8)  # not the width
     assert ckpt.recipe.r1_gamma == 0 and not ckpt.recipe.adaptive
-    assert run(*common, "--resume", "--epochs", 3).exit_code == 0  # nothing given: the checkpoint's go on
+    assert run(*common, "--resume").exit_code == 0  # a finished run stays finished: --epochs' default is no plan
+    assert (load_checkpoint(tmp_path / "r").progress.epoch, load_checkpoint(tmp_path / "r").recipe.epochs) == (2, 2)
+    assert run(*common, "--resume", "--epochs", 3).exit_code == 0  # nothing else given: the checkpoint's go on
     ckpt = load_checkpoint(tmp_path / "r")
     assert (ckpt.recipe.lr, ckpt.recipe.adv_weight, ckpt.progress.epoch) == (3e-4, 0.2, 3)
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]

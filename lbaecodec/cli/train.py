@@ -66,7 +66,7 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     default=30,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Total epochs (a resumed run continues to this). 0: fit --budget-minutes.",
+    help="Total epochs. 0: fit --budget-minutes. With --resume: the run's own plan unless given.",
 )
 @click.option(
     "--budget-minutes",
@@ -265,6 +265,9 @@ def train_cmd(
         if decoder_width is not None or upsample is not None:  # a new decoder; the encoder copied
             arch = arch.with_decoder(decoder_width or arch.decoder_arch.width, upsample or arch.upsample)
     run = Path(out or (f"runs/{preset}" if kind == ModelKind.LBAE else f"runs/{kind}-{preset}"))
+    ctx = click.get_current_context()
+    if resume and (run / "last.json").is_file() and ctx.get_parameter_source("epochs") != ParameterSource.COMMANDLINE:
+        epochs = 0  # the checkpoint's planned epochs go on, not --epochs' default
     recipe = training.Recipe(
         epochs=epochs,
         batch=batch,
@@ -285,7 +288,7 @@ def train_cmd(
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )
-    changes = _resume_changes(recipe, click.get_current_context()) if resume else {}
+    changes = _resume_changes(recipe, ctx) if resume else {}
     world = distributed.join(distributed.rank_device(torch.device(device)))
     probe = training.validation_fid_probe(val_images, val_fid) if val_fid and world.main else None
     _, progress = training.train(
