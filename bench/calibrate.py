@@ -133,7 +133,7 @@ def celeba_markdown(r: dict) -> str:
     n = t["faces_per_set"]
     sets = ", ".join(f"faces {k * n:,}–{(k + 1) * n - 1:,}" for k in range(len(t["fids"])))
     return (
-        f"CelebA FID calibration: {len(t['fids'])} disjoint sets of {t['faces_per_set']:,} real training faces "
+        f"CelebA FID calibration: {len(t['fids'])} disjoint sets of {n:,} real training faces "
         f"({sets} of the local copy's training split) against the {t['test_faces']:,} test faces the bench uses.\n"
         "Command: `python bench/calibrate.py --data-dir ../shared/datasets --part celeba-real1000`\n\n"
         f"FID: {', '.join(str(f) for f in t['fids'])} (mean {np.mean(t['fids']):.2f}, spread "
