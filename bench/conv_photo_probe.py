@@ -41,6 +41,7 @@ from lbaecodec import quality as knob
 from lbaecodec.images import to_float, to_uint8
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
+from lbaecodec.lab.report import save_results
 from lbaecodec.lab.schedule import cosine, set_lr
 from lbaecodec.network import LEAK, SignSTE, down_path, level_width, up_path
 
@@ -216,10 +217,6 @@ def main() -> None:
         "val_photos": [n for n, _ in val],
         "parameters": sum(t.numel() for t in model.parameters()),
     }
-    (out / "results.json").write_text(
-        json.dumps({"meta": meta, "history": history, "conv": ours, "webp": webp, "bd_rate_vs_webp_pct": bd}, indent=2)
-        + "\n"
-    )
     lines = [
         f"Fully convolutional LBAE probe, {len(test)} test photos at {a.long_side} px"
         f" (`{meta['command']}`); ideal bits.",
@@ -230,7 +227,8 @@ def main() -> None:
     lines += [f"| conv LBAE probe | scale {o['scale']} | {o['bpp']} | {o['psnr']} | {o['ms_ssim']} |" for o in ours]
     lines += [f"| WebP (Pillow) | q {w['quality']} | {w['bpp']} | {w['psnr']} | {w['ms_ssim']} |" for w in webp]
     lines.append(f"\nBD-rate of the probe against WebP on the test photos: {bd} %")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    record = {"meta": meta, "history": history, "conv": ours, "webp": webp, "bd_rate_vs_webp_pct": bd}
+    save_results(out, record, "\n".join(lines) + "\n")
     print(*lines, sep="\n")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from lbaecodec import entropy
 from lbaecodec.lab import data, made, trainset
 from lbaecodec.lab.export import encode_all
+from lbaecodec.lab.report import save_results
 from lbaecodec.zoo import load_model
 
 VAL = 5000  # validation images by default (--val)
@@ -58,8 +59,6 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    out = Path("bench/results") / f"hidden-prior-{args.model}"
-    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": model.id,
         "fitted_on": len(fit_on),
@@ -67,7 +66,6 @@ def main() -> None:
         "steps": args.steps,
         "data": args.data_dir,
     }
-    (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Context priors for {model.id}'s codes: fitted on {len(fit_on)} training images, ideal bits per "
         f"image on {len(val)} others (validation: a seeded random draw from the training split). "
@@ -79,7 +77,7 @@ def main() -> None:
         "|---|---|---|",
         *(f"| {r['prior']} | {r['val_ideal_bits']} | {r.get('cpu_seconds', '')} |" for r in rows),
     ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    save_results(Path("bench/results") / f"hidden-prior-{args.model}", {**meta, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

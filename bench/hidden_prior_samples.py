@@ -13,7 +13,6 @@ Writes bench/results/hidden-prior-samples-MODEL/results.{json,md}.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from hidden_prior import VAL
 from lbaecodec.lab import data, generate, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.lab.metrics import fid as fidlib
+from lbaecodec.lab.report import save_results
 from lbaecodec.registry import cache_dir
 from lbaecodec.zoo import load_model
 
@@ -51,10 +51,7 @@ def main() -> None:
         }
         for k, v in sets.items()
     ]
-    out = Path("bench/results") / f"hidden-prior-samples-{args.model}"
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"model": model.id, "samples": args.n, "validation": VAL, "made_val_ideal_bits": round(bits, 1)}
-    (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Generation FID of {args.n} samples decoded by {model.id} against {VAL} validation images "
         f"(a seeded random draw from the training split). MADE fitted on the other training codes "
@@ -66,7 +63,8 @@ def main() -> None:
         "|---|---|",
         *(f"| {r['codes']} | {r['fid']} |" for r in rows),
     ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    out = Path("bench/results") / f"hidden-prior-samples-{args.model}"
+    save_results(out, {**meta, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

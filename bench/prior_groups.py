@@ -23,6 +23,7 @@ from PIL import Image
 from lbaecodec import codec, entropy, tiling
 from lbaecodec.lab import data, trainset
 from lbaecodec.lab.export import coded_bits, encode_all
+from lbaecodec.lab.report import save_results
 from lbaecodec.zoo import load_model
 
 VAL = 5000
@@ -71,10 +72,7 @@ def main() -> None:
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = Path("bench/results") / f"prior-groups-{args.model}"
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"model": model.id, "fitted_on": len(fit_on), "validation": len(val), "data": args.data_dir}
-    (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Grouped context priors for {model.id}: fitted on the codes of {len(fit_on)} training images, "
         f"measured on {len(val)} others (a seeded random validation split). Decoding: 1,000 of them, "
@@ -92,7 +90,7 @@ def main() -> None:
             for r in rows
         ),
     ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    save_results(Path("bench/results") / f"prior-groups-{args.model}", {**meta, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -29,6 +29,7 @@ from lbaecodec import codec
 from lbaecodec import quality as knob
 from lbaecodec.lab import photos
 from lbaecodec.lab.metrics import quality
+from lbaecodec.lab.report import save_results
 from lbaecodec.zoo import Model, load_model
 
 QUALITIES = {
@@ -186,9 +187,6 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "lbaecodec": lbaecodec.__version__,
     }
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "curves": curves, "lbae": summary}, indent=2) + "\n")
     lines = ["| codec | quality | bpp | PSNR | MS-SSIM | blockiness |", "|---|---|---|---|---|---|"]
     for name, points in curves.items():
         for pt in points:
@@ -204,7 +202,8 @@ def main() -> None:
         bd = "n/a (one point)" if s["bd_rate_vs_webp_pct"] is None else f"{s['bd_rate_vs_webp_pct']:.1f} %"
         at = f"{s['quality']}, {s['stages']}"
         lines.append(f"| {s['model']} | {at} | {s['bpp']} | {s['psnr']} | {s['webp_psnr_same_bpp']} | {bd} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    out = Path(a.out)
+    save_results(out, {"meta": meta, "curves": curves, "lbae": summary}, "\n".join(lines) + "\n")
     plot(out / "rd.png", curves)
     print(json.dumps(meta), *lines, sep="\n")
 

@@ -25,6 +25,7 @@ from lbaecodec.images import to_float
 from lbaecodec.lab import data, made, trainset
 from lbaecodec.lab.export import encode_all
 from lbaecodec.lab.metrics.quality import psnr
+from lbaecodec.lab.report import dict_table, save_results
 from lbaecodec.zoo import load_model
 
 VAL = 5000
@@ -66,22 +67,18 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = Path("bench/results") / f"rdo-strength-{args.model}"
-    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": model.id,
         "dataset": args.dataset,
         "validation_images": VAL,
         "prior": "MADE 256 units, 4000 steps, fitted without them",
     }
-    (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-    columns = list(rows[0])
     lines = [
         f"{model.id}, {VAL} validation images of {args.dataset} (prior fitted without them; tight payloads)",
         "",
+        *dict_table(rows),
     ]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    save_results(out, {**meta, "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from PIL import Image
 import lbaecodec
 from lbaecodec import codec
 from lbaecodec.lab import data
+from lbaecodec.lab.report import dict_table, save_results
 from lbaecodec.onnx_runtime import OnnxModel
 from lbaecodec.zoo import load_model
 
@@ -177,12 +178,8 @@ def row(codec: str, figures: dict, count: int, mb: float, one_file: str, all_fil
 
 def write_results(out: Path, meta: dict, rows: list[dict]) -> None:
     """results.json (meta and rows) and results.md (the rows as a table, None as blank) in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    header = list(rows[0])
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join("" if r[k] is None else str(r[k]) for k in header) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(table) + "\n")
+    table = dict_table(rows)
+    save_results(out, {"meta": meta, "rows": rows}, "\n".join(table) + "\n")
     print(json.dumps(meta), *table, sep="\n")
 
 

@@ -11,7 +11,6 @@ Writes bench/results/stage-skip-MODEL-SPLIT/results.{json,md}.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from lbaecodec import codec
 from lbaecodec import quality as knob
 from lbaecodec.container import Coding, Grid
 from lbaecodec.lab.metrics import quality
+from lbaecodec.lab.report import save_results
 from lbaecodec.zoo import load_model
 
 LAMBDAS = (1e3, 3e3, 1e4)  # squared-error units (0–255 pixels) per bit
@@ -90,15 +90,6 @@ def main() -> None:
     bd = {label: quality.bd_rate(webp, [(b, p) for _, b, p, _ in pts]) for label, pts in curves.items()}
     everything = [(b, p) for pts in curves.values() for _, b, p, _ in pts]
     bd["envelope of all points"] = quality.bd_rate(webp, upper_envelope(everything))
-    out = Path("bench/results") / f"stage-skip-{args.model}-{args.split}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(
-        json.dumps(
-            {"model": model.id, "photos": [n for n, _ in photos], "curves": curves, "webp": webp, "bd_rate": bd},
-            indent=1,
-        )
-        + "\n"
-    )
     lines = [
         f"Per-tile choice of stage 2, {model.id}, {len(photos)} {args.split} photos at 512 px "
         f"(`python bench/stage_skip.py --model {args.model} --split {args.split}`); ideal bits.",
@@ -111,7 +102,8 @@ def main() -> None:
         "|---|---|",
         *(f"| {label} | {'—' if v is None else f'{v:+.1f} %'} |" for label, v in bd.items()),
     ]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    record = {"model": model.id, "photos": [n for n, _ in photos], "curves": curves, "webp": webp, "bd_rate": bd}
+    save_results(Path("bench/results") / f"stage-skip-{args.model}-{args.split}", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

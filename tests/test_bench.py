@@ -288,3 +288,13 @@ def test_bench_refuses_bad_row_choices_in_one_line(args, message):
     result = CliRunner().invoke(cli.main, ["bench", "--dataset", "cifar10", *args])
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bench_scripts_leave_json_and_a_markdown_table(tmp_path):
+    rows = [{"prior": "linear", "bits": 457.1, "note": None}, {"prior": "MADE", "bits": 418.1, "note": "hidden"}]
+    table = report.dict_table(rows)
+    assert table[:2] == ["| prior | bits | note |", "|---|---|---|"]
+    assert table[2] == "| linear | 457.1 |  |" and table[3] == "| MADE | 418.1 | hidden |"
+    report.save_results(tmp_path / "new", {"meta": {"n": 2}, "rows": rows}, "\n".join(table) + "\n")
+    assert json.loads((tmp_path / "new" / "results.json").read_text())["rows"][1]["note"] == "hidden"
+    assert (tmp_path / "new" / "results.md").read_text().splitlines() == table

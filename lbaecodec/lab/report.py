@@ -79,10 +79,22 @@ def markdown(rows: list[Row], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, rows: list[Row], meta: dict, grids: dict[str, np.ndarray]) -> None:
+def dict_table(rows: list[dict]) -> list[str]:
+    """Markdown table lines of rows that share their keys (the header); None as a blank cell."""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join("" if r[k] is None else str(r[k]) for k in header) + " |" for r in rows]
+
+
+def save_results(out: Path, record: dict, markdown_text: str) -> None:
+    """``out``/results.json (the record) and ``out``/results.md: what every bench script leaves."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
-    write_atomic(out / "results.md", markdown(rows, meta))
+    write_atomic(out / "results.json", json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "results.md", markdown_text)
+
+
+def write_outputs(out: Path, rows: list[Row], meta: dict, grids: dict[str, np.ndarray]) -> None:
+    save_results(out, {"meta": meta, "rows": [asdict(r) for r in rows]}, markdown(rows, meta))
     save_grid(out / "grid.png", grids)
     plot_rate_fid(out / "rate_fid.png", rows, meta)
 
