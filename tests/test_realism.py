@@ -464,3 +464,31 @@ def test_a_realism_decoder_of_impossible_width_is_a_one_line_error(tmp_path):
     save_file(tensors, str(bad), metadata=zoo.read_metadata(dual.path))
     with pytest.raises(ModelError, match="realism decoder: architecture width=512"):
         zoo.load_model(bad, "cpu")
+
+
+def test_feature_matching_compares_discriminator_activations_of_each_pair():
+    torch.manual_seed(0)
+    disc = adversarial.PatchDiscriminator(3, width=8, norm="batch", depth=2)
+    real = torch.rand(4, 3, 32, 32)
+    assert [f.shape[1] for f in disc.features(real)] == [8, 16, 32]  # depth 2: two stride-2 layers, one 3×3
+    assert adversarial.feature_matching_loss(disc, real, real).item() == 0
+    fake = (real + 0.1 * torch.randn_like(real)).clamp(0, 1).requires_grad_(True)
+    real.requires_grad_(True)
+    loss = adversarial.feature_matching_loss(disc, real, fake)
+    loss.backward()
+    assert loss.item() > 0 and fake.grad.abs().sum() > 0 and real.grad is None  # originals are targets
+
+
+def test_feature_matching_on_a_run_its_log_and_its_resume(runs, images, tmp_path):
+    root, _ = runs
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
+    assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--feature-match", 0.5).exit_code == 0
+    assert load_checkpoint(tmp_path / "r").recipe.feature_match == 0.5
+    assert run(*common, "--resume", "--epochs", 2, "--feature-match", 0).exit_code == 0
+    assert load_checkpoint(tmp_path / "r").recipe.feature_match == 0
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["train_fm"] > 0 and "train_fm" not in log[1]
+    r = run(*common[:-2], "--out", tmp_path / "m", *first, "--adv-weight", 0, "--feature-match", 0.5)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output

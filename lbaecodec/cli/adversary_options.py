@@ -90,6 +90,14 @@ ADVERSARY_OPTIONS = [
         help="realism: steps the discriminator trains alone before the decoder listens to it.",
     ),
     click.option(
+        "--feature-match",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="realism: weight of pix2pixHD's feature-matching loss, the mean absolute difference between the "
+        "discriminator's inner activations on each image and on its reconstruction (e.g. 0.01 beside MSE). 0: none.",
+    ),
+    click.option(
         "--ema",
         default=0.0,
         show_default=True,

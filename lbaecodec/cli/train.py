@@ -21,7 +21,8 @@ ATTRIBUTES = click.option(
 )
 
 
-RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "ema")  # recipe fields a resumed run may change
+# recipe fields a resumed run may change
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "ema")
 
 
 def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
@@ -135,7 +136,7 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, "
-    "and --lr, --adv-weight, --disc-lr, --r1 and --ema given with it change the rest of the run.",
+    "and --lr, --adv-weight, --disc-lr, --r1, --feature-match and --ema given with it change the rest of the run.",
 )
 @click.option(
     "--init-from",
@@ -198,6 +199,7 @@ def train_cmd(
     r1_gamma,
     disc_augment,
     disc_warmup,
+    feature_match,
     ema,
     val_size,
     val_fid,
@@ -243,6 +245,8 @@ def train_cmd(
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
     if ema and stage != "realism":
         raise InputError("--ema averages a realism decoder's weights: use it with --stage realism")
+    if feature_match and (stage != "realism" or not adv_weight):
+        raise InputError("--feature-match compares discriminator activations: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":
         raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if upsample is not None and kind != ModelKind.LBAE:
@@ -285,6 +289,7 @@ def train_cmd(
         r1_gamma=r1_gamma,
         disc_augment=disc_augment,
         disc_warmup_steps=disc_warmup,
+        feature_match=feature_match,
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )

@@ -51,6 +51,7 @@ class Recipe:
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
     r1_gamma: float = 0.0  # γ of an R1 penalty on the discriminator (0: none)
     disc_augment: tuple[str, ...] = ()  # DiffAugment policy parts for what the discriminator sees
+    feature_match: float = 0.0  # weight of a feature-matching loss on the discriminator's activations (0: none)
     ema: float = 0.0  # decay of a moving average of the realism decoder's weights, evaluated and shipped (0: none)
 
     def __post_init__(self) -> None:

@@ -103,6 +103,7 @@ class RealismStep:
         fake = torch.sigmoid(logits.float())
         rec = loss_fn(self.model.arch, logits, x)
         adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
+        logged = {"loss": rec.detach()}
         if adversarial_on:
             with _autocast(x.device, self.recipe.bf16):
                 g_adv = adversarial.generator_loss(self.disc(self.augment(fake)).float())
@@ -112,6 +113,11 @@ class RealismStep:
                 else torch.ones((), device=x.device)
             )
             loss = rec + weight * g_adv
+            if self.recipe.feature_match:
+                with _autocast(x.device, self.recipe.bf16):
+                    fm = adversarial.feature_matching_loss(self.disc, x, fake)
+                loss = loss + self.recipe.feature_match * fm
+                logged["fm"] = fm.detach()
         else:
             weight, loss = torch.zeros((), device=x.device), rec
         self.opt.zero_grad(set_to_none=True)
@@ -120,7 +126,7 @@ class RealismStep:
         self.opt.step()
         if self.ema is not None:
             self.ema.update_parameters(self.decoder)
-        logged = {"loss": rec.detach(), "adv_weight": weight}
+        logged["adv_weight"] = weight
         if self.disc is not None:
             logged.update(self._discriminator_step(x, fake.detach()))
         return logged
