@@ -54,10 +54,11 @@ class PatchDiscriminator(nn.Module):
         self.layers = nn.Sequential(*layers, spectral_norm(last) if norm == "spectral" else last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x * 2 - 1)
+        return self.layers[-1](self.features(x)[-1])
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The activations after each inner layer (each LeakyReLU), coarsest last."""
+        """The activations after each inner layer (each LeakyReLU), coarsest last: the last one is
+        what the logits are computed from."""
         found = []
         x = x * 2 - 1
         for layer in self.layers[:-1]:
