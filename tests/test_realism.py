@@ -492,3 +492,32 @@ def test_feature_matching_on_a_run_its_log_and_its_resume(runs, images, tmp_path
     assert log[0]["train_fm"] > 0 and "train_fm" not in log[1]
     r = run(*common[:-2], "--out", tmp_path / "m", *first, "--adv-weight", 0, "--feature-match", 0.5)
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
+
+
+def test_a_multi_scale_discriminator_judges_the_halved_image_and_weighs_each_scale_alike():
+    torch.manual_seed(0)
+    disc = adversarial.MultiScaleDiscriminator(3, 4, "batch", depth=2, scales=2).eval()
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    logits = disc(x)
+    coarse = disc.scales[1](torch.nn.functional.avg_pool2d(x, 2))
+    assert logits.shape == (2, 2, 16, 16) and coarse.shape == (2, 1, 8, 8)
+    assert torch.equal(logits[:, 1], coarse[:, 0].repeat_interleave(2, 1).repeat_interleave(2, 2))
+    assert torch.allclose(logits.mean(), (disc.scales[0](x).mean() + coarse.mean()) / 2)
+    logits[0, 1, 8, 8].backward()  # a coarse patch: 26 pixels of the halved image, 52 of the image
+    seen = (x.grad.abs().sum(1)[0] > 0).nonzero()
+    assert (seen.max(0).values - seen.min(0).values + 1).tolist() == [52, 52]
+    assert len(disc.features(x)) == 6  # three inner layers per scale
+
+
+def test_disc_scales_on_a_run_and_its_resume(runs, images, tmp_path):
+    root, _ = runs
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--disc-scales", 2)
+    assert run(*common, *first, "--epochs", 1).exit_code == 0
+    saved = load_checkpoint(tmp_path / "r").disc
+    assert isinstance(saved, adversarial.MultiScaleDiscriminator) and len(saved.scales) == 2
+    assert run(*common, "--resume", "--epochs", 2).exit_code == 0
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert ckpt.progress.epoch == 2 and ckpt.recipe.disc_scales == 2
+    assert not torch.equal(ckpt.disc.scales[1].layers[0].weight, saved.scales[1].layers[0].weight)

@@ -50,6 +50,15 @@ ADVERSARY_OPTIONS = [
         "(2: 26 pixels, texture; 3: 54 pixels, parts of a 64×64 face).",
     ),
     click.option(
+        "--disc-scales",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1, 3),
+        help="realism: discriminators at this many scales (pix2pixHD's multi-scale), each judging the image "
+        "downscaled 2× more than the last, all weighing alike: 2 adds one that sees a 64×64 face's layout "
+        "(on CelebA it learnt more slowly).",
+    ),
+    click.option(
         "--disc-norm",
         type=click.Choice(DISC_NORMS),
         default="batch",
@@ -80,7 +89,8 @@ ADVERSARY_OPTIONS = [
         callback=lambda ctx, param, value: _augment_policy(value),
         help="realism: DiffAugment what the discriminator sees, real and decoded alike, so that it cannot "
         f"memorise a small training set: comma-separated parts of {','.join(DISC_AUGMENTS)} "
-        "(train extra: kornia). [default: none]",
+        "(train extra: kornia). On CelebA translation,cutout reached the FID that color,translation,cutout "
+        "reached in 4× the epochs (color lets off-colour outputs pass). [default: none]",
     ),
     click.option(
         "--disc-warmup",

@@ -68,6 +68,35 @@ class PatchDiscriminator(nn.Module):
         return found
 
 
+class MultiScaleDiscriminator(nn.Module):
+    """pix2pixHD's multi-scale discriminator (Wang et al. 2018): one patch discriminator per scale,
+    the k-th judging the image average-pooled k times (on a 64×64 face, depth 2: 26-pixel patches
+    at full size, 52-pixel ones, the face's layout, at half size). Each coarser grid of logits is
+    repeated up to the finest one's size and the grids are stacked as channels, so that every scale
+    weighs the same in the losses' means (a coarse grid has 4× fewer patches)."""
+
+    def __init__(self, channels: int, width: int, norm: str, depth: int, scales: int) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(channels, width, norm, depth) for _ in range(scales))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grids = [disc(image) for disc, image in zip(self.scales, self._pyramid(x), strict=True)]
+        size = grids[0].shape[-2:]
+        return torch.cat([F.interpolate(grid, size=size, mode="nearest") for grid in grids], dim=1)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [f for disc, image in zip(self.scales, self._pyramid(x), strict=True) for f in disc.features(image)]
+
+    def _pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        images = [x]
+        for _ in self.scales[1:]:
+            images.append(F.avg_pool2d(images[-1], 2))
+        return images
+
+
+Discriminator = PatchDiscriminator | MultiScaleDiscriminator
+
+
 def augmenter(policy: tuple[str, ...]) -> nn.Module:
     """DiffAugment (Zhao et al. 2020): random, differentiable changes applied alike to what the
     discriminator sees of real and decoded images (each image its own draw), so that it cannot
@@ -105,7 +134,7 @@ def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
-def feature_matching_loss(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def feature_matching_loss(disc: Discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """pix2pixHD's feature matching (Wang et al. 2018): the mean absolute difference between the
     discriminator's inner activations on each original and on its own reconstruction, averaged over
     layers; a reconstruction loss in a space the discriminator learns, where MSE's blur costs more

@@ -46,6 +46,7 @@ class Recipe:
     adaptive: bool = True  # False: a fixed λ (cheaper: no second pass through the decoder)
     disc_width: int = 64
     disc_depth: int = 2  # stride-2 convolutions in the discriminator (its patches' size)
+    disc_scales: int = 1  # discriminators, each on the image downscaled once more than the last
     disc_lr: float = 2e-4
     disc_warmup_steps: int = 200  # discriminator trains alone first: its first verdicts are noise
     disc_norm: str = "spectral"  # runs from before the option had spectral norm (lab/adversarial.py)
@@ -101,14 +102,17 @@ class Checkpoint:
     optim: dict[str, torch.Tensor]
     recipe: Recipe
     progress: Progress
-    disc: adversarial.PatchDiscriminator | None = None
+    disc: adversarial.Discriminator | None = None
     disc_optim: dict[str, torch.Tensor] = field(default_factory=dict)
     ema: dict[str, torch.Tensor] = field(default_factory=dict)  # the moving average's state
 
 
-def discriminator(channels: int, recipe: Recipe) -> adversarial.PatchDiscriminator:
+def discriminator(channels: int, recipe: Recipe) -> adversarial.Discriminator:
     """A new discriminator as the recipe builds it."""
-    return adversarial.PatchDiscriminator(channels, recipe.disc_width, recipe.disc_norm, recipe.disc_depth)
+    shape = (channels, recipe.disc_width, recipe.disc_norm, recipe.disc_depth)
+    if recipe.disc_scales == 1:  # its tensors keep the names of runs from before multi-scale
+        return adversarial.PatchDiscriminator(*shape)
+    return adversarial.MultiScaleDiscriminator(*shape, recipe.disc_scales)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:

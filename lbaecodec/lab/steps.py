@@ -61,7 +61,7 @@ class RealismStep:
         model: LBAE,
         recipe: Recipe,
         world: distributed.World,
-        disc: adversarial.PatchDiscriminator | None = None,
+        disc: adversarial.Discriminator | None = None,
         ema_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         if model.kind != ModelKind.LBAE:
