@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 from lbaecodec import zoo
 from lbaecodec.architecture import DISC_NORMS
 from lbaecodec.images import to_float
-from lbaecodec.lab import adversarial, generate
+from lbaecodec.lab import adversarial
 from lbaecodec.lab.checkpoint import load_checkpoint
 from lbaecodec.lab.metrics import quality
 from lbaecodec.lab.train import reconstruct, validation_fid_probe
@@ -73,8 +73,7 @@ def fid_probe(model: zoo.Model, split: str, checkpoints: list[str]) -> None:
 def sharpen_probe(model: zoo.Model, dataset: str, data_dir: str, val_size: int) -> None:
     data = load_training_data(dataset, data_dir, model.arch)
     probe = validation_fid_probe(split_validation(data.train, data.labels, val_size)[2], 1000)
-    codes = np.where(generate.latents(model, probe.images) >= 0, 1, -1).astype(np.float32)
-    recs = generate.decode(model, codes, "realism")
+    recs = reconstruct(model.with_decoder("realism"), probe.images)
     for radius, percent in [(0, 0), (1, 50), (1, 100), (1, 150), (2, 50)]:
         mask = ImageFilter.UnsharpMask(radius, percent, threshold=0)
         sharp = np.stack([np.asarray(Image.fromarray(r).filter(mask)) for r in recs]) if percent else recs
