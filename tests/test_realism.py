@@ -22,6 +22,8 @@ from lbaecodec.cli import info
 from lbaecodec.errors import InputError, ModelError
 from lbaecodec.lab import adversarial, export
 from lbaecodec.lab.checkpoint import initial_weights
+from lbaecodec.lab.distributed import World
+from lbaecodec.lab.steps import RealismStep
 from lbaecodec.lab.train import Recipe, load_checkpoint, train
 from lbaecodec.lab.trainset import split_validation
 
@@ -521,3 +523,29 @@ def test_disc_scales_on_a_run_and_its_resume(runs, images, tmp_path):
     ckpt = load_checkpoint(tmp_path / "r")
     assert ckpt.progress.epoch == 2 and ckpt.recipe.disc_scales == 2
     assert not torch.equal(ckpt.disc.scales[1].layers[0].weight, saved.scales[1].layers[0].weight)
+
+
+def test_rec_scale_holds_the_decoder_to_the_pooled_image_only(runs):
+    _, base = runs
+    step = RealismStep(base, Recipe(stage="realism", adv_weight=0, rec_scale=2), World())
+    x = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    detail = 0.1 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 16)  # sums to 0 in every 2×2 block
+    assert step._reconstruction_loss(None, x + detail, x).item() < 1e-12
+    shifted = x + 0.1
+    assert step._reconstruction_loss(None, shifted, x).item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_rec_scale_on_a_run_its_resume_and_its_misuse(runs, images, tmp_path):
+    root, _ = runs
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
+    assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--rec-scale", 2).exit_code == 0
+    assert run(*common, "--resume", "--epochs", 2).exit_code == 0
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert ckpt.progress.epoch == 2 and ckpt.recipe.rec_scale == 2
+    assert run(*common, "--resume", "--epochs", 3, "--rec-scale", 1).exit_code == 0
+    assert load_checkpoint(tmp_path / "r").recipe.rec_scale == 1
+    r = run(*common[:-2], "--out", tmp_path / "m", *first, "--adv-weight", 0, "--rec-scale", 2)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
+    assert run(*common[:-2], "--out", tmp_path / "m", *first, "--rec-scale", 3).exit_code == 2

@@ -1,5 +1,5 @@
 """`lbaecodec train`'s options for the realism stage's adversary: its weight, the discriminator, what
-it sees, and the decoder's moving average."""
+it sees, the reconstruction term beside it, and the decoder's moving average."""
 
 from __future__ import annotations
 
@@ -107,6 +107,16 @@ ADVERSARY_OPTIONS = [
         help="realism: weight of pix2pixHD's feature-matching loss, the mean absolute difference between the "
         "discriminator's inner activations on each image and on its reconstruction (0.1 pulls about as hard as MSE "
         "on CelebA; it slowed the FID's fall there). 0: none.",
+    ),
+    click.option(
+        "--rec-scale",
+        default=1,
+        show_default=True,
+        type=click.Choice(["1", "2", "4"]),
+        callback=lambda ctx, param, value: int(value),
+        help="realism: hold the decoder to the original only at this coarser scale: its reconstruction loss is "
+        "the MSE between both images average-pooled by this factor, so detail finer than that is left to the "
+        "discriminator (frequency separation, Fritsche et al. 2019). 1: the model's own loss at full resolution.",
     ),
     click.option(
         "--ema",

@@ -22,7 +22,7 @@ ATTRIBUTES = click.option(
 
 
 # recipe fields a resumed run may change
-RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "ema")
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "rec_scale", "ema")
 
 
 def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
@@ -136,7 +136,7 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, "
-    "and --lr, --adv-weight, --disc-lr, --r1, --feature-match and --ema given with it change the rest of the run.",
+    "and --lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale and --ema given with it change the rest of the run.",
 )
 @click.option(
     "--init-from",
@@ -201,6 +201,7 @@ def train_cmd(
     disc_augment,
     disc_warmup,
     feature_match,
+    rec_scale,
     ema,
     val_size,
     val_fid,
@@ -248,6 +249,8 @@ def train_cmd(
         raise InputError("--ema averages a realism decoder's weights: use it with --stage realism")
     if feature_match and (stage != "realism" or not adv_weight):
         raise InputError("--feature-match compares discriminator activations: give --stage realism --adv-weight > 0")
+    if rec_scale > 1 and (stage != "realism" or not adv_weight):
+        raise InputError("--rec-scale leaves fine detail to a discriminator: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":
         raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if upsample is not None and kind != ModelKind.LBAE:
@@ -292,6 +295,7 @@ def train_cmd(
         disc_augment=disc_augment,
         disc_warmup_steps=disc_warmup,
         feature_match=feature_match,
+        rec_scale=rec_scale,
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )

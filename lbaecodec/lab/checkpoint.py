@@ -54,6 +54,7 @@ class Recipe:
     disc_augment: tuple[str, ...] = ()  # DiffAugment policy parts for what the discriminator sees
     feature_match: float = 0.0  # weight of a feature-matching loss on the discriminator's activations (0: none)
     ema: float = 0.0  # decay of a moving average of the realism decoder's weights, evaluated and shipped (0: none)
+    rec_scale: int = 1  # the realism decoder's reconstruction loss on images average-pooled by this factor
 
     def __post_init__(self) -> None:
         self.disc_augment = tuple(self.disc_augment)  # a checkpoint's JSON gives a list

@@ -101,7 +101,7 @@ class RealismStep:
         with _autocast(x.device, self.recipe.bf16):
             logits = self.decoder(codes)
         fake = torch.sigmoid(logits.float())
-        rec = loss_fn(self.model.arch, logits, x)
+        rec = self._reconstruction_loss(logits, fake, x)
         adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
         logged = {"loss": rec.detach()}
         if adversarial_on:
@@ -130,6 +130,13 @@ class RealismStep:
         if self.disc is not None:
             logged.update(self._discriminator_step(x, fake.detach()))
         return logged
+
+    def _reconstruction_loss(self, logits: torch.Tensor, fake: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        scale = self.recipe.rec_scale
+        if scale == 1:
+            return loss_fn(self.model.arch, logits, x)
+        # only the coarse image is held to the original: finer detail is the adversary's to judge
+        return F.mse_loss(F.avg_pool2d(fake, scale), F.avg_pool2d(x, scale))
 
     def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         logged = {}
