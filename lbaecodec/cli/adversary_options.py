@@ -116,7 +116,8 @@ ADVERSARY_OPTIONS = [
         callback=lambda ctx, param, value: int(value),
         help="realism: hold the decoder to the original only at this coarser scale: its reconstruction loss is "
         "the MSE between both images average-pooled by this factor, so detail finer than that is left to the "
-        "discriminator (frequency separation, Fritsche et al. 2019). 1: the model's own loss at full resolution.",
+        "discriminator (frequency separation, Fritsche et al. 2019). On CelebA 2 grew a 2×2 grid that the "
+        "discriminator let pass (validation FID 55 → 84). 1: the model's own loss at full resolution.",
     ),
     click.option(
         "--ema",
