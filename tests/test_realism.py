@@ -37,6 +37,12 @@ def run(*args):
     return CliRunner().invoke(cli.main, [str(a) for a in args])
 
 
+def realism_command(images, tmp_path):
+    """`train --stage realism` on a tiny local copy of the test images, into tmp_path / "r"."""
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    return ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+
+
 @pytest.fixture(scope="module")
 def images():
     rng = np.random.default_rng(0)
@@ -184,8 +190,7 @@ def test_realism_with_r1_logs_it_and_keeps_it_on_resume(images, tmp_path):
 
 def test_a_resumed_run_takes_new_rates_and_weights_given_with_resume(runs, images, tmp_path):
     root, _ = runs
-    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
     assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--lr", 1e-4).exit_code == 0
     r = run(*common, "--resume", "--epochs", 2, "--lr", 3e-4, "--adv-weight", 0.2, "--disc-width", 16)
@@ -219,8 +224,7 @@ def test_a_moving_average_of_the_decoder_is_evaluated_kept_and_resumed(runs, ima
 
 def test_ema_and_disc_depth_on_a_run_and_its_resume_and_ema_refused_without_realism(runs, images, tmp_path):
     root, _ = runs
-    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--epochs", 1, "--disc-depth", 3)
     assert run(*common, *first).exit_code == 0
     ckpt = load_checkpoint(tmp_path / "r")
@@ -483,8 +487,7 @@ def test_feature_matching_compares_discriminator_activations_of_each_pair():
 
 def test_feature_matching_on_a_run_its_log_and_its_resume(runs, images, tmp_path):
     root, _ = runs
-    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
     assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--feature-match", 0.5).exit_code == 0
     assert load_checkpoint(tmp_path / "r").recipe.feature_match == 0.5
@@ -513,8 +516,7 @@ def test_a_multi_scale_discriminator_judges_the_halved_image_and_weighs_each_sca
 
 def test_disc_scales_on_a_run_and_its_resume(runs, images, tmp_path):
     root, _ = runs
-    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--disc-scales", 2)
     assert run(*common, *first, "--epochs", 1).exit_code == 0
     saved = load_checkpoint(tmp_path / "r").disc
@@ -537,8 +539,7 @@ def test_rec_scale_holds_the_decoder_to_the_pooled_image_only(runs):
 
 def test_rec_scale_on_a_run_its_resume_and_its_misuse(runs, images, tmp_path):
     root, _ = runs
-    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
-    common = ("train", "--data-dir", tmp_path / "c.npz", "--stage", "realism", "--batch", 16, "--out", tmp_path / "r")
+    common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
     assert run(*common, *first, "--epochs", 1, "--adv-weight", 0.1, "--rec-scale", 2).exit_code == 0
     assert run(*common, "--resume", "--epochs", 2).exit_code == 0
