@@ -135,8 +135,9 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, "
-    "and --lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale and --ema given with it change the rest of the run.",
+    help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, and "
+    "--lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale and --ema given with it change the rest "
+    "of the run.",
 )
 @click.option(
     "--init-from",
