@@ -159,28 +159,29 @@ def coder_probabilities(logits: torch.Tensor) -> np.ndarray:
 def range_code(prior: GroupedCheckerboardPrior, bits: torch.Tensor, kept: int) -> list[bytes]:
     """One map's first ``kept`` groups, (1, C, h, w) ±1, as one range-coded stream per group
     (anchors, then the other positions): a file holding streams 1..k decodes k groups."""
-    anchor = checkerboard(*bits.shape[2:])[0, 0]
+    anchor = checkerboard(*bits.shape[2:])[0, 0].to(bits.device)
     streams = []
     for g in range(kept):
         coder = constriction.stream.queue.RangeEncoder()
         own = bits[0, g * prior.size : (g + 1) * prior.size]
         for mask, anchors in ((anchor, True), (~anchor, False)):
             probs = coder_probabilities(prior.group_logits(bits, g, anchors)[0][:, mask])
-            coder.encode((own[:, mask] > 0).reshape(-1).numpy().astype(np.int32), CODER_FAMILY, probs)
+            coder.encode((own[:, mask] > 0).reshape(-1).cpu().numpy().astype(np.int32), CODER_FAMILY, probs)
         streams.append(coder.get_compressed().astype("<u4").tobytes())
     return streams
 
 
 def range_decode(prior: GroupedCheckerboardPrior, streams: list[bytes], shape: tuple[int, ...]) -> torch.Tensor:
     """The inverse of range_code: (1, C, h, w), zeros in the groups the streams do not hold."""
-    bits = torch.zeros(shape)
-    anchor = checkerboard(*shape[2:])[0, 0]
+    device = prior.first_anchor_logits.device
+    bits = torch.zeros(shape, device=device)
+    anchor = checkerboard(*shape[2:])[0, 0].to(device)
     for g, data in enumerate(streams):
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
         own = bits[0, g * prior.size : (g + 1) * prior.size]  # a view: decoded bits land in ``bits``
         for mask, anchors in ((anchor, True), (~anchor, False)):
             probs = coder_probabilities(prior.group_logits(bits, g, anchors)[0][:, mask])
-            ones = torch.from_numpy(decoder.decode(CODER_FAMILY, probs).astype(np.float32))
+            ones = torch.from_numpy(decoder.decode(CODER_FAMILY, probs).astype(np.float32)).to(device)
             own[:, mask] = (2 * ones - 1).view(prior.size, -1)
     return bits
 
@@ -226,8 +227,8 @@ def code_photo(model: ConvLBAE, image: np.ndarray, scale: float, kept: int | Non
         kept_t = torch.tensor([kept], device=x.device)
         length = float(model.prior.code_length(bits, kept_t)[0])
         bits = bits * group_mask(kept_t, model.prior.size, bits.shape[1])
-        streams = range_code(model.prior, bits.cpu(), kept)
-        if not torch.equal(range_decode(model.prior, streams, tuple(bits.shape)), bits.cpu()):
+        streams = range_code(model.prior, bits, kept)
+        if not torch.equal(range_decode(model.prior, streams, tuple(bits.shape)), bits):
             raise RuntimeError("the range-coded groups did not decode to the encoder's bits")
         coded_bytes = sum(len(st) + LENGTH_BYTES for st in streams)
     decoded = to_uint8(torch.sigmoid(model.decoder(bits))[:, :, :ch, :cw])[0]
