@@ -369,7 +369,7 @@ def main() -> None:
         for o in ours
     ]
     lines += [f"| WebP (Pillow) | q {w['quality']} | {w['bpp']} | | {w['psnr']} | {w['ms_ssim']} |" for w in webp]
-    verdict = f"{bd} %" if bd is not None else "none (the PSNR ranges do not overlap)"
+    verdict = f"{bd} %" if bd is not None else "none (fewer than 4 points, or the PSNR ranges do not overlap)"
     lines.append(f"\nBD-rate of the probe (ideal bits) against WebP on the test photos: {verdict}")
     record = {"meta": meta, "history": history, "conv": ours, "webp": webp, "bd_rate_vs_webp_pct": bd}
     save_results(out, record, "\n".join(lines) + "\n")
