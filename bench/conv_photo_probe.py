@@ -258,7 +258,7 @@ def curve(model: ConvLBAE, images: list[tuple[str, np.ndarray]], scales: list[fl
     return points
 
 
-def train(model: ConvLBAE, tiles: np.ndarray, a: argparse.Namespace, val, log) -> None:
+def train(model: ConvLBAE, tiles: np.ndarray | None, a: argparse.Namespace, val, log) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     rng = np.random.default_rng(0)
     budget, start, step = a.minutes * 60, time.monotonic(), 0
@@ -323,7 +323,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     train_photos = photos.split_photos(photos.default_photos(), "train")
-    tiles = photos.random_tiles(train_photos, a.crops, a.crop, seed=0)
+    # --minutes 0 only evaluates (--init): no crops to cut
+    tiles = photos.random_tiles(train_photos, a.crops, a.crop, seed=0) if a.minutes > 0 else None
     val, test = held_out_photos(None, a.long_side, "val"), held_out_photos(None, a.long_side, "test")
     model = ConvLBAE(a.width, a.latent, a.levels, a.groups)
     if a.init:
