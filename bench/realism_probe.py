@@ -8,6 +8,11 @@ python bench/realism_probe.py fid --split val|test [RUN/last.safetensors ...]
     FID and PSNR of `cifar10`'s fidelity decoder, and of each realism checkpoint given, on
     1,000 images: the first 1,000 validation images the realism runs used (seed 0), or 1,000
     evenly spaced test images (the JPEG copy is sorted by class).
+python bench/realism_probe.py samples --model cifar10-w64-r
+    Where a `train --sample-adv` run starts: a model's realism decoder scored as that run's log
+    scores each epoch, val_fid (its reconstructions of the first 1,000 validation images) and
+    val_sample_fid (1,000 "cov" samples, seed 0, from the copula of the other training images'
+    codes, against the same 1,000 images) (session 35).
 python bench/realism_probe.py sharpen --model celeba-r3 --dataset celeba --data-dir ../shared/datasets
     Does an unsharp mask (Pillow's, radius R, strength P %) lower a realism decoder's FID? FID
     and PSNR of its reconstructions of the first 1,000 validation images (the split its card
@@ -31,7 +36,7 @@ from lbaecodec.images import to_float
 from lbaecodec.lab import adversarial
 from lbaecodec.lab.checkpoint import load_checkpoint
 from lbaecodec.lab.metrics import quality
-from lbaecodec.lab.train import reconstruct, validation_fid_probe
+from lbaecodec.lab.train import copula_of, decode_samples, reconstruct, validation_fid_probe
 from lbaecodec.lab.trainset import load_training_data, split_validation
 
 DATA = "../shared/datasets/cifar10-jpeg75.npz"
@@ -81,6 +86,16 @@ def sharpen_probe(model: zoo.Model, dataset: str, data_dir: str, val_size: int) 
         print(f"unsharp radius {radius}, {percent} %: FID {probe.score(sharp)}, PSNR {psnr:.2f} dB", flush=True)
 
 
+def samples_probe(model: zoo.Model) -> None:
+    data = load_training_data("cifar10", DATA, model.arch)
+    fit_images, _, val_images = split_validation(data.train, data.labels, 5000)
+    probe = validation_fid_probe(val_images, 1000)
+    net = model.net.with_decoder(model.realism)
+    sampler = copula_of(net, fit_images, seed=0)
+    val_fid, sample_fid = probe.score(reconstruct(net, probe.images)), probe.score(decode_samples(net, sampler, 1000))
+    print(f"{model.id} realism decoder: val_fid {val_fid}, val_sample_fid {sample_fid}", flush=True)
+
+
 def _checkpoint_net(path: str) -> torch.nn.Module:
     """The network of a run's checkpoint file (best.safetensors, last.safetensors, …)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -101,7 +116,11 @@ def main() -> None:
     sharpen.add_argument("--dataset", required=True)
     sharpen.add_argument("--data-dir", required=True)
     sharpen.add_argument("--val-size", type=int, default=1800)
+    samples = sub.add_parser("samples")
+    samples.add_argument("--model", default="cifar10-w64-r")
     a = p.parse_args()
+    if a.probe == "samples":
+        return samples_probe(zoo.load_model(a.model, "cpu"))
     if a.probe == "sharpen":
         return sharpen_probe(zoo.load_named(a.model, "cpu"), a.dataset, a.data_dir, a.val_size)
     model = zoo.load_model("cifar10", "cpu")

@@ -1,5 +1,6 @@
 """Two decoders for one code: the realism stage, its files, and the decoders' choice everywhere."""
 
+import copy
 import json
 import os
 import subprocess
@@ -20,11 +21,11 @@ from lbaecodec import cli, zoo
 from lbaecodec.architecture import PRESETS
 from lbaecodec.cli import info
 from lbaecodec.errors import InputError, ModelError
-from lbaecodec.lab import adversarial, export
+from lbaecodec.lab import adversarial, export, generate
 from lbaecodec.lab.checkpoint import initial_weights
 from lbaecodec.lab.distributed import World
-from lbaecodec.lab.steps import RealismStep
-from lbaecodec.lab.train import Recipe, load_checkpoint, train
+from lbaecodec.lab.steps import CopulaCodes, RealismStep
+from lbaecodec.lab.train import FidProbe, Recipe, load_checkpoint, train
 from lbaecodec.lab.trainset import split_validation
 
 from .conftest import save_image
@@ -550,3 +551,47 @@ def test_rec_scale_on_a_run_its_resume_and_its_misuse(runs, images, tmp_path):
     r = run(*common[:-2], "--out", tmp_path / "m", *first, "--adv-weight", 0, "--rec-scale", 2)
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
     assert run(*common[:-2], "--out", tmp_path / "m", *first, "--rec-scale", 3).exit_code == 2
+
+
+def test_sampled_codes_are_decoded_beside_the_batch_and_judged_as_fakes(runs):
+    _, base = runs
+    torch.manual_seed(0)
+    model = copy.deepcopy(base)
+    recipe = Recipe(stage="realism", disc_width=8, disc_warmup_steps=0, disc_norm="batch", sample_adv=1.0)
+    step = RealismStep(model, recipe, World())
+    codes = np.where(np.random.default_rng(0).random((200, 32)) < 0.8, 1.0, -1.0)
+    step.sampler = CopulaCodes(codes.mean(0), codes.T @ codes / len(codes), seed=0)
+    judged = []
+    step.disc.register_forward_pre_hook(lambda module, args: judged.append(args[0].detach().clone()))
+    x = torch.rand(6, 3, 32, 32)
+    logged = step(x, 0)
+    assert [len(batch) for batch in judged] == [12, 6, 12]  # decoder's turn; then the real and the fake batch
+    assert torch.equal(judged[0], judged[2]) and logged["g_sampled"] != 0
+    with torch.no_grad():
+        assert not torch.allclose(judged[2][:6], torch.sigmoid(model.decoder(model.encode(x))), atol=1e-3)
+    drawn = step.sampler(8, torch.device("cpu"), np.random.default_rng(1)).numpy()  # as `sample --method cov`
+    factor = generate.copula_factor(codes.mean(0), codes.T @ codes / len(codes))
+    assert np.array_equal(drawn, generate.sample_codes(factor, 8, np.random.default_rng(1)))
+
+
+def test_sample_adv_logs_the_samples_fid_keeps_every_epoch_and_resumes(runs, images, tmp_path):
+    root, base = runs
+    scored = []
+    probe = FidProbe(images[:16], lambda decoded: scored.append(decoded) or float(decoded.mean()))
+    recipe = Recipe(epochs=1, batch=16, stage="realism", disc_width=8, disc_warmup_steps=0, sample_adv=0.5)
+    train(base.arch, images, images[:16], tmp_path / "s", recipe, init_from=base, show_progress=False, fid_probe=probe)
+    resumed = replace(recipe, epochs=2)
+    train(base.arch, images, images[:16], tmp_path / "s", resumed, resume=True, show_progress=False, fid_probe=probe)
+    log = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert [r["val_sample_fid"] for r in log] == [float(scored[1].mean()), float(scored[3].mean())]
+    assert all(r["train_g_sampled"] != 0 for r in log) and load_checkpoint(tmp_path / "s").recipe.sample_adv == 0.5
+    assert scored[1].shape == scored[0].shape == (16, 32, 32, 3) and not np.array_equal(scored[0], scored[1])
+    assert all((tmp_path / "s" / f"epoch-{n}.safetensors").is_file() for n in (1, 2))
+
+
+def test_sample_adv_without_a_discriminator_is_a_one_line_error(images, tmp_path):
+    common = realism_command(images, tmp_path)
+    r = run(*common, "--init-from", "cifar10", "--adv-weight", 0, "--sample-adv", 1)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
+    r = run("train", "--data-dir", tmp_path / "c.npz", "--sample-adv", 1)
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--stage realism" in r.output

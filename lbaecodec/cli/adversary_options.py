@@ -120,6 +120,17 @@ ADVERSARY_OPTIONS = [
         "discriminator let pass (validation FID 55 → 84). 1: the model's own loss at full resolution.",
     ),
     click.option(
+        "--sample-adv",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="realism: also decode as many codes drawn like `sample --method cov` (the copula of the training "
+        "codes) as there are images in a batch, and let the discriminator judge them too, their adversarial "
+        "loss weighing this much against the reconstructions' (1: alike): a decoder for sampled codes as well "
+        "as encoded ones. Logs val_sample_fid (samples against the validation FID images) and keeps every "
+        "epoch's weights as epoch-N. 0: none.",
+    ),
+    click.option(
         "--ema",
         default=0.0,
         show_default=True,

@@ -203,6 +203,7 @@ def train_cmd(
     disc_warmup,
     feature_match,
     rec_scale,
+    sample_adv,
     ema,
     val_size,
     val_fid,
@@ -252,6 +253,8 @@ def train_cmd(
         raise InputError("--feature-match compares discriminator activations: give --stage realism --adv-weight > 0")
     if rec_scale > 1 and (stage != "realism" or not adv_weight):
         raise InputError("--rec-scale leaves fine detail to a discriminator: give --stage realism --adv-weight > 0")
+    if sample_adv and (stage != "realism" or not adv_weight):
+        raise InputError("--sample-adv lets a discriminator judge sampled codes: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":
         raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if upsample is not None and kind != ModelKind.LBAE:
@@ -297,6 +300,7 @@ def train_cmd(
         disc_warmup_steps=disc_warmup,
         feature_match=feature_match,
         rec_scale=rec_scale,
+        sample_adv=sample_adv,
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
     )

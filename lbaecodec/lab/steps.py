@@ -1,10 +1,12 @@
 """One optimisation step of each training stage: the whole network on its reconstruction loss
-(fidelity), or the realism decoder against a patch discriminator (realism)."""
+(fidelity), or the realism decoder against a patch discriminator (realism), which may also judge
+the decoder's images of sampled codes."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -13,6 +15,7 @@ from ..architecture import Architecture, ModelKind
 from ..network import LBAE, SignSTE
 from . import adversarial, distributed
 from .checkpoint import Recipe, discriminator
+from .generate import copula_factor, sample_codes
 
 
 def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -53,6 +56,18 @@ class FidelityStep:
         return {"loss": loss.detach()}
 
 
+class CopulaCodes:
+    """Codes drawn as `sample --method cov` draws them: the Gaussian copula of the training codes'
+    means and second moments (``generate.py``)."""
+
+    def __init__(self, mean: np.ndarray, moment: np.ndarray, seed: int) -> None:
+        self.factor = copula_factor(mean, moment)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, n: int, device: torch.device, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return torch.from_numpy(sample_codes(self.factor, n, rng or self.rng)).to(device)
+
+
 class RealismStep:
     """One step of the realism decoder (frozen encoder) and one of its discriminator."""
 
@@ -69,6 +84,7 @@ class RealismStep:
         self.model, self.recipe, self.world = model, recipe, world
         model.encoder.requires_grad_(False)
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=recipe.lr, betas=(0.5, 0.9))
+        self.sampler: CopulaCodes | None = None  # set by the loop when recipe.sample_adv > 0
         self.disc, self.opt_d = None, None  # λ = 0: the decoder learns to reconstruct, no discriminator
         if recipe.adv_weight > 0:
             disc = disc or discriminator(model.arch.channels, recipe)
@@ -98,15 +114,23 @@ class RealismStep:
     def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         with torch.no_grad():  # float32, as the codec encodes: near-zero latents keep their signs
             codes = SignSTE.apply(self.model.encoder(x))
+        if self.sampler is not None:  # one decoder pass over the codes and as many sampled ones
+            codes = torch.cat([codes, self.sampler(len(x), x.device)])
         with _autocast(x.device, self.recipe.bf16):
             logits = self.decoder(codes)
-        fake = torch.sigmoid(logits.float())
+        decoded = torch.sigmoid(logits.float())
+        logits, fake = logits[: len(x)], decoded[: len(x)]
         rec = self._reconstruction_loss(logits, fake, x)
         adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
         logged = {"loss": rec.detach()}
         if adversarial_on:
             with _autocast(x.device, self.recipe.bf16):
-                g_adv = adversarial.generator_loss(self.disc(self.augment(fake)).float())
+                verdicts = self.disc(self.augment(decoded)).float()
+            g_adv = adversarial.generator_loss(verdicts[: len(x)])
+            if self.sampler is not None:
+                g_sampled = adversarial.generator_loss(verdicts[len(x) :])
+                g_adv = g_adv + self.recipe.sample_adv * g_sampled
+                logged["g_sampled"] = g_sampled.detach()
             weight = self.recipe.adv_weight * (
                 adversarial.adaptive_weight(rec, g_adv, self.last_layer)
                 if self.recipe.adaptive
@@ -127,8 +151,8 @@ class RealismStep:
         if self.ema is not None:
             self.ema.update_parameters(self.decoder)
         logged["adv_weight"] = weight
-        if self.disc is not None:
-            logged.update(self._discriminator_step(x, fake.detach()))
+        if self.disc is not None:  # sampled codes' images are fakes too
+            logged.update(self._discriminator_step(x, decoded.detach()))
         return logged
 
     def _reconstruction_loss(self, logits: torch.Tensor, fake: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

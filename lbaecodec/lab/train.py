@@ -33,7 +33,7 @@ from ..architecture import STAGES, Architecture, ModelKind
 from ..files import write_atomic
 from ..images import to_float, to_uint8
 from ..network import build_network
-from ..zoo import MODEL_PREFIX
+from ..zoo import MODEL_PREFIX, STATS_MEAN, STATS_MOMENT
 from . import distributed
 from .checkpoint import (
     BEST,
@@ -46,7 +46,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .schedule import cosine, set_lr
-from .steps import FidelityStep, RealismStep, device_of, loss_fn
+from .steps import CopulaCodes, FidelityStep, RealismStep, device_of, loss_fn
 
 
 @dataclass
@@ -157,6 +157,8 @@ def train(
     model, step_fn, recipe, progress = _start(
         arch, out, recipe, resume, init_from, init_progress, ModelKind(kind), device, world, resume_changes or {}
     )
+    if recipe.sample_adv > 0:
+        step_fn.sampler = copula_of(model, train_images, seed=recipe.seed * 100_003 + progress.step)
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
     progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
     steps_per_epoch = math.ceil(len(images) / recipe.batch)
@@ -187,6 +189,23 @@ def train(
         if stop:
             break
     return (_best_model(out, model) if world.main else model), progress
+
+
+def copula_of(model: torch.nn.Module, images: np.ndarray, seed: int) -> CopulaCodes:
+    """The "cov" sampler of the frozen encoder's codes of ``images``, with the statistics a shipped
+    model stores (fp16 second moments)."""
+    from .export import code_statistics, encode_all  # export imports this module
+
+    stats = code_statistics(encode_all(model, images))
+    return CopulaCodes(stats[STATS_MEAN].double().numpy(), stats[STATS_MOMENT].double().numpy(), seed)
+
+
+@torch.inference_mode()
+def decode_samples(model: torch.nn.Module, sampler: CopulaCodes, n: int, seed: int = 0) -> np.ndarray:
+    """uint8 images of ``n`` codes drawn with a fixed seed: the same codes every epoch."""
+    model.eval()
+    codes = sampler(n, device_of(model), np.random.default_rng(seed))
+    return np.concatenate([to_uint8(model.decode(codes[i : i + 500])) for i in range(0, n, 500)])
 
 
 def _log(out: Path, record: dict, show_progress: bool) -> None:
@@ -245,6 +264,8 @@ def _run_epoch(
     }
     if fid_probe is not None:
         record["val_fid"] = fid_probe.score(reconstruct(evaluated, fid_probe.images))
+    if fid_probe is not None and getattr(step_fn, "sampler", None) is not None:  # against the same images
+        record["val_sample_fid"] = fid_probe.score(decode_samples(evaluated, step_fn.sampler, len(fid_probe.images)))
     if evaluated is not model:  # what the moving average buys over the trained weights
         record["val_psnr_trained"] = evaluate(model, val_images)["psnr"]
         if fid_probe is not None:
@@ -264,7 +285,7 @@ def _keep(out, model, step_fn, recipe, progress, record, fid_probe) -> None:
         progress.best_score = record.get(metric, math.inf) if not realism_without_fid else math.inf
         progress.best_epoch = progress.epoch
         save_checkpoint(out, BEST, step_fn.evaluated(), step_fn.opt, recipe, progress, disc, opt_d)
-    if realism_without_fid:
+    if realism_without_fid or recipe.sample_adv > 0:  # with samples judged, a choice between two FIDs
         write_atomic(out / f"epoch-{progress.epoch}.safetensors", save(prefixed(step_fn.evaluated(), MODEL_PREFIX)))
     save_checkpoint(out, CHECKPOINT, model, step_fn.opt, recipe, progress, disc, opt_d, ema)
 
