@@ -589,6 +589,27 @@ def test_sample_adv_logs_the_samples_fid_keeps_every_epoch_and_resumes(runs, ima
     assert all((tmp_path / "s" / f"epoch-{n}.safetensors").is_file() for n in (1, 2))
 
 
+def test_add_decoder_ships_the_epoch_chosen_from_the_log(runs, images, tmp_path):
+    root, _ = runs
+    base_path = export.export_run(
+        root / "fidelity", "base", tmp_path / "base.safetensors", images, images[:16], "synthetic", "pytest"
+    )
+    base = zoo.load_model(base_path, "cpu")
+    probe = FidProbe(images[:16], lambda decoded: float(decoded.mean()))
+    recipe = Recipe(epochs=2, batch=32, stage="realism", disc_width=8, disc_warmup_steps=0, sample_adv=1.0)
+    run_dir = tmp_path / "s"
+    train(base.arch, images, images[:16], run_dir, recipe, init_from=base.net, show_progress=False, fid_probe=probe)
+    path = export.add_realism(base, run_dir, "base-s", tmp_path / "s.safetensors", images[:16], "pytest", epoch=1)
+    shipped = zoo.load_model(path, "cpu").realism.state_dict()
+    kept = [load_file(str(run_dir / f"epoch-{n}.safetensors")) for n in (1, 2)]
+    decoder_of = [{k.split("decoder.", 1)[1]: v.half() for k, v in t.items() if ".decoder." in f".{k}"} for t in kept]
+    assert all(torch.equal(v.half(), decoder_of[0][k]) for k, v in shipped.items())
+    assert not all(torch.equal(v.half(), decoder_of[1][k]) for k, v in shipped.items())
+    card = json.loads(path.with_suffix(".json").read_text())["realism"]
+    assert card["best_epoch"] == 1 and "epoch 1 chosen" in card["selected_on"]
+    assert "val_sample_fid" in card["selected_on"]
+
+
 def test_sample_adv_without_a_discriminator_is_a_one_line_error(images, tmp_path):
     common = realism_command(images, tmp_path)
     r = run(*common, "--init-from", "cifar10", "--adv-weight", 0, "--sample-adv", 1)

@@ -67,8 +67,14 @@ def export_cmd(run, preset, dataset, data_dir, export_to, name, checkpoint, real
 @click.argument("realism_run")
 @NEW_MODEL
 @model_dataset("its test split gives the card's realism PSNR.")
+@click.option(
+    "--epoch",
+    type=click.IntRange(min=1),
+    help="Ship the decoder kept at this epoch (epoch-N.safetensors: runs with --sample-adv keep every "
+    "epoch, to choose between reconstruction and sample FID in the log) instead of the best checkpoint.",
+)
 @clean_errors
-def add_decoder_cmd(model, realism_run, name, target, delta, dataset, data_dir) -> None:
+def add_decoder_cmd(model, realism_run, name, target, delta, dataset, data_dir, epoch) -> None:
     """Ship MODEL with the realism decoder of REALISM_RUN as a new model.
 
     Weights, statistics and priors of MODEL are copied unchanged, so the new model writes
@@ -88,10 +94,12 @@ def add_decoder_cmd(model, realism_run, name, target, delta, dataset, data_dir) 
     check_name(name)
     if not (Path(realism_run) / "best.json").is_file():
         raise InputError(f"{realism_run}: no best checkpoint found")
+    if epoch is not None and not (Path(realism_run) / f"epoch-{epoch}.safetensors").is_file():
+        raise InputError(f"{realism_run}: no weights kept at epoch {epoch} (epoch-{epoch}.safetensors)")
     base = load_model(model, "cpu")
     test = data.load(dataset, "test", data_dir)[0]
     try:
-        path = add_realism(base, Path(realism_run), name, Path(target), test, command_line(), delta)
+        path = add_realism(base, Path(realism_run), name, Path(target), test, command_line(), delta, epoch)
     except ValueError as e:
         raise InputError(str(e)) from None
     click.echo(f"wrote {path}")

@@ -187,6 +187,15 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
     return ckpt
 
 
+def load_epoch(out: Path, epoch: int) -> Checkpoint:
+    """The run's last checkpoint holding the weights it kept at ``epoch`` (``epoch-N.safetensors``,
+    written by runs that keep every epoch)."""
+    ckpt = load_checkpoint(out, CHECKPOINT)
+    ckpt.model.load_state_dict(_strip(load_file(str(out / f"epoch-{epoch}.safetensors")), MODEL_PREFIX))
+    ckpt.progress.best_epoch = epoch
+    return ckpt
+
+
 def initial_weights(spec: str, kind: ModelKind, stage: str) -> tuple[torch.nn.Module, Architecture, Progress]:
     """(network, architecture, progress) a run starts from: a run folder's best checkpoint or a
     shipped model; a run continuing one of its own stage counts their epochs and CPU time as its

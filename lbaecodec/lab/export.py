@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..images import to_float
 from ..network import LBAE
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_COUNT, STATS_MEAN, STATS_MOMENT
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, load_epoch
 from .data import LABEL_NAMES
 from .train import evaluate
 from .trainset import TrainingData, split_validation
@@ -214,9 +214,14 @@ def _training_card(
     }
 
 
-def realism_decoder(net: LBAE, realism_run: Path) -> torch.nn.Module:
+def realism_checkpoint(realism_run: Path, epoch: int | None = None) -> Checkpoint:
+    """A realism run's best checkpoint, or the weights it kept at ``epoch``."""
+    return load_checkpoint(realism_run, "best") if epoch is None else load_epoch(realism_run, epoch)
+
+
+def realism_decoder(net: LBAE, realism_run: Path, epoch: int | None = None) -> torch.nn.Module:
     """The realism decoder of a run trained on ``net``'s frozen encoder (checked tensor by tensor)."""
-    ckpt = load_checkpoint(realism_run, "best")
+    ckpt = realism_checkpoint(realism_run, epoch)
     if ckpt.model.kind != ModelKind.LBAE or ckpt.arch.encoder_arch != net.arch.encoder_arch:
         raise ValueError(f"{realism_run}: not a realism run of this network")
     mine, theirs = net.encoder.state_dict(), ckpt.model.encoder.state_dict()
@@ -233,15 +238,17 @@ def add_realism(
     test_images: np.ndarray,
     command: str,
     delta: bool = False,
+    epoch: int | None = None,
 ) -> Path:
     """A new model file: ``base`` (a shipped model: its weights, statistics and priors unchanged)
-    plus the realism decoder of a run trained on its frozen encoder. A new name, since the id
-    of the old one names its files (``delta``: see ``extend_model``)."""
-    realism = realism_decoder(base.net, realism_run)
+    plus the realism decoder of a run trained on its frozen encoder (its best checkpoint, or the
+    weights kept at ``epoch``). A new name, since the id of the old one names its files
+    (``delta``: see ``extend_model``)."""
+    realism = realism_decoder(base.net, realism_run, epoch)
     exported, card = extend_model(base, name, path, realism=realism, delta=delta)
     card.update(
         {
-            **_realism_card(realism_run, exported, test_images),
+            **_realism_card(realism_run, exported, test_images, epoch),
             "measured_on": measured_on(),
             "realism_command": command,
         }
@@ -351,9 +358,10 @@ def add_context_prior(
     return exported
 
 
-def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) -> dict:
-    ckpt = load_checkpoint(realism_run, "best")
+def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray, epoch: int | None) -> dict:
+    ckpt = realism_checkpoint(realism_run, epoch)
     progress = ckpt.progress
+    selected_on = progress.best_metric if epoch is None else _epoch_record(realism_run, epoch)
     model = zoo.load_model(exported, "cpu")
     figures = evaluate(model.with_decoder(zoo.REALISM), test_images)
     return {
@@ -362,7 +370,7 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
             "upsample": model.realism.upsample,
             "epochs": progress.total_epochs,  # with those of a realism decoder it continued
             "best_epoch": progress.init_epochs + progress.best_epoch,
-            "selected_on": f"validation split ({progress.best_metric})",
+            "selected_on": f"validation split ({selected_on})",
             "cpu_hours": round(progress.total_cpu_hours, 2),
             "gpu_hours": round(progress.gpu_seconds / 3600, 3),
             "trained_on": progress.device,
@@ -370,6 +378,14 @@ def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray) ->
             "test_psnr_db": round(figures["psnr"], 3),
         }
     }
+
+
+def _epoch_record(run: Path, epoch: int) -> str:
+    """How an epoch chosen with ``add-decoder --epoch`` scored on validation, from the run's log."""
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    scores = next((r for r in reversed(records) if r.get("epoch") == epoch), {})
+    shown = ", ".join(f"{k} {scores[k]}" for k in ("val_fid", "val_sample_fid", "val_psnr") if k in scores)
+    return f"epoch {epoch} chosen with add-decoder --epoch: {shown}"
 
 
 def _shipping(command: str) -> dict:
