@@ -358,7 +358,7 @@ def add_context_prior(
     return exported
 
 
-def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray, epoch: int | None) -> dict:
+def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray, epoch: int | None = None) -> dict:
     ckpt = realism_checkpoint(realism_run, epoch)
     progress = ckpt.progress
     selected_on = progress.best_metric if epoch is None else _epoch_record(realism_run, epoch)
