@@ -18,36 +18,16 @@ from .. import entropy, extension, hidden_prior, prior_tensors, zoo
 from ..architecture import PRESETS, ModelKind
 from ..container import Coding
 from ..errors import InputError
-from ..images import to_float
 from ..network import LBAE
-from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_COUNT, STATS_MEAN, STATS_MOMENT
+from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN
 from .checkpoint import Checkpoint, load_checkpoint, load_epoch
+from .codes import code_statistics, encode_all
 from .data import LABEL_NAMES
 from .train import evaluate
 from .trainset import TrainingData, split_validation
 
 
 @torch.inference_mode()
-def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1."""
-    net.eval()
-    return np.concatenate(
-        [net.encode(to_float(images[i : i + batch])).numpy().astype(np.int8) for i in range(0, len(images), batch)]
-    )
-
-
-def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:
-    """Mean and second-moment matrix E[b bᵀ] of ±1 codes (what sampling needs). The matrix is
-    stored in fp16 (bits² entries: 4.5 MB at 1500 bits): its rounding, under 5e-4, is far below
-    the sampling error of a mean over the training set."""
-    b = torch.from_numpy(codes.astype(np.float64))
-    return {
-        STATS_MEAN: (b.mean(0)).float(),
-        STATS_MOMENT: (b.T @ b / len(b)).half(),
-        STATS_COUNT: torch.tensor([float(len(b))]),
-    }
-
-
 def label_means(codes: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[str, torch.Tensor]:
     c = codes.astype(np.float64)
     means = np.stack([c[labels == k].mean(0) if (labels == k).any() else np.zeros(c.shape[1]) for k in range(n_labels)])

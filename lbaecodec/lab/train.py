@@ -45,6 +45,7 @@ from .checkpoint import (
     prefixed,
     save_checkpoint,
 )
+from .codes import code_statistics, encode_all
 from .schedule import cosine, set_lr
 from .steps import CopulaCodes, FidelityStep, RealismStep, device_of, loss_fn
 
@@ -194,8 +195,6 @@ def train(
 def copula_of(model: torch.nn.Module, images: np.ndarray, seed: int) -> CopulaCodes:
     """The "cov" sampler of the frozen encoder's codes of ``images``, with the statistics a shipped
     model stores (fp16 second moments)."""
-    from .export import code_statistics, encode_all  # export imports this module
-
     stats = code_statistics(encode_all(model, images))
     return CopulaCodes(stats[STATS_MEAN].double().numpy(), stats[STATS_MOMENT].double().numpy(), seed)
 
