@@ -10,6 +10,7 @@ from ..network import LBAE
 from ..zoo import STATS_COUNT, STATS_MEAN, STATS_MOMENT
 
 
+@torch.inference_mode()
 def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1."""
     net.eval()

@@ -27,7 +27,6 @@ from .train import evaluate
 from .trainset import TrainingData, split_validation
 
 
-@torch.inference_mode()
 def label_means(codes: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[str, torch.Tensor]:
     c = codes.astype(np.float64)
     means = np.stack([c[labels == k].mean(0) if (labels == k).any() else np.zeros(c.shape[1]) for k in range(n_labels)])
