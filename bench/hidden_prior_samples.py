@@ -7,7 +7,7 @@ Fits a MADE (`lbaecodec.lab.made`, rounded to the integer prior a model would sh
 codes of the training split less the seeded random
 5,000 validation images, draws n codes from it bit by bit (seed 0), decodes them with the
 model's decoder (its realism decoder where it has one) and measures FID against those 5,000
-validation images, beside the model's own "cov" and "prior" samples (`lbaecodec sample`, seed 0)
+validation images, beside the model's own "cov" and "prior" samples (`lbaecodec sample --refine 0`, seed 0)
 against the same images. Never the test split: this chooses what to build.
 Writes bench/results/hidden-prior-samples-MODEL/results.{json,md}.
 """
@@ -43,7 +43,9 @@ def main() -> None:
     extractor, cache = fidlib.InceptionFeatures(), cache_dir() / "fid"
     ref = fidlib.cached_statistics(trainset.split_validation(images, None, VAL)[2], extractor, cache)
     sets = {f"MADE, {args.hidden} hidden units": generate.decode(model, prior.sample(args.n, np.random.default_rng(0)))}
-    sets.update({f"{m} (lbaecodec sample)": generate.sample(model, args.n, m, seed=0) for m in ("cov", "prior")})
+    sets.update(
+        {f"{m} (lbaecodec sample)": generate.sample(model, args.n, m, seed=0, refine=0) for m in ("cov", "prior")}
+    )
     rows = [
         {
             "codes": k,

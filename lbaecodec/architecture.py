@@ -15,6 +15,7 @@ FILTER_WIDTH, FILTER_LAYERS = 16, 3
 MAX_FILTER_WIDTH, MAX_FILTER_LAYERS = 256, 16
 DECODERS = (FIDELITY, REALISM)  # AUTO: realism where the model has one, else fidelity
 SAMPLE_METHODS = ("cov", "prior", "random")  # how `sample` draws codes (lab/generate.py)
+SAMPLE_REFINE, MAX_REFINE = 10, 100  # `sample`'s default rounds of decode → encode, and the most it takes
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
 DISC_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment's policy parts, in the order applied

@@ -273,10 +273,24 @@ def test_bench_rows_can_be_only_the_chosen_samples(tmp_path):
     assert measured == ["LBAE samples (prior)"]
 
 
+def test_bench_has_a_sample_row_per_method_and_refining_rounds(tmp_path):
+    images = np.random.default_rng(7).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    m = lbaecodec.load_model("hidden", device="cpu")
+    rows = bench.run(
+        m, "cifar10", images, tmp_path, StubFeatures(), None, {}, "synthetic",
+        samples=("prior", "random"), sample_refine=(0, 3), reconstructions=False,
+    )  # fmt: skip
+    measured = [r.method for r in rows if r.source == "measured"]
+    names = [f"LBAE samples ({method}{refined})" for method in ("prior", "random") for refined in ("", ", refined 3")]
+    assert measured == names
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--samples", "cov,magic"], "unknown method 'magic'"),
+        (["--sample-refine", "0,two"], "expected whole numbers"),
+        (["--sample-refine", "0,500"], "rounds go from 0 to 100"),
         (["--no-reconstructions", "--update-card"], "cannot go with --no-reconstructions"),
     ],
 )

@@ -205,3 +205,34 @@ def test_decode_in_parts_keeps_the_order():
     parts, whole = generate.decode(m, codes, batch=3), generate.decode(m, codes).astype(np.int16)
     assert parts.shape == whole.shape == (10, 32, 32, 3)
     assert np.abs(parts - whole).max() <= 1  # a CPU's float kernels may differ by batch size: a level at most
+
+
+def test_refining_decodes_with_the_fidelity_decoder_and_encodes_again(labelled_model):
+    m = zoo.load_model(labelled_model, device="cpu")
+    drawn = generate.sample_codes(generate.copula_factor(*generate.model_statistics(m)), 16, np.random.default_rng(0))
+    once = generate.refined(m, drawn, 1)
+    assert np.array_equal(once, generate.encode(m, generate.decode(m, drawn, "fidelity")))
+    assert np.array_equal(generate.refined(m, drawn, 0), drawn)
+    twice = generate.refined(m, drawn, 2)
+    assert (once != drawn).any() and np.array_equal(twice, generate.refined(m, once, 1))
+    np.testing.assert_array_equal(
+        generate.sample(m, 16, "cov", seed=0, refine=2),
+        generate.decode(m, twice),
+        err_msg="sample draws, refines, decodes",
+    )
+
+
+def test_refining_stops_at_a_fixed_point(monkeypatch):
+    m = zoo.load_model("cifar10", device="cpu")
+    codes = generate.random_codes(600, 4, np.random.default_rng(0))
+    decodes = []
+    monkeypatch.setattr(generate, "decode", lambda m, c, d: decodes.append(d) or c)
+    monkeypatch.setattr(generate, "encode", lambda m, images: images)  # every code is its own picture's code
+    assert np.array_equal(generate.refined(m, codes, 50), codes) and decodes == ["fidelity"]
+
+
+def test_sample_refine_option(tmp_path, labelled_model):
+    r = run("sample", tmp_path / "s.png", "-m", labelled_model, "-n", 4, "--refine", 0)
+    assert r.exit_code == 0, r.output
+    r = run("sample", tmp_path / "t.png", "-m", labelled_model, "--refine", 101)
+    assert r.exit_code == 2 and "101 is not in the range 0<=x<=100" in r.output and not (tmp_path / "t.png").exists()

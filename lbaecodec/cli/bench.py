@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..architecture import SAMPLE_METHODS, pick_decoder
+from ..architecture import MAX_REFINE, SAMPLE_METHODS, SAMPLE_REFINE, pick_decoder
 from ..errors import InputError
 from .common import DATA_DIR, DATASET, DEVICE, RDO, clean_errors, model_option
 
@@ -23,6 +23,17 @@ def parse_classic(spec: str) -> dict[str, list[int]]:
     except ValueError:
         raise InputError(f"--classic {spec!r}: expected FORMAT:Q[,Q...][;FORMAT:Q...]") from None
     return out
+
+
+def parse_rounds(spec: str) -> tuple[int, ...]:
+    """'0,2' → (0, 2): the refining rounds of `sample --refine` that get a generation row."""
+    try:
+        rounds = tuple(dict.fromkeys(int(r) for r in spec.split(",")))
+    except ValueError:
+        raise InputError(f"--sample-refine {spec!r}: expected whole numbers, e.g. 0,{SAMPLE_REFINE}") from None
+    if not all(0 <= r <= MAX_REFINE for r in rounds):
+        raise InputError(f"--sample-refine {spec!r}: rounds go from 0 to {MAX_REFINE}")
+    return rounds
 
 
 def parse_methods(spec: str) -> tuple[str, ...]:
@@ -68,6 +79,13 @@ def parse_methods(spec: str) -> tuple[str, ...]:
     show_default=True,
     metavar="METHOD,...|none",
     help="Sampling methods (as `lbaecodec sample --method`) that get a generation-FID row.",
+)
+@click.option(
+    "--sample-refine",
+    default=f"0,{SAMPLE_REFINE}",
+    show_default=True,
+    metavar="N,...",
+    help="Refining rounds (as `lbaecodec sample --refine`) each sampling method gets a row for.",
 )
 @click.option(
     "--no-reconstructions",
@@ -119,6 +137,7 @@ def bench_cmd(
     cache,
     no_samples,
     sample_methods,
+    sample_refine,
     no_reconstructions,
     baselines,
     paper_protocol,
@@ -144,6 +163,7 @@ def bench_cmd(
     if limit is not None and limit < 2:
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
     methods = () if no_samples else parse_methods(sample_methods)
+    rounds = parse_rounds(sample_refine)
     if update_card and (no_reconstructions or decoders or rdo_strength):
         raise InputError(
             "--update-card records the reconstruction FIDs of every decoder from the encoder's own codes: "
@@ -172,6 +192,7 @@ def bench_cmd(
         parse_classic(classic),
         note,
         samples=methods,
+        sample_refine=rounds,
         reconstructions=not no_reconstructions,
         baselines=others,
         paper_protocol=paper_protocol,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..architecture import SAMPLE_METHODS
+from ..architecture import MAX_REFINE, SAMPLE_METHODS, SAMPLE_REFINE
 from ..errors import InputError
 from .common import DEVICE, FORCE, clean_errors, decoder_option, model_option, read_input, refuse_existing, write_output
 
@@ -76,6 +76,14 @@ def _tiles_and_latents(source: str, m):
     "prior: bit by bit from the context prior that codes the model's files; "
     "random: uniform bits (the weak baseline).",
 )
+@click.option(
+    "--refine",
+    default=SAMPLE_REFINE,
+    show_default=True,
+    type=click.IntRange(0, MAX_REFINE),
+    help="Rounds of decoding the drawn codes with the fidelity decoder and encoding the pictures again, "
+    "which moves them towards the codes of real images (0: the codes as drawn, the paper's samples).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @SCALE
 @click.option("--out-dir", default=None, metavar="DIR", help="Also write each sample as DIR/sample_NNNN.png.")
@@ -83,11 +91,12 @@ def _tiles_and_latents(source: str, m):
 @DEVICE
 @FORCE
 @clean_errors
-def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, device, force) -> None:
+def sample_cmd(output, model, count, method, refine, seed, scale, out_dir, decoder, device, force) -> None:
     """Draw COUNT new images from the model's bit space and save them as a grid to OUTPUT (PNG).
 
     \b
     Example:  lbaecodec sample samples.png --model cifar10 -n 64 --seed 1
+              lbaecodec sample paper.png --refine 0   # the paper's "cov" samples, as drawn
     """
     from ..lab import generate
     from ..zoo import load_model
@@ -99,7 +108,7 @@ def sample_cmd(output, model, count, method, seed, scale, out_dir, decoder, devi
     m.with_decoder(decoder)  # a missing decoder fails before any work
     cols = math.ceil(math.sqrt(count))
     _check_grid(m, count, cols, scale)
-    images = generate.sample(m, count, method, seed, decoder)
+    images = generate.sample(m, count, method, seed, decoder, refine)
     write_output(output, _png(generate.mosaic(images, cols), scale), force)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ ratio, FID (Inception-v3, see metrics/fid.py), PSNR and SSIM. Rows from the pape
 from __future__ import annotations
 
 import io
+import itertools
 import platform
 import time
 from collections.abc import Sequence
@@ -141,6 +142,7 @@ def run(
     classic: dict[str, list[int]] | None = None,
     data_note: str = "",
     samples: Sequence[str] = SAMPLE_METHODS,
+    sample_refine: Sequence[int] = (0,),
     baselines: list[Model] = (),
     paper_protocol: bool = False,
     reconstructions: bool = True,
@@ -152,8 +154,9 @@ def run(
     One LBAE row per decoder of the model, or per one of ``decoders`` (none without
     ``reconstructions``: e.g. for a model that differs from a benched one only in its prior), its
     codes optimised with ``rdo_strength`` > 0 (``rdo``), a generation row per method in
-    ``samples``. ``paper_protocol`` adds rows measured as the paper's code did: reconstructions
-    and references both saved as JPEG (Pillow's default quality 75) before Inception."""
+    ``samples`` and number of refining rounds in ``sample_refine``. ``paper_protocol`` adds rows
+    measured as the paper's code did: reconstructions and references both saved as JPEG (Pillow's
+    default quality 75) before Inception."""
     image_bits = PAPER_IMAGE_BITS.get(dataset, images[0].size * 8)
     ref = fidlib.cached_statistics(images, extractor, cache)
     rows, grids = [], {"original": images[:GRID_IMAGES]}
@@ -211,7 +214,7 @@ def run(
                 figures,
                 note=f"Pillow, {figures['roundtrip_img_s']:.0f} img/s encode+decode",
             )
-    _sample_rows(model, samples, len(images), ref, extractor, cache, rows, grids)
+    _sample_rows(model, samples, sample_refine, len(images), ref, extractor, cache, rows, grids)
     for name, bits, fid in REPORTED.get(dataset, []):
         rows.append(
             Row(
@@ -253,21 +256,31 @@ def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extract
 
 
 def _sample_rows(
-    model: Model, methods: Sequence[str], n: int, ref, extractor, cache: Path | None, rows: list[Row], grids: dict
+    model: Model,
+    methods: Sequence[str],
+    refine: Sequence[int],
+    n: int,
+    ref,
+    extractor,
+    cache: Path | None,
+    rows: list[Row],
+    grids: dict,
 ) -> None:
-    """Generation FID: n decoded samples of each method against the same test statistics."""
+    """Generation FID: n decoded samples of each method, refined each number of rounds, against
+    the same test statistics."""
     from . import generate
 
-    for method in methods:
+    for method, rounds in itertools.product(methods, refine):
         try:
-            images = generate.sample(model, n, method, seed=0)
+            images = generate.sample(model, n, method, seed=0, refine=rounds)
         except ModelError:
             continue  # a model without code statistics (or a context prior) cannot sample this way
         fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
+        how = method + (f", refined {rounds}" if rounds else "")
         decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
         note = f"generation FID, {n} samples vs the test images"
-        rows.append(Row(f"LBAE samples ({method}{decoder})", "measured", fid=round(fid, 3), note=note))
-        grids[f"samples ({method})"] = images[:GRID_IMAGES]
+        rows.append(Row(f"LBAE samples ({how}{decoder})", "measured", fid=round(fid, 3), note=note))
+        grids[f"samples ({how})"] = images[:GRID_IMAGES]
 
 
 def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, str]:

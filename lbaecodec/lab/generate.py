@@ -9,6 +9,10 @@ it so that E[b_i] equals the code mean. The "prior" method draws codes bit by bi
 model's context prior instead (a logistic model of each bit given the earlier ones, with a
 hidden layer where the model ships one, fitted by maximum likelihood on the training codes):
 not only pairwise moments.
+
+Either can be refined (``refine``): each round decodes the codes with the fidelity decoder and
+encodes the 8-bit pictures again, as the codec would, which moves sampled codes towards the
+codes the encoder gives real images (the chain of a denoising autoencoder, Bengio et al. 2013).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..architecture import AUTO
+from ..architecture import AUTO, FIDELITY, SAMPLE_REFINE
 from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
 from ..packing import CONTEXT_CODINGS
@@ -63,8 +67,10 @@ def model_statistics(m: Model) -> tuple[np.ndarray, np.ndarray]:
     return m.extras[STATS_MEAN].double().numpy(), m.extras[STATS_MOMENT].double().numpy()
 
 
-def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = AUTO) -> np.ndarray:
-    """n new images (n, S, S, C) uint8 decoded from sampled codes."""
+def sample(
+    m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = AUTO, refine: int = SAMPLE_REFINE
+) -> np.ndarray:
+    """n new images (n, S, S, C) uint8 decoded from sampled codes, refined ``refine`` rounds."""
     rng = np.random.default_rng(seed)
     if method == "cov":
         codes = sample_codes(copula_factor(*model_statistics(m)), n, rng)
@@ -74,7 +80,18 @@ def sample(m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = 
         codes = random_codes(m.arch.bits, n, rng)
     else:
         raise ValueError(f"unknown sampling method {method!r}")
-    return decode(m, codes, decoder)
+    return decode(m, refined(m, codes, refine), decoder)
+
+
+def refined(m: Model, codes: np.ndarray, rounds: int) -> np.ndarray:
+    """Codes after ``rounds`` of decoding with the fidelity decoder and encoding the pictures
+    again (fewer where a round changes no bit: the chain has reached a fixed point)."""
+    for _ in range(rounds):
+        again = encode(m, decode(m, codes, FIDELITY))
+        if np.array_equal(again, codes):
+            break
+        codes = again
+    return codes
 
 
 def decode(m: Model, codes: np.ndarray, decoder: str = AUTO, batch: int = 10_000) -> np.ndarray:
@@ -86,11 +103,16 @@ def decode(m: Model, codes: np.ndarray, decoder: str = AUTO, batch: int = 10_000
     return np.concatenate([to_uint8(net.decode(codes[i : i + batch].to(m.device))) for i in starts])
 
 
-def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
+def latents(m: Model, tiles: np.ndarray, batch: int = 500) -> np.ndarray:
     """Pre-binarisation latents in (-1, 1) of uint8 tiles (n, S, S, C); signs are the codes."""
-    x = to_float(tiles).to(m.device)
     with torch.inference_mode():
-        return m.net.encoder(x).cpu().double().numpy()
+        parts = [m.net.encoder(to_float(tiles[i : i + batch]).to(m.device)) for i in range(0, len(tiles), batch)]
+    return torch.cat(parts).cpu().double().numpy()
+
+
+def encode(m: Model, tiles: np.ndarray) -> np.ndarray:
+    """Codes (n, bits) of ±1 of uint8 tiles (n, S, S, C)."""
+    return np.where(latents(m, tiles) >= 0, 1.0, -1.0).astype(np.float32)
 
 
 def interpolation_path(za: np.ndarray, zb: np.ndarray, steps: int) -> np.ndarray:
