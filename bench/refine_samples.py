@@ -37,12 +37,10 @@ def main() -> None:
     data = load_training_data(args.dataset, args.data_dir, model.arch)
     fit, _, val = split_validation(data.train, data.labels, args.val_size)
     probe = validation_fid_probe(val, args.n)
-    codes = copula_of(model.net, fit, seed=0)(args.n, "cpu", np.random.default_rng(0)).numpy()
-    rows, done = [], 0
-    for rounds in sorted(args.rounds):
-        refined = generate.refined(model, codes, rounds - done)
-        changed = float((refined != codes).mean())
-        codes, done = refined, rounds
+    drawn = copula_of(model.net, fit, seed=0)(args.n, "cpu", np.random.default_rng(0)).numpy()
+    rows, before = [], drawn
+    for rounds, codes in generate.refined_by_rounds(model, drawn, args.rounds):
+        changed, before = float((codes != before).mean()), codes
         fid = probe.score(generate.decode(model, codes, AUTO))
         rows.append({"rounds": rounds, "bits_changed_since_previous_row": round(changed, 4), "fid": fid})
         print(rows[-1], flush=True)

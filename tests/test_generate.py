@@ -236,3 +236,12 @@ def test_sample_refine_option(tmp_path, labelled_model):
     assert r.exit_code == 0, r.output
     r = run("sample", tmp_path / "t.png", "-m", labelled_model, "--refine", 101)
     assert r.exit_code == 2 and "101 is not in the range 0<=x<=100" in r.output and not (tmp_path / "t.png").exists()
+
+
+def test_refining_by_rounds_continues_each_number_from_the_one_before(labelled_model):
+    m = zoo.load_model(labelled_model, device="cpu")
+    drawn = generate.drawn_codes(m, 8, "cov", seed=3)
+    steps = list(generate.refined_by_rounds(m, drawn, [3, 0, 1]))
+    assert [r for r, _ in steps] == [0, 1, 3]
+    for rounds, codes in steps:
+        assert np.array_equal(codes, generate.refined(m, drawn, rounds))

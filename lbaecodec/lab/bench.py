@@ -8,7 +8,6 @@ ratio, FID (Inception-v3, see metrics/fid.py), PSNR and SSIM. Rows from the pape
 from __future__ import annotations
 
 import io
-import itertools
 import platform
 import time
 from collections.abc import Sequence
@@ -266,21 +265,24 @@ def _sample_rows(
     rows: list[Row],
     grids: dict,
 ) -> None:
-    """Generation FID: n decoded samples of each method, refined each number of rounds, against
-    the same test statistics."""
+    """Generation FID: n decoded samples of each method, refined each number of rounds (the codes
+    drawn once per method, each number of rounds continuing from the one before), against the
+    same test statistics."""
     from . import generate
 
-    for method, rounds in itertools.product(methods, refine):
+    decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
+    note = f"generation FID, {n} samples vs the test images"
+    for method in methods:
         try:
-            images = generate.sample(model, n, method, seed=0, refine=rounds)
+            drawn = generate.drawn_codes(model, n, method, seed=0)
         except ModelError:
             continue  # a model without code statistics (or a context prior) cannot sample this way
-        fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
-        how = method + (f", refined {rounds}" if rounds else "")
-        decoder = "" if model.decoders[-1] == FIDELITY else f", {model.decoders[-1]} decoder"
-        note = f"generation FID, {n} samples vs the test images"
-        rows.append(Row(f"LBAE samples ({how}{decoder})", "measured", fid=round(fid, 3), note=note))
-        grids[f"samples ({how})"] = images[:GRID_IMAGES]
+        for rounds, codes in generate.refined_by_rounds(model, drawn, refine):
+            images = generate.decode(model, codes)
+            fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(images, extractor, cache, "set"))
+            how = method + (f", refined {rounds}" if rounds else "")
+            rows.append(Row(f"LBAE samples ({how}{decoder})", "measured", fid=round(fid, 3), note=note))
+            grids[f"samples ({how})"] = images[:GRID_IMAGES]
 
 
 def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, str]:

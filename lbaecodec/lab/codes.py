@@ -12,11 +12,11 @@ from ..zoo import STATS_COUNT, STATS_MEAN, STATS_MOMENT
 
 @torch.inference_mode()
 def encode_all(net: LBAE, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1."""
+    """uint8 images (N, H, W, C) → codes (N, bits) as int8 ±1, encoded on the network's device."""
     net.eval()
-    return np.concatenate(
-        [net.encode(to_float(images[i : i + batch])).numpy().astype(np.int8) for i in range(0, len(images), batch)]
-    )
+    device = next(net.parameters()).device
+    parts = [net.encode(to_float(images[i : i + batch]).to(device)) for i in range(0, len(images), batch)]
+    return np.concatenate([p.cpu().numpy().astype(np.int8) for p in parts])
 
 
 def code_statistics(codes: np.ndarray) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ codes the encoder gives real images (the chain of a denoising autoencoder, Bengi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -25,6 +27,7 @@ from ..errors import InputError, ModelError
 from ..images import to_float, to_uint8
 from ..packing import CONTEXT_CODINGS
 from ..zoo import ATTRIBUTE_DIRECTION, LABEL_MEAN, STATS_MEAN, STATS_MOMENT, Model
+from .codes import encode_all
 
 EIG_FLOOR = 1e-4
 GAP = 2  # white pixels between the images of a grid
@@ -71,16 +74,19 @@ def sample(
     m: Model, n: int, method: str = "cov", seed: int = 0, decoder: str = AUTO, refine: int = SAMPLE_REFINE
 ) -> np.ndarray:
     """n new images (n, S, S, C) uint8 decoded from sampled codes, refined ``refine`` rounds."""
+    return decode(m, refined(m, drawn_codes(m, n, method, seed), refine), decoder)
+
+
+def drawn_codes(m: Model, n: int, method: str = "cov", seed: int = 0) -> np.ndarray:
+    """n codes (n, bits) of ±1 drawn by ``method``, before any refining."""
     rng = np.random.default_rng(seed)
     if method == "cov":
-        codes = sample_codes(copula_factor(*model_statistics(m)), n, rng)
-    elif method == "prior":
-        codes = prior_codes(m, n, rng)
-    elif method == "random":
-        codes = random_codes(m.arch.bits, n, rng)
-    else:
-        raise ValueError(f"unknown sampling method {method!r}")
-    return decode(m, refined(m, codes, refine), decoder)
+        return sample_codes(copula_factor(*model_statistics(m)), n, rng)
+    if method == "prior":
+        return prior_codes(m, n, rng)
+    if method == "random":
+        return random_codes(m.arch.bits, n, rng)
+    raise ValueError(f"unknown sampling method {method!r}")
 
 
 def refined(m: Model, codes: np.ndarray, rounds: int) -> np.ndarray:
@@ -94,6 +100,15 @@ def refined(m: Model, codes: np.ndarray, rounds: int) -> np.ndarray:
     return codes
 
 
+def refined_by_rounds(m: Model, codes: np.ndarray, rounds: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(r, ``codes`` refined r rounds) for each r of ``rounds`` in ascending order, each one
+    continuing from the one before (the same codes as ``refined(m, codes, r)``)."""
+    done = 0
+    for r in sorted(rounds):
+        codes, done = refined(m, codes, r - done), r
+        yield r, codes
+
+
 def decode(m: Model, codes: np.ndarray, decoder: str = AUTO, batch: int = 10_000) -> np.ndarray:
     """Codes (n, bits) → uint8 images (n, S, S, C) through the named decoder, ``batch`` at a
     time: a bench's 10,000 samples in one batch, as they always were (a CPU's float results
@@ -103,16 +118,16 @@ def decode(m: Model, codes: np.ndarray, decoder: str = AUTO, batch: int = 10_000
     return np.concatenate([to_uint8(net.decode(codes[i : i + batch].to(m.device))) for i in starts])
 
 
-def latents(m: Model, tiles: np.ndarray, batch: int = 500) -> np.ndarray:
+def latents(m: Model, tiles: np.ndarray) -> np.ndarray:
     """Pre-binarisation latents in (-1, 1) of uint8 tiles (n, S, S, C); signs are the codes."""
+    x = to_float(tiles).to(m.device)
     with torch.inference_mode():
-        parts = [m.net.encoder(to_float(tiles[i : i + batch]).to(m.device)) for i in range(0, len(tiles), batch)]
-    return torch.cat(parts).cpu().double().numpy()
+        return m.net.encoder(x).cpu().double().numpy()
 
 
 def encode(m: Model, tiles: np.ndarray) -> np.ndarray:
-    """Codes (n, bits) of ±1 of uint8 tiles (n, S, S, C)."""
-    return np.where(latents(m, tiles) >= 0, 1.0, -1.0).astype(np.float32)
+    """Codes (n, bits) of ±1 of uint8 tiles (n, S, S, C), as float32 like the drawn ones."""
+    return encode_all(m.net, tiles).astype(np.float32)
 
 
 def interpolation_path(za: np.ndarray, zb: np.ndarray, steps: int) -> np.ndarray:
