@@ -8,15 +8,21 @@
 # "all stages done". Stage 1 (RUN/fidelity): width WIDTH (default 64, the paper's), batch 512,
 # bf16 autocast, channels_last, torch.compile; its epoch count is chosen after the second epoch
 # so that the stage fits FIDELITY_MINUTES (default 40) of this GPU. Stage 2 (RUN/realism): the
-# realism decoder on the frozen encoder of stage 1's best epoch, REALISM_MINUTES (default 15).
+# realism decoder on the frozen encoder of stage 1's best epoch, REALISM_MINUTES (default 15), with
+# the recipe of `cifar10-w64-r` (the best realism decoder here: a batch-norm discriminator of width
+# 32, a fixed weight of 0.05, an R1 penalty, batch 64); REALISM (options) and REALISM_BATCH change
+# it, e.g. REALISM="--adv-weight 0.02 --fixed-weight --disc-width 32 --disc-norm batch --r1 1
+# --disc-augment translation" for CelebA's 9,000 faces (`celeba-r3`'s, bench/TRAINING.md).
 # Then, on any machine: lbaecodec export RUN/fidelity --realism RUN/realism --preset PRESET ...
 #
 # Environment: CHUNK_MINUTES, DEVICE (default cuda; cpu for a smoke run), LBAECODEC (the
-# command, default "python3 -m lbaecodec"), EXTRA (more train options, e.g. "--limit 2000").
+# command, default "python3 -m lbaecodec"), EXTRA (more train options, e.g. "--limit 2000"),
+# REALISM, REALISM_BATCH (above).
 set -euo pipefail
 preset=$1 data=$2 run=$3 fidelity_minutes=${4:-40} realism_minutes=${5:-15} width=${6:-64}
 chunk=${CHUNK_MINUTES:-9} device=${DEVICE:-cuda} lbae=${LBAECODEC:-python3 -m lbaecodec}
 gpu_flags=(--bf16 --compile)
+realism=${REALISM:---adv-weight 0.05 --fixed-weight --disc-width 32 --disc-norm batch --r1 1}
 [ "$device" = cpu ] && gpu_flags=()
 
 # finished RUN: its last checkpoint has completed its planned epochs
@@ -38,7 +44,7 @@ if ! finished "$run/fidelity"; then
   $lbae train "${common[@]}" --out "$run/fidelity" --batch 512 --budget-minutes "$fidelity_minutes"
 elif ! finished "$run/realism"; then
   $lbae train "${common[@]}" --out "$run/realism" --stage realism --init-from "$run/fidelity" \
-    --batch 256 --budget-minutes "$realism_minutes"
+    --batch "${REALISM_BATCH:-64}" $realism --budget-minutes "$realism_minutes"
 else
   echo "all stages done: lbaecodec export $run/fidelity --realism $run/realism --preset $preset ..."
 fi

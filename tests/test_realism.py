@@ -356,6 +356,7 @@ def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
         "CHUNK_MINUTES": "0",
         "LBAECODEC": f"{sys.executable} -m lbaecodec",
         "EXTRA": "--val-size 16 --threads 1",
+        "REALISM_BATCH": "16",
         "PYTHONPATH": str(REPO),
     }
     epochs, outputs = [], []
@@ -381,6 +382,9 @@ def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
         epochs.append((stage, load_checkpoint(tmp_path / "run" / stage).progress.epoch))
     assert epochs == [("fidelity", 1), ("fidelity", 2), ("realism", 1), ("realism", 2), ("realism", 2)]
     assert "all stages done" in outputs[-1]
+    recipe = load_checkpoint(tmp_path / "run" / "realism").recipe  # cifar10-w64-r's, by default
+    assert (recipe.adv_weight, recipe.adaptive, recipe.disc_norm, recipe.r1_gamma) == (0.05, False, "batch", 1.0)
+    assert (recipe.disc_width, recipe.batch) == (32, 16)
 
 
 def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):
