@@ -110,6 +110,9 @@ def test_failed_write_leaves_no_partial_file(tmp_path, png, monkeypatch):
 def test_models_lists_test_models():
     r = run("models")
     assert r.exit_code == 0 and "cifar10" in r.output and "gray" in r.output
+    header, *rows, footer = r.output.splitlines()
+    assert header.split()[:4] == ["model", "bits", "tile", "width"] and "--json" in footer
+    assert len({row.index(" 600 ") for row in rows if " 600 " in row}) == 1  # the bits column lines up
     cards = json.loads(run("models", "--json").output)
     assert {c["name"] for c in cards} == {"cifar10", "gray", "other", "dual", "hidden"}
 

@@ -459,7 +459,7 @@ def test_a_wider_realism_decoder_learns_to_reconstruct_then_ships_beside_the_nar
     assert m.realism.upsample == m.with_decoder("realism").arch.upsample == upsample
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["realism"]["epochs"] == 2 and card["realism"]["width"] == 8 and card["realism"]["upsample"] == upsample
-    assert "+ realism decoder (width 8, " in info._model_line(card)  # `lbaecodec models`
+    assert "realism decoder (width 8, " in info._model_line(card)  # `lbaecodec models`
     codes = base.net.encode(torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255)
     assert torch.equal(m.with_decoder("fidelity").decode(codes), base.net.decode(codes))
     assert m.with_decoder("realism").decode(codes).shape == (4, 3, 32, 32)

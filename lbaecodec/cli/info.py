@@ -4,6 +4,7 @@ headers and cards alone (no model is loaded, torch is not imported)."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import click
@@ -83,37 +84,55 @@ def models(as_json: bool) -> None:
         return
     if not cards:
         click.echo("no models installed")
+        return
+    name_width = max(len(c["name"]) for c in cards)
+    click.echo(f"{'model':<{name_width}}  {MODEL_COLUMNS}")
     for c in cards:
         try:
-            click.echo(_model_line(c))
+            click.echo(_model_line(c, name_width))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             warnings.warn(f"{c['path']}: model card has a malformed field ({e!r}); shown by name only")
             click.echo(c["name"])
+    click.echo("Figures on each card's test images (data: dataset train/test); the cards in full: --json.")
 
 
-def _model_line(c: dict) -> str:
-    """One line of `lbaecodec models`: the card's measured figures."""
+MODEL_COLUMNS = (
+    f"{'bits':>5} {'tile':>4} {'width':>5}  {'data':<25} {'epochs':>6}  {'test PSNR':>10}  {'FID (images)':<16}  also"
+)
+
+
+def _model_line(c: dict, name_width: int = 14) -> str:
+    """One row of `lbaecodec models`: the card's measured figures, aligned under MODEL_COLUMNS."""
     a = c.get("architecture") or {}
     bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
-    kind = "" if c.get("kind", "lbae") == "lbae" else f"  ({c['kind']} baseline, bench only)"
-    fid = f"  FID {c['test_fid']['fid']} ({c['test_fid']['images']} images)" if c.get("test_fid") else ""
+    data = f"{str(c.get('data', '?')).split(' ', 1)[0]} {c.get('train_images', '?')}/{c.get('test_images', '?')}"
+    fid = f"{c['test_fid']['fid']} ({c['test_fid']['images']})" if c.get("test_fid") else "—"
+    psnr = f"{c['test_psnr_db']} dB" if "test_psnr_db" in c else "?"
+    return (
+        f"{c['name']:<{name_width}}  {bits:>5} {a.get('size', '?'):>4} {a.get('width', '?'):>5}  {data:<25} "
+        f"{c.get('epochs', '?'):>6}  {psnr:>10}  {fid:<16}  {'; '.join(_extras(c))}"
+    ).rstrip()
+
+
+def _extras(c: dict) -> list[str]:
+    """What a model adds to its base network: a realism decoder, residual stages, another prior."""
+    extras = [] if c.get("kind", "lbae") == "lbae" else [f"{c['kind']} baseline, bench only"]
     if "realism" in c:
         measured = (c.get("test_fid_realism") or {}).get("fid")
-        realism_fid = f", FID {measured}" if measured else ""
-        width = f"width {c['realism']['width']}, " if "width" in c["realism"] else ""
-        width += "resize upsampling, " if c["realism"].get("upsample") == RESIZE else ""
-        fid += f"  + realism decoder ({width}{c['realism'].get('test_psnr_db', '?')} dB{realism_fid})"
+        shape = [f"width {c['realism']['width']}"] if "width" in c["realism"] else []
+        shape += ["resize upsampling"] if c["realism"].get("upsample") == RESIZE else []
+        figures = [f"{c['realism'].get('test_psnr_db', '?')} dB"] + ([f"FID {measured}"] if measured else [])
+        extras.append(f"realism decoder ({', '.join(shape + figures)})")
     if c.get("later_stages"):
         by_stage = " → ".join(f"{f.get('psnr_db')}" for f in c.get("test_tiles_by_stage", []))
-        fid += f"  + residual stages: {1 + len(c['later_stages'])} in all (encode --stages"
-        fid += f"; photo test tiles {by_stage} dB by stages)" if by_stage else ")"
+        tiles = f": photo test tiles {by_stage} dB" if by_stage else ""
+        extras.append(f"{1 + len(c['later_stages'])} residual stages (encode --stages{tiles})")
+    filters = sum(1 for key in c if key == "postfilter" or re.fullmatch(r"stage\d+_postfilter", key))
+    if filters:
+        extras.append(f"{filters} seam filters" if filters > 1 else "seam filter")
     coded = (c.get("test_bits_per_tile") or {}).get("context_coded_single_tile", "?")
     if "grouped_prior" in c:
-        fid += f"  + grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)"
+        extras.append(f"grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)")
     if "hidden_prior" in c:
-        fid += f"  + hidden-layer prior ({c['hidden_prior']['hidden_units']} units, {coded} coded bits/tile)"
-    return (
-        f"{c['name']:<14} {bits:>5} bits / {a.get('size', '?')}px tile  "
-        f"width {a.get('width', '?'):<3} test PSNR {c.get('test_psnr_db', '?')} dB{fid}  "
-        f"epochs {c.get('epochs', '?')}  {c.get('data', '')}{kind}"
-    )
+        extras.append(f"hidden-layer prior ({c['hidden_prior']['hidden_units']} units, {coded} coded bits/tile)")
+    return extras
