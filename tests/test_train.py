@@ -147,3 +147,32 @@ def test_attributes_are_only_for_celeba(run):
 def test_the_cosine_schedule_falls_from_the_peak_to_its_floor():
     assert [schedule.cosine(2.0, t) for t in (0, 0.5, 1, 1.5)] == pytest.approx([2.0, 1.01, 0.02, 0.02])
     assert schedule.cosine(2.0, 1, floor=0) == 0 and schedule.cosine(2.0, 0.25) > schedule.cosine(2.0, 0.3)
+
+
+def test_shift_moves_each_image_on_its_own_by_at_most_n_pixels():
+    from lbaecodec.lab.train import shifter
+
+    x = torch.rand(16, 3, 8, 8)
+    torch.manual_seed(0)
+    moved = shifter(2, (8, 8))(x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    offsets = [
+        next((dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, :, dy : dy + 8, dx : dx + 8], m))
+        for i, m in enumerate(moved)
+    ]
+    assert len(set(offsets)) > 1 and moved.shape == x.shape
+    assert shifter(0, (8, 8))(x) is x
+
+
+def test_train_shift_is_kept_in_the_run_recipe(images, tmp_path):
+    from click.testing import CliRunner
+
+    from lbaecodec import cli
+
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    args = ["train", "--data-dir", str(tmp_path / "c.npz"), "--width", "4", "--epochs", "1", "--batch", "32"]
+    r = CliRunner().invoke(cli.main, [*args, "--shift", "2", "--out", str(tmp_path / "run"), "--no-export"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "run").recipe.shift == 2
+    r = CliRunner().invoke(cli.main, [*args, "--shift", "17"])
+    assert r.exit_code == 2 and "at most half the 32-pixel tile" in r.output

@@ -36,6 +36,7 @@ class Recipe:
     lr: float = 1e-3
     final_lr_fraction: float = 0.01  # cosine decay from lr to lr * this
     hflip: bool = True
+    shift: int = 0  # each training image moved by up to this many pixels (augmentation)
     seed: int = 0
     stage: str = "fidelity"
     budget_minutes: float = 0.0

@@ -30,6 +30,7 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 from ..architecture import STAGES, Architecture, ModelKind
+from ..errors import require
 from ..files import write_atomic
 from ..images import to_float, to_uint8
 from ..network import build_network
@@ -98,6 +99,16 @@ def _batches(images: torch.Tensor, batch: int, generator: torch.Generator, hflip
         if hflip:
             x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
         yield x
+
+
+def shifter(pixels: int, size: tuple[int, int]) -> torch.nn.Module:
+    """Moves each ``size`` image of a batch by up to ``pixels`` each way, its own draw (a random
+    crop of the image reflect-padded by ``pixels``): the network sees more distinct tiles than
+    the dataset holds. 0: the identity. Kornia does the work."""
+    if pixels == 0:
+        return torch.nn.Identity()
+    augmentation = require("kornia", "train", "--shift").augmentation
+    return augmentation.RandomCrop(size, padding=pixels, padding_mode="reflect")
 
 
 def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, world, resume_changes):
@@ -234,8 +245,10 @@ def _run_epoch(
         disable=not show_progress,
         mininterval=5,
     )
+    shift = shifter(recipe.shift, tuple(images.shape[1:3]))
     sums: dict[str, torch.Tensor] = {}
     for x in bar:
+        x = shift(x)
         set_lr(step_fn.opt, cosine(recipe.lr, progress.step / max(total_steps, 1), recipe.final_lr_fraction))
         for k, v in step_fn(x, progress.step).items():
             sums[k] = sums.get(k, 0) + v.float()
