@@ -504,6 +504,30 @@ def test_feature_matching_on_a_run_its_log_and_its_resume(runs, images, tmp_path
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
 
 
+def test_perceptual_term_on_a_run_its_log_and_its_resume(runs, images, tmp_path):
+    root, _ = runs
+    common = realism_command(images, tmp_path)
+    first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
+    assert run(*common, *first, "--epochs", 1, "--perceptual", 0.5).exit_code == 0
+    assert load_checkpoint(tmp_path / "r").recipe.perceptual == 0.5
+    assert run(*common, "--resume", "--epochs", 2, "--perceptual", 0).exit_code == 0
+    assert load_checkpoint(tmp_path / "r").recipe.perceptual == 0
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["train_perceptual"] > 0 and "train_perceptual" not in log[1]
+
+
+def test_perceptual_option_errors_in_one_line(monkeypatch):
+    result = run("train", "--init-from", "cifar10", "--perceptual", 1)
+    assert result.exit_code == 2 and result.output.splitlines() == [
+        "error: --perceptual is a realism decoder's loss: use it with --stage realism"
+    ]
+    monkeypatch.setitem(sys.modules, "stlpips_pytorch", None)  # as if the train extra were not installed
+    result = run("train", "--stage", "realism", "--init-from", "cifar10", "--perceptual", 1)
+    assert result.exit_code == 6 and result.output.splitlines() == [
+        "error: --perceptual needs the Python package 'stlpips_pytorch': pip install 'lbaecodec[train]'"
+    ]
+
+
 def test_a_multi_scale_discriminator_judges_the_halved_image_and_weighs_each_scale_alike():
     torch.manual_seed(0)
     disc = adversarial.MultiScaleDiscriminator(3, 4, "batch", depth=2, scales=2).eval()

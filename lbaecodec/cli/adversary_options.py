@@ -120,6 +120,16 @@ ADVERSARY_OPTIONS = [
         "discriminator let pass (validation FID 55 → 84). 1: the model's own loss at full resolution.",
     ),
     click.option(
+        "--perceptual",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="realism: add this weight × a perceptual distance (shift-tolerant LPIPS on AlexNet, from the "
+        "stlpips-pytorch wheel of the train extra) between each image and its reconstruction to the "
+        "reconstruction loss, as VQGAN adds LPIPS. Not an Inception network: FID stays an outside judge. "
+        "It adds about 1.5 s to a step of 64 faces of 64×64 on two cores. 0: none.",
+    ),
+    click.option(
         "--sample-adv",
         default=0.0,
         show_default=True,

@@ -22,7 +22,7 @@ ATTRIBUTES = click.option(
 
 
 # recipe fields a resumed run may change
-RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "rec_scale", "ema")
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "rec_scale", "perceptual", "ema")
 
 
 def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
@@ -146,8 +146,8 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, and "
-    "--lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale and --ema given with it change the rest "
-    "of the run.",
+    "--lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale, --perceptual and --ema given with it "
+    "change the rest of the run.",
 )
 @click.option(
     "--init-from",
@@ -214,6 +214,7 @@ def train_cmd(
     disc_warmup,
     feature_match,
     rec_scale,
+    perceptual,
     sample_adv,
     ema,
     val_size,
@@ -249,6 +250,7 @@ def train_cmd(
     from ..lab.adversarial import augmenter
     from ..lab.baselines import baseline_architecture
     from ..lab.checkpoint import initial_weights
+    from ..lab.perceptual import perceptual_distance
     from ..lab.trainset import celeba_attributes, load_training_data, split_validation
 
     kind = ModelKind(kind)
@@ -264,6 +266,10 @@ def train_cmd(
         raise InputError("--feature-match compares discriminator activations: give --stage realism --adv-weight > 0")
     if rec_scale > 1 and (stage != "realism" or not adv_weight):
         raise InputError("--rec-scale leaves fine detail to a discriminator: give --stage realism --adv-weight > 0")
+    if perceptual and stage != "realism":
+        raise InputError("--perceptual is a realism decoder's loss: use it with --stage realism")
+    if perceptual:
+        perceptual_distance()  # the same for a missing stlpips-pytorch
     if sample_adv and (stage != "realism" or not adv_weight):
         raise InputError("--sample-adv lets a discriminator judge sampled codes: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":
@@ -314,6 +320,7 @@ def train_cmd(
         disc_warmup_steps=disc_warmup,
         feature_match=feature_match,
         rec_scale=rec_scale,
+        perceptual=perceptual,
         sample_adv=sample_adv,
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),

@@ -16,6 +16,7 @@ from ..network import LBAE, SignSTE
 from . import adversarial, distributed
 from .checkpoint import Recipe, discriminator
 from .generate import copula_factor, sample_codes
+from .perceptual import perceptual_distance
 
 
 def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -91,6 +92,7 @@ class RealismStep:
             self.disc = disc.to(device_of(model)).to(memory_format=torch.channels_last)
             self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
         self.augment = adversarial.augmenter(recipe.disc_augment)
+        self.perceptual = perceptual_distance().to(device_of(model)) if recipe.perceptual else None
         # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
         # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
         self.decoder = model.decoder
@@ -121,8 +123,12 @@ class RealismStep:
         decoded = torch.sigmoid(logits.float())
         logits, fake = logits[: len(x)], decoded[: len(x)]
         rec = self._reconstruction_loss(logits, fake, x)
-        adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
         logged = {"loss": rec.detach()}
+        if self.perceptual is not None:  # part of the reconstruction loss that the adaptive weight balances
+            distance = self.perceptual(fake, x).mean()
+            rec = rec + self.recipe.perceptual * distance
+            logged["perceptual"] = distance.detach()
+        adversarial_on = self.disc is not None and step >= self.recipe.disc_warmup_steps
         if adversarial_on:
             with _autocast(x.device, self.recipe.bf16):
                 verdicts = self.disc(self.augment(decoded)).float()
