@@ -19,11 +19,20 @@ def pair():
     return a, b
 
 
-def test_the_rebuilt_trunk_gives_the_published_implementations_distances(distance):
-    # stlpips_pytorch.stlpips.LPIPS(net="alex", variant="shift_tolerant")(a, b, normalize=True) on this
+@pytest.mark.parametrize(
+    "net, published",
+    [("alex", [0.00667872279882431, 0.004699889570474625]), ("vgg", [0.006685737520456314, 0.006358794402331114])],
+)
+def test_each_rebuilt_trunk_gives_the_published_implementations_distances(net, published):
+    # stlpips_pytorch.stlpips.LPIPS(net=net, variant="shift_tolerant")(a, b, normalize=True) on this
     # pair, computed with the wheel's own modules (which need torchvision and IPython to import)
     a, b = pair()
-    assert distance(a, b).tolist() == pytest.approx([0.00667872279882431, 0.004699889570474625], rel=1e-5)
+    assert perceptual_distance(net)(a, b).tolist() == pytest.approx(published, rel=1e-5)
+
+
+def test_an_unknown_trunk_is_refused():
+    with pytest.raises(ValueError, match="choose from alex, vgg"):
+        perceptual_distance("squeeze")
 
 
 def test_identical_images_are_at_zero_and_gradients_reach_the_images_only(distance):

@@ -508,8 +508,9 @@ def test_perceptual_term_on_a_run_its_log_and_its_resume(runs, images, tmp_path)
     root, _ = runs
     common = realism_command(images, tmp_path)
     first = ("--init-from", root / "fidelity", "--disc-width", 8, "--disc-warmup", 0, "--fixed-weight")
-    assert run(*common, *first, "--epochs", 1, "--perceptual", 0.5).exit_code == 0
-    assert load_checkpoint(tmp_path / "r").recipe.perceptual == 0.5
+    assert run(*common, *first, "--epochs", 1, "--perceptual", 0.5, "--perceptual-net", "vgg").exit_code == 0
+    recipe = load_checkpoint(tmp_path / "r").recipe
+    assert (recipe.perceptual, recipe.perceptual_net) == (0.5, "vgg")
     assert run(*common, "--resume", "--epochs", 2, "--perceptual", 0).exit_code == 0
     assert load_checkpoint(tmp_path / "r").recipe.perceptual == 0
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]

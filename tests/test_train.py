@@ -164,6 +164,16 @@ def test_shift_moves_each_image_on_its_own_by_at_most_n_pixels():
     assert shifter(0, (8, 8))(x) is x
 
 
+def test_a_resumed_shifted_run_repeats_an_uninterrupted_one(tmp_path, images):
+    arch = replace(PRESETS["cifar10"], width=4, bits=32)
+    recipe = Recipe(epochs=2, batch=32, shift=2)
+    train(arch, images, images[:16], tmp_path / "whole", recipe, show_progress=False)
+    train(arch, images, images[:16], tmp_path / "cut", recipe, show_progress=False, max_minutes=0)  # 1 epoch
+    train(arch, images, images[:16], tmp_path / "cut", recipe, resume=True, show_progress=False)
+    a, b = load_checkpoint(tmp_path / "whole").model.state_dict(), load_checkpoint(tmp_path / "cut").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_train_shift_is_kept_in_the_run_recipe(images, tmp_path):
     from click.testing import CliRunner
 

@@ -215,6 +215,7 @@ def train_cmd(
     feature_match,
     rec_scale,
     perceptual,
+    perceptual_net,
     sample_adv,
     ema,
     val_size,
@@ -269,7 +270,7 @@ def train_cmd(
     if perceptual and stage != "realism":
         raise InputError("--perceptual is a realism decoder's loss: use it with --stage realism")
     if perceptual:
-        perceptual_distance()  # the same for a missing stlpips-pytorch
+        perceptual_distance(perceptual_net)  # the same for a missing stlpips-pytorch
     if sample_adv and (stage != "realism" or not adv_weight):
         raise InputError("--sample-adv lets a discriminator judge sampled codes: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":
@@ -321,6 +322,7 @@ def train_cmd(
         feature_match=feature_match,
         rec_scale=rec_scale,
         perceptual=perceptual,
+        perceptual_net=perceptual_net,
         sample_adv=sample_adv,
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),

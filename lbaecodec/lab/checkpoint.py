@@ -57,6 +57,7 @@ class Recipe:
     ema: float = 0.0  # decay of a moving average of the realism decoder's weights, evaluated and shipped (0: none)
     rec_scale: int = 1  # the realism decoder's reconstruction loss on images average-pooled by this factor
     perceptual: float = 0.0  # weight of a shift-tolerant LPIPS term in the realism decoder's reconstruction loss
+    perceptual_net: str = "alex"  # that LPIPS's trunk: alex or vgg
     sample_adv: float = 0.0  # adversarial weight on decoded "cov" samples, against the reconstructions' (0: none)
 
     def __post_init__(self) -> None:

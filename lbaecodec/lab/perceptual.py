@@ -1,5 +1,5 @@
 """A perceptual distance for training losses: shift-tolerant LPIPS (Ghildyal & Liu, ECCV 2022)
-on its AlexNet trunk, with the weights that the ``stlpips-pytorch`` wheel ships.
+on its AlexNet or VGG-16 trunk, with the weights that the ``stlpips-pytorch`` wheel ships.
 
 The wheel's own modules import torchvision and IPython at load time, which a CPU build of torch
 may not pair with; this module rebuilds the trunk's few layers instead and reads only the wheel's
@@ -17,23 +17,40 @@ from torch import nn
 
 from ..errors import require
 
-WEIGHTS = Path("weights") / "vST0.0" / "alex_shift_tolerant.pth"
-# the trunk's five slices, each ending in a feature map that is compared: (module index, kind) in order
-TRUNK = (
-    ((0, "conv"), (1, "blur"), (2, "relu")),
-    ((3, "pool"), (4, "blur"), (5, "conv"), (6, "relu")),
-    ((7, "pool"), (8, "blur"), (9, "conv"), (10, "relu")),
-    ((11, "conv"), (12, "relu")),
-    ((13, "conv"), (14, "relu")),
-)
+
+def _convs(*indices: int) -> tuple:
+    """3×3 convolutions at these module indices, each followed by its ReLU."""
+    return tuple(layer for i in indices for layer in ((i, "conv"), (i + 1, "relu")))
+
+
+# each trunk's five slices, each ending in a feature map that is compared: (module index, kind) in order;
+# "pool" is a stride-1 max pool, "blur" an anti-aliased stride 2 (a binomial blur after reflect padding)
+TRUNKS = {
+    "alex": (
+        ((0, "conv"), (1, "blur"), (2, "relu")),
+        ((3, "pool"), (4, "blur"), *_convs(5)),
+        ((7, "pool"), (8, "blur"), *_convs(9)),
+        _convs(11),
+        _convs(13),
+    ),
+    "vgg": (
+        _convs(0, 2),
+        ((4, "pool"), (5, "blur"), *_convs(6, 8)),
+        ((10, "pool"), (11, "blur"), *_convs(12, 14, 16)),
+        ((18, "pool"), (19, "blur"), *_convs(20, 22, 24)),
+        ((26, "pool"), (27, "blur"), *_convs(28, 30, 32)),
+    ),
+}
+POOL = {"alex": 3, "vgg": 2}  # the max pools' kernel
 
 
 class PerceptualDistance(nn.Module):
     """Shift-tolerant LPIPS between two batches of images in [0, 1]: one distance per image, 0 for
     identical images. Frozen (its tensors are buffers): gradients reach the images only."""
 
-    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+    def __init__(self, state: dict[str, torch.Tensor], net: str = "alex") -> None:
         super().__init__()
+        self.net = net
         for name, tensor in state.items():
             self.register_buffer(name.replace(".", "_"), tensor, persistent=False)
 
@@ -43,7 +60,7 @@ class PerceptualDistance(nn.Module):
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (2 * x - 1 - self._tensor("scaling_layer.shift")) / self._tensor("scaling_layer.scale")
         features = []
-        for number, layers in enumerate(TRUNK, 1):
+        for number, layers in enumerate(TRUNKS[self.net], 1):
             for index, kind in layers:
                 x = self._layer(x, f"net.slice{number}.{index}", kind)
             features.append(x)
@@ -53,12 +70,12 @@ class PerceptualDistance(nn.Module):
         if kind == "relu":
             return F.relu(x)
         if kind == "pool":
-            return F.max_pool2d(x, 3, stride=1)
+            return F.max_pool2d(x, POOL[self.net], stride=1)
         if kind == "blur":  # anti-aliased stride 2: a binomial blur after reflect padding
             padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
             return F.conv2d(padded, self._tensor(f"{name}.filt"), stride=2, groups=x.shape[1])
         weight = self._tensor(f"{name}.weight")
-        padding = 2 if name.endswith(".0") else weight.shape[-1] // 2  # as trained: the 11×11 first layer pads 2
+        padding = weight.shape[-1] // 2 if weight.shape[-1] < 11 else 2  # as trained: AlexNet's 11×11 layer pads 2
         return F.conv2d(x, weight, self._tensor(f"{name}.bias"), padding=padding)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -75,8 +92,10 @@ def _unit(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return features / (features.pow(2).sum(1, keepdim=True).sqrt() + eps)
 
 
-def perceptual_distance(purpose: str = "--perceptual") -> PerceptualDistance:
-    """The distance with the installed wheel's weights; MissingExtra names the extra if absent."""
+def perceptual_distance(net: str = "alex", purpose: str = "--perceptual") -> PerceptualDistance:
+    """The distance on this trunk with the installed wheel's weights; MissingExtra names the extra if absent."""
+    if net not in TRUNKS:
+        raise ValueError(f"perceptual net {net!r}: choose from {', '.join(TRUNKS)}")
     package = require("stlpips_pytorch", "train", purpose)
-    path = Path(package.__file__).parent / WEIGHTS
-    return PerceptualDistance(torch.load(path, map_location="cpu", weights_only=True))
+    path = Path(package.__file__).parent / "weights" / "vST0.0" / f"{net}_shift_tolerant.pth"
+    return PerceptualDistance(torch.load(path, map_location="cpu", weights_only=True), net)

@@ -92,7 +92,7 @@ class RealismStep:
             self.disc = disc.to(device_of(model)).to(memory_format=torch.channels_last)
             self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
         self.augment = adversarial.augmenter(recipe.disc_augment)
-        self.perceptual = perceptual_distance().to(device_of(model)) if recipe.perceptual else None
+        self.perceptual = perceptual_distance(recipe.perceptual_net).to(device_of(model)) if recipe.perceptual else None
         # not compiled: the adaptive weight differentiates the decoder twice (retain_graph), which
         # compiled backward graphs refuse (donated buffers); the fidelity stage is the long one
         self.decoder = model.decoder

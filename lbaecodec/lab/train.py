@@ -50,6 +50,8 @@ from .codes import code_statistics, encode_all
 from .schedule import cosine, set_lr
 from .steps import CopulaCodes, FidelityStep, RealismStep, device_of, loss_fn
 
+GLOBAL_SEED_OFFSET = 1_000_000_007  # keeps the global RNG's per-epoch seeds apart from the batch order's
+
 
 @dataclass
 class FidProbe:
@@ -237,6 +239,9 @@ def _run_epoch(
     step_fn.train_mode()
     cpu0, wall0 = time.process_time(), time.time()
     generator = torch.Generator().manual_seed(recipe.seed * 100_003 + progress.epoch)
+    # the draws that use torch's global RNG (shifts, DiffAugment) start each epoch from a seed of
+    # their own as well, so that a resumed run repeats an uninterrupted one
+    torch.manual_seed(recipe.seed * 100_003 + progress.epoch + GLOBAL_SEED_OFFSET)
     total_steps = steps_per_epoch * (recipe.epochs or 10**9)
     bar = tqdm(
         _batches(images, recipe.batch, generator, recipe.hflip, world),
