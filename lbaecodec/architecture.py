@@ -19,6 +19,7 @@ SAMPLE_REFINE, MAX_REFINE = 10, 100  # `sample`'s default rounds of decode → e
 STAGES = DECODERS  # a training stage is named after the decoder it trains
 DISC_NORMS = ("batch", "spectral")  # the realism discriminator's normalisation (lab/adversarial.py)
 DISC_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment's policy parts, in the order applied
+PERCEPTUAL_NETS = ("alex", "vgg")  # trunks of the realism loss's perceptual term (lab/perceptual.py)
 # how a decoder doubles its resolution: 4×4 stride-2 transposed convolutions (the paper's), or a
 # nearest-neighbour resize then a 3×3 convolution (no checkerboard under adversarial training)
 TRANSPOSE, RESIZE = "transpose", "resize"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from ..architecture import DISC_AUGMENTS, DISC_NORMS
+from ..architecture import DISC_AUGMENTS, DISC_NORMS, PERCEPTUAL_NETS
 
 
 def _augment_policy(value: str) -> tuple[str, ...]:
@@ -133,7 +133,7 @@ ADVERSARY_OPTIONS = [
         "--perceptual-net",
         default="alex",
         show_default=True,
-        type=click.Choice(["alex", "vgg"]),
+        type=click.Choice(PERCEPTUAL_NETS),
         help="realism: the trunk of --perceptual's LPIPS. LPIPS's authors suggest vgg for optimising; it costs "
         "~5× alex (about 8 s more per step of 64 faces of 64×64 on two cores).",
     ),

@@ -251,7 +251,7 @@ def train_cmd(
     from ..lab.adversarial import augmenter
     from ..lab.baselines import baseline_architecture
     from ..lab.checkpoint import initial_weights
-    from ..lab.perceptual import perceptual_distance
+    from ..lab.perceptual import weights_file
     from ..lab.trainset import celeba_attributes, load_training_data, split_validation
 
     kind = ModelKind(kind)
@@ -270,7 +270,7 @@ def train_cmd(
     if perceptual and stage != "realism":
         raise InputError("--perceptual is a realism decoder's loss: use it with --stage realism")
     if perceptual:
-        perceptual_distance(perceptual_net)  # the same for a missing stlpips-pytorch
+        weights_file(perceptual_net)  # the same for a missing stlpips-pytorch, before any training
     if sample_adv and (stage != "realism" or not adv_weight):
         raise InputError("--sample-adv lets a discriminator judge sampled codes: give --stage realism --adv-weight > 0")
     if decoder_width is not None and stage != "realism":

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import PERCEPTUAL_NETS
 from ..errors import require
 
 
@@ -71,7 +72,7 @@ class PerceptualDistance(nn.Module):
             return F.relu(x)
         if kind == "pool":
             return F.max_pool2d(x, POOL[self.net], stride=1)
-        if kind == "blur":  # anti-aliased stride 2: a binomial blur after reflect padding
+        if kind == "blur":
             padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
             return F.conv2d(padded, self._tensor(f"{name}.filt"), stride=2, groups=x.shape[1])
         weight = self._tensor(f"{name}.weight")
@@ -92,10 +93,14 @@ def _unit(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return features / (features.pow(2).sum(1, keepdim=True).sqrt() + eps)
 
 
-def perceptual_distance(net: str = "alex", purpose: str = "--perceptual") -> PerceptualDistance:
-    """The distance on this trunk with the installed wheel's weights; MissingExtra names the extra if absent."""
-    if net not in TRUNKS:
-        raise ValueError(f"perceptual net {net!r}: choose from {', '.join(TRUNKS)}")
-    package = require("stlpips_pytorch", "train", purpose)
-    path = Path(package.__file__).parent / "weights" / "vST0.0" / f"{net}_shift_tolerant.pth"
-    return PerceptualDistance(torch.load(path, map_location="cpu", weights_only=True), net)
+def weights_file(net: str) -> Path:
+    """The installed wheel's weights of this trunk; MissingExtra names the extra if the wheel is absent."""
+    if net not in PERCEPTUAL_NETS:
+        raise ValueError(f"perceptual net {net!r}: choose from {', '.join(PERCEPTUAL_NETS)}")
+    package = require("stlpips_pytorch", "train", "--perceptual")
+    return Path(package.__file__).parent / "weights" / "vST0.0" / f"{net}_shift_tolerant.pth"
+
+
+def perceptual_distance(net: str = "alex") -> PerceptualDistance:
+    """The distance on this trunk with the installed wheel's weights."""
+    return PerceptualDistance(torch.load(weights_file(net), map_location="cpu", weights_only=True), net)
