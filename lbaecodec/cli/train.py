@@ -31,6 +31,37 @@ def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
     return {name: getattr(recipe, name) for name in given}
 
 
+def _check_realism_options(
+    stage: str,
+    adv_weight: float,
+    ema: float,
+    feature_match: float,
+    rec_scale: int,
+    perceptual: float,
+    sample_adv: float,
+    decoder_width: int | None,
+) -> None:
+    """A one-line error for an option that only a realism decoder's training (or its adversary) uses."""
+    realism = stage == "realism"
+    adversarial = realism and adv_weight > 0
+    with_realism, with_adversary = "use it with --stage realism", "give --stage realism --adv-weight > 0"
+    rules = (
+        (ema, realism, f"--ema averages a realism decoder's weights: {with_realism}"),
+        (feature_match, adversarial, f"--feature-match compares discriminator activations: {with_adversary}"),
+        (rec_scale > 1, adversarial, f"--rec-scale leaves fine detail to a discriminator: {with_adversary}"),
+        (perceptual, realism, f"--perceptual is a realism decoder's loss: {with_realism}"),
+        (sample_adv, adversarial, f"--sample-adv lets a discriminator judge sampled codes: {with_adversary}"),
+        (
+            decoder_width is not None,
+            realism,
+            "--decoder-width is for --stage realism (a second decoder for a trained model's codes)",
+        ),
+    )
+    for given, applies, message in rules:
+        if given and not applies:
+            raise InputError(message)
+
+
 @click.command("train")
 @click.option(
     "--preset",
@@ -261,20 +292,9 @@ def train_cmd(
         raise InputError("--attributes is for LBAE models, not baselines")
     if stage == "realism" and (kind != ModelKind.LBAE or not (init_from or resume)):
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
-    if ema and stage != "realism":
-        raise InputError("--ema averages a realism decoder's weights: use it with --stage realism")
-    if feature_match and (stage != "realism" or not adv_weight):
-        raise InputError("--feature-match compares discriminator activations: give --stage realism --adv-weight > 0")
-    if rec_scale > 1 and (stage != "realism" or not adv_weight):
-        raise InputError("--rec-scale leaves fine detail to a discriminator: give --stage realism --adv-weight > 0")
-    if perceptual and stage != "realism":
-        raise InputError("--perceptual is a realism decoder's loss: use it with --stage realism")
+    _check_realism_options(stage, adv_weight, ema, feature_match, rec_scale, perceptual, sample_adv, decoder_width)
     if perceptual:
         weights_file(perceptual_net)  # the same for a missing stlpips-pytorch, before any training
-    if sample_adv and (stage != "realism" or not adv_weight):
-        raise InputError("--sample-adv lets a discriminator judge sampled codes: give --stage realism --adv-weight > 0")
-    if decoder_width is not None and stage != "realism":
-        raise InputError("--decoder-width is for --stage realism (a second decoder for a trained model's codes)")
     if upsample is not None and kind != ModelKind.LBAE:
         raise InputError("--upsample is for LBAE decoders, not baselines")
     if upsample is not None and stage != "realism" and (init_from or resume):
