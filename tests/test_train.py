@@ -186,3 +186,19 @@ def test_train_shift_is_kept_in_the_run_recipe(images, tmp_path):
     assert load_checkpoint(tmp_path / "run").recipe.shift == 2
     r = CliRunner().invoke(cli.main, [*args, "--shift", "17"])
     assert r.exit_code == 2 and "at most half the 32-pixel tile" in r.output
+
+
+def test_a_run_cut_by_the_clock_says_so_and_exports_nothing_even_when_resumed(images, tmp_path):
+    from click.testing import CliRunner
+
+    from lbaecodec import cli
+
+    np.savez(tmp_path / "c.npz", x_train=images, x_test=images[:16])
+    args = ["train", "--data-dir", str(tmp_path / "c.npz"), "--width", "4", "--batch", "32", "--max-minutes", "0"]
+    args += ["--out", str(tmp_path / "run"), "--export", str(tmp_path / "m.safetensors")]
+    first = CliRunner().invoke(cli.main, [*args, "--epochs", "3"])
+    resumed = CliRunner().invoke(cli.main, [*args, "--resume"])  # the plan from the checkpoint
+    assert first.exit_code == 0 and resumed.exit_code == 0, first.output + resumed.output
+    assert "stopped after epoch 1 of 3" in first.output
+    assert "stopped after epoch 2 of 3" in resumed.output
+    assert not (tmp_path / "m.safetensors").exists()

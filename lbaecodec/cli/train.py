@@ -370,8 +370,9 @@ def train_cmd(
     if not world.main:
         return  # under torchrun rank 0 alone reports and exports
     click.echo(f"best {progress.best_metric} {progress.best_score:.6g} at epoch {progress.best_epoch}; run in {run}")
-    if recipe.epochs and progress.epoch < recipe.epochs:
-        click.echo(f"stopped after epoch {progress.epoch} of {recipe.epochs} (--max-minutes); add --resume to go on")
+    if progress.epoch < progress.planned_epochs or not progress.planned_epochs:
+        plan = f" of {progress.planned_epochs}" if progress.planned_epochs else ""
+        click.echo(f"stopped after epoch {progress.epoch}{plan} (--max-minutes); add --resume to go on")
     elif not no_export and stage == "fidelity":
         from ..lab.export import export_from_run
 

@@ -175,6 +175,7 @@ def train(
         step_fn.sampler = copula_of(model, train_images, seed=recipe.seed * 100_003 + progress.step)
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
     progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
+    progress.planned_epochs = recipe.epochs
     steps_per_epoch = math.ceil(len(images) / recipe.batch)
     started = time.time()
     while recipe.epochs == 0 or progress.epoch < recipe.epochs:
@@ -194,7 +195,7 @@ def train(
             if recipe.epochs == 0 and progress.epoch >= 2:
                 epochs = _epochs_in_budget(recipe, progress.epoch, time.time() - started, record["wall_s"])
                 recipe = replace(recipe, epochs=epochs)
-                record["epochs_planned"] = recipe.epochs
+                record["epochs_planned"] = progress.planned_epochs = recipe.epochs
             _log(out, record, show_progress)
             _keep(out, model, step_fn, recipe, progress, record, fid_probe)
         stop = max_minutes is not None and time.time() - started > max_minutes * 60
