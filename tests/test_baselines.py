@@ -68,7 +68,7 @@ def test_baseline_kinds_come_from_the_lab(monkeypatch):
 @pytest.mark.parametrize("kind", ["vae", "vqvae"])
 def test_baseline_trains_exports_and_benches(kind, images, tmp_path):
     run = tmp_path / "run"
-    _, progress = train(
+    _, progress, _ = train(
         ARCH, images, images[:16], run, Recipe(epochs=3, batch=16, lr=3e-3), show_progress=False, kind=kind
     )
     losses = [h["val_loss"] for h in progress.history]

@@ -25,7 +25,7 @@ def images():
 def run(tmp_path_factory, images):
     out = tmp_path_factory.mktemp("run")
     arch = replace(PRESETS["cifar10"], width=4, bits=64)
-    model, progress = train(arch, images, images[:32], out, Recipe(epochs=3, batch=16, lr=3e-3), show_progress=False)
+    model, progress, _ = train(arch, images, images[:32], out, Recipe(epochs=3, batch=16, lr=3e-3), show_progress=False)
     return out, model, progress
 
 
@@ -49,7 +49,7 @@ def test_resume_continues_to_more_epochs(tmp_path, images):
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
     recipe = Recipe(epochs=1, batch=32)
     train(arch, images, images[:16], tmp_path, recipe, show_progress=False)
-    _, progress = train(
+    _, progress, _ = train(
         arch, images, images[:16], tmp_path, Recipe(epochs=2, batch=32), resume=True, show_progress=False
     )
     assert [h["epoch"] for h in progress.history] == [1, 2] and progress.step == 6

@@ -351,7 +351,7 @@ def train_cmd(
     changes = _resume_changes(recipe, ctx) if resume else {}
     world = distributed.join(distributed.rank_device(torch.device(device)))
     probe = training.validation_fid_probe(val_images, val_fid) if val_fid and world.main else None
-    _, progress = training.train(
+    _, progress, ran = training.train(
         arch,
         fit_images,
         val_images,
@@ -370,8 +370,8 @@ def train_cmd(
     if not world.main:
         return  # under torchrun rank 0 alone reports and exports
     click.echo(f"best {progress.best_metric} {progress.best_score:.6g} at epoch {progress.best_epoch}; run in {run}")
-    if progress.epoch < progress.planned_epochs or not progress.planned_epochs:
-        plan = f" of {progress.planned_epochs}" if progress.planned_epochs else ""
+    if progress.epoch < ran.epochs or not ran.epochs:  # cut by the clock (a budget's plan is fixed after epoch 2)
+        plan = f" of {ran.epochs}" if ran.epochs else ""
         click.echo(f"stopped after epoch {progress.epoch}{plan} (--max-minutes); add --resume to go on")
     elif not no_export and stage == "fidelity":
         from ..lab.export import export_from_run

@@ -77,7 +77,6 @@ class Progress:
     train_images: int = 0  # trained on (the validation images excluded)
     val_images: int = 0
     world_size: int = 1  # processes the last epochs ran on (torchrun)
-    planned_epochs: int = 0  # the run's plan (0: not yet fixed by --budget-minutes)
     history: list[dict] = field(default_factory=list)
     # when started from shipped weights: that model's id, epochs and CPU time
     init_from: str = ""

@@ -155,8 +155,9 @@ def train(
     device: str | torch.device = "cpu",
     max_minutes: float | None = None,
     fid_probe: FidProbe | None = None,
-) -> tuple[torch.nn.Module, Progress]:
-    """Train (or resume) a model; returns the best-on-validation model and the progress record.
+) -> tuple[torch.nn.Module, Progress, Recipe]:
+    """Train (or resume) a model; returns the best-on-validation model, the progress record and the
+    recipe that ran (a resumed run's or a budget's planned epochs filled in).
 
     The fidelity stage keeps the epoch with the lowest validation loss; the realism stage the
     one with the lowest validation FID when ``fid_probe`` is given, else the last epoch (and
@@ -175,7 +176,6 @@ def train(
         step_fn.sampler = copula_of(model, train_images, seed=recipe.seed * 100_003 + progress.step)
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
     progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
-    progress.planned_epochs = recipe.epochs
     steps_per_epoch = math.ceil(len(images) / recipe.batch)
     started = time.time()
     while recipe.epochs == 0 or progress.epoch < recipe.epochs:
@@ -195,7 +195,7 @@ def train(
             if recipe.epochs == 0 and progress.epoch >= 2:
                 epochs = _epochs_in_budget(recipe, progress.epoch, time.time() - started, record["wall_s"])
                 recipe = replace(recipe, epochs=epochs)
-                record["epochs_planned"] = progress.planned_epochs = recipe.epochs
+                record["epochs_planned"] = recipe.epochs
             _log(out, record, show_progress)
             _keep(out, model, step_fn, recipe, progress, record, fid_probe)
         stop = max_minutes is not None and time.time() - started > max_minutes * 60
@@ -203,7 +203,7 @@ def train(
         step_fn.recipe = recipe
         if stop:
             break
-    return (_best_model(out, model) if world.main else model), progress
+    return (_best_model(out, model) if world.main else model), progress, recipe
 
 
 def copula_of(model: torch.nn.Module, images: np.ndarray, seed: int) -> CopulaCodes:
