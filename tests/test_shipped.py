@@ -40,6 +40,7 @@ def test_shipped_extensions_extend_whole_shipped_files():
     [
         ("cifar10-600", "cifar10-r-600"),
         ("cifar10-w64-600", "cifar10-w64-r-600"),
+        ("cifar10-w64-600", "cifar10-w64-r2-600"),
         ("celeba-1500", "celeba-r-1500"),
         ("celeba-1500", "celeba-r2-1500"),
     ],
