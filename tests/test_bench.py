@@ -12,6 +12,8 @@ from lbaecodec.lab import bench, report
 from lbaecodec.lab.metrics import fid as fidlib
 from lbaecodec.lab.metrics.quality import psnr, ssim
 
+from .conftest import make_model
+
 
 def test_frechet_distance_of_gaussians_closed_form():
     # N(μ1, diag(a)) vs N(μ2, diag(b)): ‖μ1−μ2‖² + Σ (√a − √b)²
@@ -203,6 +205,25 @@ def test_update_card_records_the_lbae_row(tmp_path):
     zoo.card_path(m.path).write_text(json.dumps({"model_id": "mine@00000000"}))
     with pytest.raises(ModelError, match="describes mine@00000000"):
         bench.record_in_card(m, row, "synthetic", 12)
+
+
+def test_update_card_for_one_decoder_keeps_the_others_entry(tmp_path):
+    """bench --update-card --decoders realism --paper-protocol: the realism entry, with its
+    paper-like FID, and the fidelity entry as it was."""
+    from lbaecodec import zoo
+
+    m = zoo.load_model(make_model(tmp_path, "mine", "cifar10", realism=True), device="cpu")
+    zoo.update_card(m, {"test_fid": {"fid": 40.0}})
+    name = bench.decoder_row_name(m, "realism")
+    rows = [
+        report.Row(name, "measured", 600, 80.0, 40.96, 38.4, fid=20.5, psnr=22.0, ssim=0.7),
+        report.Row(bench.paper_protocol_name(name), "measured", fid=15.25),
+    ]
+    [written] = bench.record_rows_in_cards(m, [], rows, ["realism"], "synthetic", 12)
+    card = json.loads(written.read_text())
+    assert card["test_fid"] == {"fid": 40.0}
+    assert card["test_fid_realism"]["fid"] == 20.5 and card["test_fid_realism"]["fid_paper_protocol"] == 15.25
+    assert card["test_fid_realism"]["images"] == 12
 
 
 def test_card_dir_receives_the_updated_card_and_leaves_the_installed_one(tmp_path):

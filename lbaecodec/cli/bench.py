@@ -115,7 +115,10 @@ def parse_methods(spec: str) -> tuple[str, ...]:
 )
 @RDO
 @click.option(
-    "--update-card", is_flag=True, help="Write each measured model's FID, PSNR and this command into its JSON card."
+    "--update-card",
+    is_flag=True,
+    help="Write each measured model's FID, PSNR and this command into its JSON card "
+    "(one entry per measured decoder; with --paper-protocol, that FID too).",
 )
 @click.option(
     "--card-dir",
@@ -164,10 +167,10 @@ def bench_cmd(
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
     methods = () if no_samples else parse_methods(sample_methods)
     rounds = parse_rounds(sample_refine)
-    if update_card and (no_reconstructions or decoders or rdo_strength):
+    if update_card and (no_reconstructions or rdo_strength):
         raise InputError(
-            "--update-card records the reconstruction FIDs of every decoder from the encoder's own codes: "
-            "it cannot go with --no-reconstructions, --decoders or --rdo"
+            "--update-card records reconstruction FIDs from the encoder's own codes: "
+            "it cannot go with --no-reconstructions or --rdo"
         )
     if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
         raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
@@ -202,14 +205,9 @@ def bench_cmd(
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
     if update_card:
-        by_name = {r.method: r for r in rows}
         cards = Path(card_dir) if card_dir else None
-        for measured in (m, *others):
-            card = bench.record_in_card(measured, by_name[bench.row_name(measured)], note, len(images), cards)
+        for card in bench.record_rows_in_cards(m, others, rows, decoders or m.decoders, note, len(images), cards):
             click.echo(f"updated {card}")
-        if "realism" in m.decoders:
-            row = by_name[f"{bench.row_name(m)}, realism decoder"]
-            click.echo(f"updated {bench.record_in_card(m, row, note, len(images), cards, 'test_fid_realism')}")
 
 
 @click.command("evaluate")

@@ -131,6 +131,11 @@ def row_name(m: Model) -> str:
     return f"{m.net.kind.label} ({m.id})"
 
 
+def decoder_row_name(m: Model, decoder: str) -> str:
+    """The row of one of an LBAE model's decoders, e.g. 'LBAE (cifar10-w64-r@…), realism decoder'."""
+    return row_name(m) + ("" if decoder == FIDELITY else f", {decoder} decoder")
+
+
 def run(
     model: Model,
     dataset: str,
@@ -182,7 +187,7 @@ def run(
 
     for decoder in (decoders or model.decoders) if reconstructions else ():
         recs, figures = lbae_reconstruct(model, images, decoder=decoder, rdo_strength=rdo_strength)
-        name = row_name(model) + ("" if decoder == FIDELITY else f", {decoder} decoder")
+        name = decoder_row_name(model, decoder)
         name += f", rdo {rdo_strength}" if rdo_strength else ""
         measured(
             name,
@@ -247,11 +252,15 @@ def jpeg_roundtrip(images: np.ndarray, quality: int = 75) -> np.ndarray:
     return classic_reconstruct("JPEG", quality, images)[0]
 
 
+def paper_protocol_name(row_name: str) -> str:
+    return f"{row_name}, paper-like protocol"
+
+
 def _paper_protocol_row(name: str, images: np.ndarray, recs: np.ndarray, extractor, cache: Path | None) -> Row:
     ref = fidlib.cached_statistics(jpeg_roundtrip(images), extractor, cache, "set")
     fid = fidlib.frechet_distance(*ref, *fidlib.cached_statistics(jpeg_roundtrip(recs), extractor, cache, "set"))
     note = "both sides saved as JPEG q75 before Inception (the paper's code); same bits as above"
-    return Row(f"{name}, paper-like protocol", "measured", fid=round(fid, 3), note=note)
+    return Row(paper_protocol_name(name), "measured", fid=round(fid, 3), note=note)
 
 
 def _sample_rows(
@@ -307,12 +316,43 @@ def load_baselines(spec: str, dataset: str, device: str) -> list[Model]:
     return [load_model(n, device, kinds=BASELINES) for n in names]
 
 
+def record_rows_in_cards(
+    m: Model,
+    baselines: Sequence[Model],
+    rows: list[Row],
+    decoders: Sequence[str],
+    note: str,
+    count: int,
+    card_dir: Path | None = None,
+) -> list[Path]:
+    """``bench --update-card``: each measured decoder's row into ``m``'s card (``test_fid``,
+    ``test_fid_realism``, with the paper-like protocol's FID where it was measured) and each
+    baseline's row into its own card."""
+    by_name = {r.method: r for r in rows}
+    written = []
+    for decoder in decoders:
+        name = decoder_row_name(m, decoder)
+        key = "test_fid" if decoder == FIDELITY else f"test_fid_{decoder}"
+        paper = by_name.get(paper_protocol_name(name))
+        written.append(record_in_card(m, by_name[name], note, count, card_dir, key, paper))
+    return written + [record_in_card(b, by_name[row_name(b)], note, count, card_dir) for b in baselines]
+
+
 def record_in_card(
-    m: Model, row: Row, note: str, count: int, card_dir: Path | None = None, key: str = "test_fid"
+    m: Model,
+    row: Row,
+    note: str,
+    count: int,
+    card_dir: Path | None = None,
+    key: str = "test_fid",
+    paper_protocol: Row | None = None,
 ) -> Path:
-    """Write a bench row's FID, PSNR and SSIM, with the data and this command, into ``m``'s card."""
+    """Write a bench row's FID, PSNR and SSIM (and its paper-like protocol FID), with the data
+    and this command, into ``m``'s card."""
+    paper = {"fid_paper_protocol": paper_protocol.fid} if paper_protocol else {}
     figures = {
         "fid": row.fid,
+        **paper,
         "psnr_db": row.psnr,
         "ssim": row.ssim,
         "images": count,
