@@ -326,31 +326,28 @@ def record_rows_in_cards(
     card_dir: Path | None = None,
 ) -> list[Path]:
     """``bench --update-card``: each measured decoder's row into ``m``'s card (``test_fid``,
-    ``test_fid_realism``, with the paper-like protocol's FID where it was measured) and each
-    baseline's row into its own card."""
+    ``test_fid_realism``, with the paper-like protocol's FID where it was measured), in one write,
+    and each baseline's row into its own card."""
     by_name = {r.method: r for r in rows}
-    written = []
+    entries = {}
     for decoder in decoders:
         name = decoder_row_name(m, decoder)
         key = "test_fid" if decoder == FIDELITY else f"test_fid_{decoder}"
-        paper = by_name.get(paper_protocol_name(name))
-        written.append(record_in_card(m, by_name[name], note, count, card_dir, key, paper))
+        entries[key] = card_entry(m, by_name[name], note, count, by_name.get(paper_protocol_name(name)))
+    written = [update_card(m, entries, card_dir)]
     return written + [record_in_card(b, by_name[row_name(b)], note, count, card_dir) for b in baselines]
 
 
-def record_in_card(
-    m: Model,
-    row: Row,
-    note: str,
-    count: int,
-    card_dir: Path | None = None,
-    key: str = "test_fid",
-    paper_protocol: Row | None = None,
-) -> Path:
-    """Write a bench row's FID, PSNR and SSIM (and its paper-like protocol FID), with the data
-    and this command, into ``m``'s card."""
+def record_in_card(m: Model, row: Row, note: str, count: int, card_dir: Path | None = None) -> Path:
+    """Write a bench row's figures into ``m``'s card as its ``test_fid``."""
+    return update_card(m, {"test_fid": card_entry(m, row, note, count)}, card_dir)
+
+
+def card_entry(m: Model, row: Row, note: str, count: int, paper_protocol: Row | None = None) -> dict:
+    """A bench row's FID, PSNR and SSIM (and its paper-like protocol FID), with the data and
+    this command, as a card entry."""
     paper = {"fid_paper_protocol": paper_protocol.fid} if paper_protocol else {}
-    figures = {
+    return {
         "fid": row.fid,
         **paper,
         "psnr_db": row.psnr,
@@ -360,7 +357,6 @@ def record_in_card(
         "decoder_arithmetic": decoder_arithmetic(m),
         "command": command_line(),
     }
-    return update_card(m, {key: figures}, card_dir)
 
 
 def decoder_arithmetic(m: Model) -> str:
