@@ -20,7 +20,7 @@ __all__ = [
     "ModelError",
     "DataError",
 ]
-__version__ = "0.11.0"
+__version__ = "0.11.1"
 
 
 def __getattr__(name: str):

@@ -25,7 +25,7 @@ from lbaecodec.lab import adversarial, export, generate
 from lbaecodec.lab.checkpoint import initial_weights
 from lbaecodec.lab.distributed import World
 from lbaecodec.lab.steps import CopulaCodes, RealismStep
-from lbaecodec.lab.train import FidProbe, Recipe, load_checkpoint, train
+from lbaecodec.lab.train import FidProbe, Recipe, load_checkpoint, spread_subset, train
 from lbaecodec.lab.trainset import split_validation
 
 from .conftest import save_image
@@ -645,3 +645,10 @@ def test_sample_adv_without_a_discriminator_is_a_one_line_error(images, tmp_path
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "--adv-weight > 0" in r.output
     r = run("train", "--data-dir", tmp_path / "c.npz", "--sample-adv", 1)
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "--stage realism" in r.output
+
+
+def test_validation_fid_images_are_spread_through_a_class_sorted_split():
+    labels = np.repeat(np.arange(10), 50)  # sorted by class, as the local CIFAR-10 copy is
+    picked = spread_subset(labels, 100)
+    assert np.array_equal(np.bincount(picked, minlength=10), np.full(10, 10))
+    assert np.array_equal(spread_subset(labels, 1000), labels)  # all of them when asked for more

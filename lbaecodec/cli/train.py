@@ -170,8 +170,8 @@ def _check_realism_options(
     default=0,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Also measure FID on this many validation images each epoch (bench extra; "
-    "realism selects its best epoch by it).",
+    help="Also measure FID on this many validation images each epoch, spread evenly through "
+    "them (bench extra; realism selects its best epoch by it).",
 )
 @click.option(
     "--resume",
