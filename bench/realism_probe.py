@@ -6,16 +6,17 @@ python bench/realism_probe.py disc
     hinge loss of every 50 steps.
 python bench/realism_probe.py fid --split val|test [RUN/last.safetensors ...]
     FID and PSNR of `cifar10`'s fidelity decoder, and of each realism checkpoint given, on
-    1,000 images: the first 1,000 validation images the realism runs used (seed 0), or 1,000
+    1,000 images: the 1,000 validation images the realism runs score (seed 0; spread through
+    them since 0.11.1, the first 1,000 before), or 1,000
     evenly spaced test images (the JPEG copy is sorted by class).
 python bench/realism_probe.py samples --model cifar10-w64-r
     Where a `train --sample-adv` run starts: a model's realism decoder scored as that run's log
-    scores each epoch, val_fid (its reconstructions of the first 1,000 validation images) and
+    scores each epoch, val_fid (its reconstructions of 1,000 validation images) and
     val_sample_fid (1,000 "cov" samples, seed 0, from the copula of the other training images'
     codes, against the same 1,000 images) (session 35).
 python bench/realism_probe.py sharpen --model celeba-r3 --dataset celeba --data-dir ../shared/datasets
     Does an unsharp mask (Pillow's, radius R, strength P %) lower a realism decoder's FID? FID
-    and PSNR of its reconstructions of the first 1,000 validation images (the split its card
+    and PSNR of its reconstructions of 1,000 validation images (the split its card
     names: --val-size), plain and sharpened at a few settings (session 31).
 """
 

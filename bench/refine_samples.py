@@ -6,8 +6,9 @@ Draws n "cov" codes (seed 0) from the copula of the frozen encoder's codes of th
 less its validation images (the split `train` holds out: --val-size), as `train --sample-adv`
 does, then refines them round after round (`generate.refined`: decode with the fidelity decoder,
 encode the 8-bit pictures again). After each number of rounds in --rounds the codes are decoded
-with the model's decoder (realism where it has one) and scored by FID against the first n
-validation images. Never the test split: this chooses the default (session 37).
+with the model's decoder (realism where it has one) and scored by FID against n
+validation images spread through them (the first n before 0.11.1). Never the test split: this
+chose the default (session 37).
 Writes bench/results/refine-samples-MODEL/results.{json,md}.
 """
 
@@ -50,7 +51,7 @@ def main() -> None:
     )
     lines = [
         f'Generation FID of {args.n} "cov" samples (seed 0) decoded by {model.id}\'s {model.decoders[-1]} decoder '
-        f"after each number of refining rounds, against the first {args.n} of the {args.val_size} validation "
+        f"after each number of refining rounds, against {args.n} spread through the {args.val_size} validation "
         f"images carved from the training split (the copula fitted on the other training images' codes).",
         f"Command: `{command}`",
         "",
