@@ -42,16 +42,14 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=1000)
     args = ap.parse_args()
     extractor = fidlib.InceptionFeatures("cpu", progress=False)
-    val, reference = None, None
+    networks = {spec: decoder_network(spec) for spec in args.decoder}
+    arch = next(iter(networks.values()))[0].arch
+    val = split_validation(load_training_data(args.dataset, args.data_dir, arch).train, None, args.val_size)[2]
+    reference = extractor(val)
+    blocks = range(0, len(val) - args.block + 1, args.block)
     rows = []
-    for spec in args.decoder:
-        model, net = decoder_network(spec)
-        if val is None:
-            train = load_training_data(args.dataset, args.data_dir, model.arch).train
-            val = split_validation(train, None, args.val_size)[2]
-            reference = extractor(val)
+    for spec, (_, net) in networks.items():
         features = extractor(reconstruct(net, val))
-        blocks = range(0, len(val) - args.block + 1, args.block)
         fids = [fid_between(reference[i : i + args.block], features[i : i + args.block]) for i in blocks]
         rows.append({"decoder": spec, "block_fids": fids, "pooled_fid": fid_between(reference, features)})
         print(rows[-1], flush=True)
@@ -59,14 +57,13 @@ def main() -> None:
         [f"--dataset {args.dataset} --data-dir {args.data_dir} --val-size {args.val_size} --block {args.block}"]
         + [f"--decoder {s}" for s in args.decoder]
     )
-    starts = range(0, len(val) - args.block + 1, args.block)
     lines = [
         f"Validation FID of realism decoders on the {len(val)} validation images carved from the "
         f"{args.dataset} training split (seed 0), per block of {args.block} and pooled.",
         f"Command: `{command}`",
         "",
-        "| decoder | " + " | ".join(f"images {i}–{i + args.block - 1}" for i in starts) + " | all, pooled |",
-        "|---|" + "---|" * (len(starts) + 1),
+        "| decoder | " + " | ".join(f"images {i}–{i + args.block - 1}" for i in blocks) + " | all, pooled |",
+        "|---|" + "---|" * (len(blocks) + 1),
         *(f"| {r['decoder']} | " + " | ".join(map(str, r["block_fids"])) + f" | {r['pooled_fid']} |" for r in rows),
     ]
     out = Path("bench/results") / f"val-fid-subsets-{args.dataset}"

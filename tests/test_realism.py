@@ -23,9 +23,10 @@ from lbaecodec.cli import info
 from lbaecodec.errors import InputError, ModelError
 from lbaecodec.lab import adversarial, export, generate
 from lbaecodec.lab.checkpoint import initial_weights
+from lbaecodec.lab.data import spread_subset
 from lbaecodec.lab.distributed import World
 from lbaecodec.lab.steps import CopulaCodes, RealismStep
-from lbaecodec.lab.train import FidProbe, Recipe, load_checkpoint, spread_subset, train
+from lbaecodec.lab.train import FidProbe, Recipe, load_checkpoint, train
 from lbaecodec.lab.trainset import split_validation
 
 from .conftest import save_image

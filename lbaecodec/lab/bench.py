@@ -300,8 +300,9 @@ def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[
     images, _ = data.load(dataset, "test", data_dir)
     source = data.describe_source(dataset, data_dir)
     if limit and limit < len(images):
-        pick = np.linspace(0, len(images) - 1, limit).round().astype(int)
-        return images[pick], f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"
+        return data.spread_subset(
+            images, limit
+        ), f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"
     return images, f"{dataset} test split ({source}), all {len(images)}"
 
 

@@ -105,6 +105,14 @@ CELEBA_LOCAL_TEST = 1000  # held-out tail of a local subset (the official test s
 CELEBA_OFFICIAL_TRAIN_END = 162770  # images 000001–162770 are the official train partition
 
 
+def spread_subset(images: np.ndarray, count: int) -> np.ndarray:
+    """``count`` of ``images`` evenly spaced through them (all if fewer): local copies may be
+    sorted by class (CIFAR-10's is), so the first ``count`` would not be a fair sample."""
+    if count >= len(images):
+        return images
+    return images[np.linspace(0, len(images) - 1, count).round().astype(int)]
+
+
 def md5_of(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:

@@ -35,7 +35,7 @@ from ..files import write_atomic
 from ..images import to_float, to_uint8
 from ..network import build_network
 from ..zoo import MODEL_PREFIX, STATS_MEAN, STATS_MOMENT
-from . import distributed
+from . import data, distributed
 from .checkpoint import (
     BEST,
     CHECKPOINT,
@@ -315,20 +315,13 @@ def _best_model(out: Path, model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def spread_subset(images: np.ndarray, count: int) -> np.ndarray:
-    """``count`` of ``images`` evenly spaced through them (all if fewer): the first ``count`` of a
-    class-sorted set, as the local CIFAR-10 copy's validation images are, would be two classes."""
-    count = min(count, len(images))
-    return images[np.arange(count) * len(images) // count]
-
-
 def validation_fid_probe(val_images: np.ndarray, count: int) -> FidProbe:
     """Validation FID each epoch on ``count`` validation images spread evenly through them (needs
     the bench extra). Before lbaecodec 0.11.1 the probe took the first ``count``."""
     from ..registry import cache_dir
     from .metrics import fid as fidlib
 
-    images = spread_subset(val_images, count)
+    images = data.spread_subset(val_images, count)
     extractor = fidlib.InceptionFeatures("cpu", progress=False)
     reference = fidlib.cached_statistics(images, extractor, cache_dir() / "fid")
     return FidProbe(
