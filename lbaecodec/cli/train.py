@@ -22,7 +22,7 @@ ATTRIBUTES = click.option(
 
 
 # recipe fields a resumed run may change
-RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "rec_scale", "perceptual", "ema")
+RESUME_CHANGES = ("lr", "adv_weight", "disc_lr", "r1_gamma", "feature_match", "rec_scale", "perceptual", "ema", "rate")
 
 
 def _resume_changes(recipe, ctx: click.Context) -> dict[str, float]:
@@ -156,6 +156,16 @@ def _check_realism_options(
     type=click.FloatRange(min=0, min_open=True),
     help="Peak learning rate (cosine decay to 1%). [default: 1e-3; realism: 1e-4]",
 )
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="fidelity stage: add W x the codes' cost (bits per image value, under a context prior "
+    "learned beside them) to the loss, so that the encoder learns to spend fewer bits (what W "
+    "buys on CIFAR-10: bench/TRAINING.md). The best epoch is then the one with the least loss + "
+    "W x bits on validation. 0: none.",
+)
 @adversary_options
 @click.option(
     "--val-size",
@@ -177,7 +187,7 @@ def _check_realism_options(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its last checkpoint, with its recipe; --epochs may extend it, and "
-    "--lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale, --perceptual and --ema given with it "
+    "--lr, --adv-weight, --disc-lr, --r1, --feature-match, --rec-scale, --perceptual, --ema and --rate given with it "
     "change the rest of the run.",
 )
 @click.option(
@@ -233,6 +243,7 @@ def train_cmd(
     batch,
     shift,
     lr,
+    rate,
     adv_weight,
     fixed_weight,
     disc_width,
@@ -293,6 +304,8 @@ def train_cmd(
     if stage == "realism" and (kind != ModelKind.LBAE or not (init_from or resume)):
         raise InputError("--stage realism trains a decoder for a trained LBAE: give --init-from MODEL|RUN")
     _check_realism_options(stage, adv_weight, ema, feature_match, rec_scale, perceptual, sample_adv, decoder_width)
+    if rate and (stage != "fidelity" or kind != ModelKind.LBAE):
+        raise InputError("--rate trains an LBAE to spend fewer bits: use it with --stage fidelity --kind lbae")
     if perceptual:
         weights_file(perceptual_net)  # the same for a missing stlpips-pytorch, before any training
     if upsample is not None and kind != ModelKind.LBAE:
@@ -347,6 +360,7 @@ def train_cmd(
         ema=ema,
         hflip=preset not in ("mnist", "fashion-mnist"),
         shift=shift,
+        rate=rate,
     )
     changes = _resume_changes(recipe, ctx) if resume else {}
     world = distributed.join(distributed.rank_device(torch.device(device)))

@@ -27,6 +27,7 @@ BEST = "best"
 DISC_PREFIX = "disc."
 OPTIM_PREFIX, DISC_OPTIM_PREFIX = "optim.", "optim_d."
 EMA_PREFIX = "ema."
+RATE_PREFIX = "rate."
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Recipe:
     perceptual: float = 0.0  # weight of a shift-tolerant LPIPS term in the realism decoder's reconstruction loss
     perceptual_net: str = "alex"  # that LPIPS's trunk: alex or vgg
     sample_adv: float = 0.0  # adversarial weight on decoded "cov" samples, against the reconstructions' (0: none)
+    # fidelity stage
+    rate: float = 0.0  # weight of the codes' bits per image value under a learned prior (lab/rate.py; 0: none)
 
     def __post_init__(self) -> None:
         self.disc_augment = tuple(self.disc_augment)  # a checkpoint's JSON gives a list
@@ -110,6 +113,7 @@ class Checkpoint:
     disc: adversarial.Discriminator | None = None
     disc_optim: dict[str, torch.Tensor] = field(default_factory=dict)
     ema: dict[str, torch.Tensor] = field(default_factory=dict)  # the moving average's state
+    rate: dict[str, torch.Tensor] = field(default_factory=dict)  # the rate term's prior and optimiser
 
 
 def discriminator(channels: int, recipe: Recipe) -> adversarial.Discriminator:
@@ -142,7 +146,7 @@ def prefixed(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return {prefix + k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
@@ -156,12 +160,16 @@ def save_checkpoint(
     disc: torch.nn.Module | None = None,
     opt_d: torch.optim.Optimizer | None = None,
     ema: torch.nn.Module | None = None,
+    rate=None,
 ) -> None:
+    """``rate``: a rate term (``rate.RateTerm``) whose prior and optimiser are saved too."""
     tensors = {**prefixed(model, MODEL_PREFIX), **optimizer_tensors(opt, OPTIM_PREFIX)}
     if disc is not None:
         tensors.update({**prefixed(disc, DISC_PREFIX), **optimizer_tensors(opt_d, DISC_OPTIM_PREFIX)})
     if ema is not None:
         tensors.update(prefixed(ema, EMA_PREFIX))
+    if rate is not None:
+        tensors.update({RATE_PREFIX + k: v for k, v in rate.tensors().items()})
     meta = {
         "kind": str(model.kind),
         "arch": model.arch.to_dict(),
@@ -177,16 +185,17 @@ def load_checkpoint(out: Path, name: str = CHECKPOINT) -> Checkpoint:
     tensors = load_file(str(out / f"{name}.safetensors"))
     arch = Architecture.from_dict(meta["arch"])
     model = build_network(ModelKind(meta.get("kind", ModelKind.LBAE)), arch)
-    model.load_state_dict(_strip(tensors, MODEL_PREFIX))
+    model.load_state_dict(strip(tensors, MODEL_PREFIX))
     known = {f.name for f in fields(Recipe)}
     recipe = Recipe(**{k: v for k, v in meta["recipe"].items() if k in known})
-    ckpt = Checkpoint(arch, model, _strip(tensors, OPTIM_PREFIX), recipe, Progress.from_dict(meta["progress"]))
-    disc_state = _strip(tensors, DISC_PREFIX)
+    ckpt = Checkpoint(arch, model, strip(tensors, OPTIM_PREFIX), recipe, Progress.from_dict(meta["progress"]))
+    disc_state = strip(tensors, DISC_PREFIX)
     if disc_state:
         ckpt.disc = discriminator(arch.channels, recipe)
         ckpt.disc.load_state_dict(disc_state)
-        ckpt.disc_optim = _strip(tensors, DISC_OPTIM_PREFIX)
-    ckpt.ema = _strip(tensors, EMA_PREFIX)
+        ckpt.disc_optim = strip(tensors, DISC_OPTIM_PREFIX)
+    ckpt.ema = strip(tensors, EMA_PREFIX)
+    ckpt.rate = strip(tensors, RATE_PREFIX)
     return ckpt
 
 
@@ -194,7 +203,7 @@ def load_epoch(out: Path, epoch: int) -> Checkpoint:
     """The run's last checkpoint holding the weights it kept at ``epoch`` (``epoch-N.safetensors``,
     written by runs that keep every epoch)."""
     ckpt = load_checkpoint(out, CHECKPOINT)
-    ckpt.model.load_state_dict(_strip(load_file(str(out / f"epoch-{epoch}.safetensors")), MODEL_PREFIX))
+    ckpt.model.load_state_dict(strip(load_file(str(out / f"epoch-{epoch}.safetensors")), MODEL_PREFIX))
     ckpt.progress.best_epoch = epoch
     return ckpt
 

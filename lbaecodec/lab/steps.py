@@ -1,6 +1,6 @@
-"""One optimisation step of each training stage: the whole network on its reconstruction loss
-(fidelity), or the realism decoder against a patch discriminator (realism), which may also judge
-the decoder's images of sampled codes."""
+"""One optimisation step of each training stage: the whole network on its reconstruction loss,
+optionally plus the codes' rate (fidelity), or the realism decoder against a patch
+discriminator (realism), which may also judge the decoder's images of sampled codes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from . import adversarial, distributed
 from .checkpoint import Recipe, discriminator
 from .generate import copula_factor, sample_codes
 from .perceptual import perceptual_distance
+from .rate import RateTerm
 
 
 def loss_fn(arch: Architecture, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -31,14 +32,28 @@ def device_of(model: torch.nn.Module) -> torch.device:
 
 
 class FidelityStep:
-    """One optimiser step of the whole network on its reconstruction (+ auxiliary) loss."""
+    """One optimiser step of the whole network on its reconstruction (+ auxiliary) loss; with a
+    rate term, also on the codes' cost, then one step of the prior that prices them."""
 
-    def __init__(self, model: torch.nn.Module, recipe: Recipe, world: distributed.World) -> None:
-        self.model, self.recipe = model, recipe
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        recipe: Recipe,
+        world: distributed.World,
+        rate_state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.model, self.recipe, self.world = model, recipe, world
         self.opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-        if world.size > 1:  # gradients averaged over the ranks during the backward pass
+        self.rate = None  # with a rate term: the prior that prices the codes (lab/rate.py)
+        if recipe.rate > 0:
+            if model.kind != ModelKind.LBAE:
+                raise ValueError("a rate term prices an LBAE's bits")
+            self.rate = RateTerm(model.code_bits).to(device_of(model))
+            if rate_state:  # else the loop warm-starts it on the starting network's codes
+                self.rate.load_tensors(rate_state)
+        if world.size > 1 and self.rate is None:  # gradients averaged over the ranks during the backward pass
             model = torch.nn.parallel.DistributedDataParallel(model)
-        self.forward = _compiled(model) if recipe.compile else model
+        self.forward = _compiled(model) if recipe.compile and self.rate is None else model
 
     def train_mode(self) -> None:
         self.model.train()
@@ -48,6 +63,8 @@ class FidelityStep:
         return self.model
 
     def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        if self.rate is not None:
+            return self._rated_step(x)
         with _autocast(x.device, self.recipe.bf16):
             logits, aux_loss = self.forward(x)
         loss = loss_fn(self.model.arch, logits, x) + aux_loss.float()
@@ -55,6 +72,22 @@ class FidelityStep:
         loss.backward()
         self.opt.step()
         return {"loss": loss.detach()}
+
+    def _rated_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The reconstruction loss plus the rate term's weight × the codes' bits per image value;
+        then one step of the prior on the same codes."""
+        with _autocast(x.device, self.recipe.bf16):
+            codes = SignSTE.apply(self.model.encoder(x))
+            logits = self.model.decoder(codes)
+        rec = loss_fn(self.model.arch, logits, x)
+        bits = self.rate(codes)
+        loss = rec + self.recipe.rate * bits / x[0].numel()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.model.parameters(), self.world)
+        self.opt.step()
+        self.rate.fit_step(codes, self.world)
+        return {"loss": rec.detach(), "bits": bits.detach()}
 
 
 class CopulaCodes:

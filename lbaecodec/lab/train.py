@@ -51,6 +51,7 @@ from .schedule import cosine, set_lr
 from .steps import CopulaCodes, FidelityStep, RealismStep, device_of, loss_fn
 
 GLOBAL_SEED_OFFSET = 1_000_000_007  # keeps the global RNG's per-epoch seeds apart from the batch order's
+RATE_WARM_START_IMAGES = 10_000  # training images whose codes the rate term's prior is first fitted on
 
 
 @dataclass
@@ -131,7 +132,7 @@ def _start(arch, out, recipe, resume, init_from, init_progress, kind, device, wo
     if recipe.stage == "realism":
         step = RealismStep(model, recipe, world, disc, ckpt.ema if ckpt is not None else None)
     else:
-        step = FidelityStep(model, recipe, world)
+        step = FidelityStep(model, recipe, world, ckpt.rate if ckpt is not None else None)
     if ckpt is not None and ckpt.optim:
         load_optimizer(step.opt, ckpt.optim)
     if ckpt is not None and ckpt.disc_optim:
@@ -174,6 +175,9 @@ def train(
     )
     if recipe.sample_adv > 0:
         step_fn.sampler = copula_of(model, train_images, seed=recipe.seed * 100_003 + progress.step)
+    rate = getattr(step_fn, "rate", None)
+    if rate is not None and not rate.fitted:
+        rate.warm_start(encode_all(model, data.spread_subset(train_images, RATE_WARM_START_IMAGES)))
     images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device)
     progress.train_images, progress.val_images, progress.world_size = len(train_images), len(val_images), world.size
     steps_per_epoch = math.ceil(len(images) / recipe.batch)
@@ -280,6 +284,10 @@ def _run_epoch(
         "cpu_hours": round(progress.cpu_seconds / 3600, 3),
         "gpu_hours": round(progress.gpu_seconds / 3600, 3),
     }
+    rate = getattr(step_fn, "rate", None)
+    if rate is not None:  # selection weighs the bits as training did
+        record["val_bits"] = rate.bits_of(encode_all(evaluated, val_images))
+        record["val_rd"] = figures["loss"] + recipe.rate * record["val_bits"] / val_images[0].size
     if fid_probe is not None:
         record["val_fid"] = fid_probe.score(reconstruct(evaluated, fid_probe.images))
     if fid_probe is not None and getattr(step_fn, "sampler", None) is not None:  # against the same images
@@ -293,7 +301,7 @@ def _run_epoch(
 
 def _keep(out, model, step_fn, recipe, progress, record, fid_probe) -> None:
     """Log the epoch, save the last checkpoint, and the best one by the stage's metric."""
-    metric = "val_fid" if fid_probe is not None else "val_loss"
+    metric = "val_fid" if fid_probe is not None else "val_rd" if recipe.rate else "val_loss"
     # a realism stage with λ = 0 (a new decoder learning to reconstruct) is chosen on its loss
     realism_without_fid = recipe.stage == "realism" and fid_probe is None and recipe.adv_weight > 0
     progress.best_metric = "last" if realism_without_fid else metric
@@ -305,7 +313,9 @@ def _keep(out, model, step_fn, recipe, progress, record, fid_probe) -> None:
         save_checkpoint(out, BEST, step_fn.evaluated(), step_fn.opt, recipe, progress, disc, opt_d)
     if realism_without_fid or recipe.sample_adv > 0:  # with samples judged, a choice between two FIDs
         write_atomic(out / f"epoch-{progress.epoch}.safetensors", save(prefixed(step_fn.evaluated(), MODEL_PREFIX)))
-    save_checkpoint(out, CHECKPOINT, model, step_fn.opt, recipe, progress, disc, opt_d, ema)
+    save_checkpoint(
+        out, CHECKPOINT, model, step_fn.opt, recipe, progress, disc, opt_d, ema, getattr(step_fn, "rate", None)
+    )
 
 
 def _best_model(out: Path, model: torch.nn.Module) -> torch.nn.Module:
