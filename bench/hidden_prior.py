@@ -15,7 +15,8 @@ images (``trainset.split_validation``, as training carves its validation split; 
 copy is sorted by class, so "the last 5,000" would be trucks alone) with Adam, batch 512, cosine
 learning rate, and measures on those 5,000 (never the test split): a
 linear prior refitted the way `entropy.fit` fits the shipped one, then MADE for each hidden
-size. Writes bench/results/hidden-prior-MODEL/results.{json,md}.
+size. ``--l2`` fits the linear prior with each of several L2 weights (``--hidden ""`` fits no
+MADE). Writes bench/results/hidden-prior-MODEL/results.{json,md} (or ``--out``).
 """
 
 import argparse
@@ -37,17 +38,30 @@ def main() -> None:
     ap.add_argument("--model", default="cifar10-w64")
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--hidden", default="256,512")
+    ap.add_argument("--hidden", default="256,512", help='MADE sizes, comma-separated ("": linear priors only)')
+    ap.add_argument(
+        "--l2", default=str(entropy.FIT_L2), help="the linear prior's L2 weights, comma-separated (entropy.fit's l2)"
+    )
+    ap.add_argument("--out", default=None, help="results folder [default: bench/results/hidden-prior-MODEL]")
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--val", type=int, default=VAL, help="validation images (CelebA has 9,000 training faces)")
     args = ap.parse_args()
     model = load_model(args.model, "cpu")
     codes = encode_all(model.net, data.load(args.dataset, "train", args.data_dir)[0])
     fit_on, _, val = trainset.split_validation(codes, None, args.val)
-    linear = entropy.fit(fit_on)
-    rows = [{"prior": "linear (entropy.fit, integer)", "val_ideal_bits": round(linear.cost_bits(val) / len(val), 1)}]
-    print(json.dumps(rows[0]), flush=True)
-    for hidden in (int(h) for h in args.hidden.split(",")):
+    rows = []
+    for l2 in (float(v) for v in args.l2.split(",")):
+        start = time.process_time()
+        linear = entropy.fit(fit_on, l2=l2)
+        rows.append(
+            {
+                "prior": f"linear (entropy.fit, l2 {l2:g}, integer)",
+                "val_ideal_bits": round(linear.cost_bits(val) / len(val), 1),
+                "cpu_seconds": round(time.process_time() - start),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    for hidden in (int(h) for h in args.hidden.split(",") if h):
         start = time.process_time()
         fitted = made.fit(fit_on, hidden, args.steps)
         rows.append(
@@ -68,16 +82,17 @@ def main() -> None:
     }
     lines = [
         f"Context priors for {model.id}'s codes: fitted on {len(fit_on)} training images, ideal bits per "
-        f"image on {len(val)} others (validation: a seeded random draw from the training split). "
-        f"MADE: {args.steps} Adam steps of {made.BATCH}.",
+        f"image on {len(val)} others (validation: a seeded random draw from the training split)."
+        + (f" MADE: {args.steps} Adam steps of {made.BATCH}." if args.hidden else ""),
         f"Command: `python bench/hidden_prior.py --model {args.model} --dataset {args.dataset} "
-        f"--data-dir {args.data_dir} --hidden {args.hidden} --steps {args.steps} --val {len(val)}`",
+        f"--data-dir {args.data_dir} --hidden '{args.hidden}' --steps {args.steps} --val {len(val)} --l2 {args.l2}`",
         "",
         "| prior | ideal bits/image (validation) | CPU seconds to fit |",
         "|---|---|---|",
         *(f"| {r['prior']} | {r['val_ideal_bits']} | {r.get('cpu_seconds', '')} |" for r in rows),
     ]
-    save_results(Path("bench/results") / f"hidden-prior-{args.model}", {**meta, "rows": rows}, "\n".join(lines) + "\n")
+    out = Path(args.out or f"bench/results/hidden-prior-{args.model}")
+    save_results(out, {**meta, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -20,7 +20,7 @@ __all__ = [
     "ModelError",
     "DataError",
 ]
-__version__ = "0.11.1"
+__version__ = "0.12.0"
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""add-prior: a model's context prior refitted as a grouped or hidden-layer prior, shipped as a new model."""
+"""add-prior: a model's context prior refitted (dense, grouped or with a hidden layer), shipped as a new model."""
 
 import json
 
@@ -41,6 +41,27 @@ def test_grouped_prior_model_writes_the_same_codes_in_fewer_decode_steps(tmp_pat
     assert np.array_equal(np.asarray(old_pixels), np.asarray(new_pixels))
 
 
+def test_a_dense_refit_changes_only_the_context_prior_and_codes_to_the_same_pixels(tmp_path, rgb_image):
+    base = zoo.load_model(make_model(tmp_path, "digits", "mnist", priors=True), "cpu")
+    images = np.random.default_rng(3).integers(0, 256, (400, 32, 32, 1), np.uint8)
+    path = export.add_context_prior(
+        base, "dense", entropy.fit, images, images[:50], "digits-d", tmp_path / "d.safetensors", "pytest", val_count=100
+    )
+    new = zoo.load_model(path, "cpu")
+    old_tensors, new_tensors = load_file(str(base.path)), load_file(str(path))
+    assert {k for k, v in old_tensors.items() if not torch.equal(v, new_tensors[k])} <= {
+        prior_tensors.CONTEXT_BIAS,
+        prior_tensors.CONTEXT_WEIGHT,
+    }
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["dense_prior"]["l2"] == entropy.FIT_L2
+    assert set(card["dense_prior"]["validation_bits_per_tile"]) == {"images", "dense_coded"}
+    new_file = lbaecodec.encode(rgb_image, model=new)
+    assert lbaecodec.info(new_file).model.endswith(f"@{new.hash.hex()}")
+    old_pixels = lbaecodec.decode(lbaecodec.encode(rgb_image, model=base), model=base)
+    assert np.array_equal(np.asarray(old_pixels), np.asarray(lbaecodec.decode(new_file, model=new)))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -50,6 +71,8 @@ def test_grouped_prior_model_writes_the_same_codes_in_fewer_decode_steps(tmp_pat
         (["--groups", "8"], "needs more than 5000"),
         (["--hidden", "8"], "needs more than 5000"),
         (["--groups", "8", "--hidden", "8"], "give one of"),
+        (["--dense", "--groups", "8"], "give one of"),
+        (["--dense"], "needs more than 5000"),
         ([], "give one of"),
     ],
 )

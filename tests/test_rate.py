@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from lbaecodec import cli, entropy
 from lbaecodec.architecture import PRESETS
 from lbaecodec.lab.rate import RateTerm
-from lbaecodec.lab.train import Recipe, load_checkpoint, train
+from lbaecodec.lab.train import Recipe, train
 from lbaecodec.network import SignSTE
+
+from .test_train import whole_and_resumed
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +84,7 @@ def test_a_rated_run_logs_the_bits_and_selects_on_loss_plus_rate(tmp_path, image
 
 
 def test_a_resumed_rated_run_repeats_an_uninterrupted_one(tmp_path, images):
-    arch = replace(PRESETS["cifar10"], width=4, bits=32)
-    recipe = Recipe(epochs=2, batch=32, rate=0.5)
-    train(arch, images, images[:16], tmp_path / "whole", recipe, show_progress=False)
-    train(arch, images, images[:16], tmp_path / "cut", recipe, show_progress=False, max_minutes=0)  # 1 epoch
-    train(arch, images, images[:16], tmp_path / "cut", recipe, resume=True, show_progress=False)
-    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "cut")
+    a, b = whole_and_resumed(tmp_path, images, Recipe(epochs=2, batch=32, rate=0.5))
     for mine, theirs in ((a.model.state_dict(), b.model.state_dict()), (a.rate, b.rate)):
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert a.rate  # the prior and its optimiser are in the checkpoint

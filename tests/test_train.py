@@ -164,13 +164,19 @@ def test_shift_moves_each_image_on_its_own_by_at_most_n_pixels():
     assert shifter(0, (8, 8))(x) is x
 
 
-def test_a_resumed_shifted_run_repeats_an_uninterrupted_one(tmp_path, images):
+def whole_and_resumed(tmp_path, images, recipe: Recipe):
+    """The last checkpoints of a 2-epoch run made in one go and of the same run cut after epoch 1
+    and resumed."""
     arch = replace(PRESETS["cifar10"], width=4, bits=32)
-    recipe = Recipe(epochs=2, batch=32, shift=2)
     train(arch, images, images[:16], tmp_path / "whole", recipe, show_progress=False)
     train(arch, images, images[:16], tmp_path / "cut", recipe, show_progress=False, max_minutes=0)  # 1 epoch
     train(arch, images, images[:16], tmp_path / "cut", recipe, resume=True, show_progress=False)
-    a, b = load_checkpoint(tmp_path / "whole").model.state_dict(), load_checkpoint(tmp_path / "cut").model.state_dict()
+    return load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "cut")
+
+
+def test_a_resumed_shifted_run_repeats_an_uninterrupted_one(tmp_path, images):
+    whole, cut = whole_and_resumed(tmp_path, images, Recipe(epochs=2, batch=32, shift=2))
+    a, b = whole.model.state_dict(), cut.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

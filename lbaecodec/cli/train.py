@@ -161,10 +161,8 @@ def _check_realism_options(
     default=0.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="fidelity stage: add W x the codes' cost (bits per image value, under a context prior "
-    "learned beside them) to the loss, so that the encoder learns to spend fewer bits (what W "
-    "buys on CIFAR-10: bench/TRAINING.md). The best epoch is then the one with the least loss + "
-    "W x bits on validation. 0: none.",
+    help="fidelity: add W x the codes' bits per image value (under a context prior learned beside "
+    "them) to the loss: fewer bits (CIFAR-10: bench/TRAINING.md). Best epoch: least loss + W x bits.",
 )
 @adversary_options
 @click.option(

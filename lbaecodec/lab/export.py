@@ -300,7 +300,8 @@ def add_context_prior(
     delta: bool = False,
 ) -> Path:
     """A new model file: ``base`` with its context prior refitted on its training codes by
-    ``fit_prior`` (codes → prior): a ``kind`` of "grouped" or "hidden" prior. Network, statistics
+    ``fit_prior`` (codes → prior): a ``kind`` of "dense" (a linear prior refitted, as
+    ``entropy.fit`` now fits one), "grouped" or "hidden" prior. Network, statistics
     and factorized prior are ``base``'s: it writes the same codes, in other bytes. The card
     gives the rate on a seeded random ``val_count`` of the training images (fitted without them,
     against a dense linear prior fitted the same way) and on the test images (``delta``: see
@@ -313,11 +314,9 @@ def add_context_prior(
         raise ValueError(f"{len(train_images)} training images: fitting a prior needs more than {val_count}")
     codes, test_codes = encode_all(base.net, train_images), encode_all(base.net, test_images)
     fit_on, _, val = split_validation(codes, None, val_count)
-    validation = {
-        "images": len(val),
-        "dense_coded": round(coded_bits(entropy.fit(fit_on), val), 1),
-        f"{kind}_coded": round(coded_bits(fit_prior(fit_on), val), 1),
-    }
+    validation = {"images": len(val), "dense_coded": round(coded_bits(entropy.fit(fit_on), val), 1)}
+    if kind != "dense":
+        validation[f"{kind}_coded"] = round(coded_bits(fit_prior(fit_on), val), 1)
     prior = fit_prior(codes)
     exported, card = extend_model(base, name, path, context_prior=prior, delta=delta)
     card["test_bits_per_tile"] = {
@@ -326,7 +325,7 @@ def add_context_prior(
         "context_coded_single_tile": round(coded_bits(prior, test_codes), 1),
     }
     card[f"{kind}_prior"] = {
-        **({"groups": len(prior.groups)} if kind == "grouped" else {"hidden_units": prior.units}),
+        **_prior_shape(kind, prior),
         "fitted_on": f"codes of {len(codes)} training images",
         "validation_bits_per_tile": validation,
         "base_test_bits_per_tile": base.card.get("test_bits_per_tile"),
@@ -335,6 +334,14 @@ def add_context_prior(
     }
     zoo.write_card(exported, card)
     return exported
+
+
+def _prior_shape(kind: str, prior: entropy.Prior) -> dict:
+    if kind == "grouped":
+        return {"groups": len(prior.groups)}
+    if kind == "hidden":
+        return {"hidden_units": prior.units}
+    return {"l2": entropy.FIT_L2}
 
 
 def _realism_card(realism_run: Path, exported: Path, test_images: np.ndarray, epoch: int | None = None) -> dict:
