@@ -300,9 +300,8 @@ def load_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[
     images, _ = data.load(dataset, "test", data_dir)
     source = data.describe_source(dataset, data_dir)
     if limit and limit < len(images):
-        return data.spread_subset(
-            images, limit
-        ), f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"
+        picked = data.spread_subset(images, limit)
+        return picked, f"{dataset} test split ({source}), {limit} evenly spaced of {len(images)}"
     return images, f"{dataset} test split ({source}), all {len(images)}"
 
 
