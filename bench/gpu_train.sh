@@ -16,7 +16,8 @@
 # Then, on any machine: lbaecodec export RUN/fidelity --realism RUN/realism --preset PRESET ...
 #
 # Environment: CHUNK_MINUTES, DEVICE (default cuda; cpu for a smoke run), LBAECODEC (the
-# command, default "python3 -m lbaecodec"), EXTRA (more train options, e.g. "--limit 2000"),
+# command, default "python3 -m lbaecodec"), EXTRA (more train options for both stages, e.g.
+# "--limit 2000"), FIDELITY (more options for stage 1 only, e.g. "--rate 0.03": fewer bits),
 # REALISM, REALISM_BATCH (above).
 set -euo pipefail
 preset=$1 data=$2 run=$3 fidelity_minutes=${4:-40} realism_minutes=${5:-15} width=${6:-64}
@@ -41,7 +42,7 @@ EOF
 common=(--preset "$preset" --data-dir "$data" --device "$device" "${gpu_flags[@]}" --width "$width"
         --max-minutes "$chunk" --epochs 0 --resume --no-export ${EXTRA:-})
 if ! finished "$run/fidelity"; then
-  $lbae train "${common[@]}" --out "$run/fidelity" --batch 512 --budget-minutes "$fidelity_minutes"
+  $lbae train "${common[@]}" --out "$run/fidelity" --batch 512 --budget-minutes "$fidelity_minutes" ${FIDELITY:-}
 elif ! finished "$run/realism"; then
   $lbae train "${common[@]}" --out "$run/realism" --stage realism --init-from "$run/fidelity" \
     --batch "${REALISM_BATCH:-64}" $realism --budget-minutes "$realism_minutes"

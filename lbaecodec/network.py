@@ -141,8 +141,13 @@ class LBAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: (pixel logits, auxiliary loss = 0); gradients flow through the sign."""
+        codes, logits = self.codes_and_logits(x)
+        return logits, codes.new_zeros(())
+
+    def codes_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass that also hands back the ±1 codes (for a rate term on them)."""
         codes = SignSTE.apply(self.encoder(x))
-        return self.decoder(codes), codes.new_zeros(())
+        return codes, self.decoder(codes)
 
     def with_decoder(self, decoder: Decoder) -> LBAE:
         """The same encoder with another decoder (modules shared, not copied), which may be wider

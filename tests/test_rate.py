@@ -9,9 +9,11 @@ from click.testing import CliRunner
 
 from lbaecodec import cli, entropy
 from lbaecodec.architecture import PRESETS
+from lbaecodec.lab import distributed
 from lbaecodec.lab.rate import RateTerm
+from lbaecodec.lab.steps import FidelityStep
 from lbaecodec.lab.train import Recipe, train
-from lbaecodec.network import SignSTE
+from lbaecodec.network import LBAE, SignSTE
 
 from .test_train import whole_and_resumed
 
@@ -81,6 +83,22 @@ def test_a_rated_run_logs_the_bits_and_selects_on_loss_plus_rate(tmp_path, image
     for h in progress.history:
         assert h["val_rd"] == pytest.approx(h["val_loss"] + 0.2 * h["val_bits"] / images[0].size)
         assert "train_bits" in h
+
+
+def test_compile_reaches_a_rated_step(monkeypatch, images):
+    compiled = []
+
+    def fake_compile(fn):
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = LBAE(replace(PRESETS["cifar10"], width=4, bits=32))
+    step = FidelityStep(model, Recipe(rate=0.2, compile=True), distributed.World())
+    step.rate.warm_start(np.where(np.random.default_rng(0).random((64, 32)) < 0.5, 1, -1).astype(np.int8))
+    x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
+    logged = step(x, 0)
+    assert compiled == [model.codes_and_logits] and logged["bits"] > 0
 
 
 def test_a_resumed_rated_run_repeats_an_uninterrupted_one(tmp_path, images):

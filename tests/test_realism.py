@@ -358,6 +358,7 @@ def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
         "LBAECODEC": f"{sys.executable} -m lbaecodec",
         "EXTRA": "--val-size 16 --threads 1",
         "REALISM_BATCH": "16",
+        "FIDELITY": "--rate 0.1",
         "PYTHONPATH": str(REPO),
     }
     epochs, outputs = [], []
@@ -385,7 +386,8 @@ def test_gpu_script_resumes_chunk_by_chunk_on_cpu(tmp_path, images):
     assert "all stages done" in outputs[-1]
     recipe = load_checkpoint(tmp_path / "run" / "realism").recipe  # cifar10-w64-r's, by default
     assert (recipe.adv_weight, recipe.adaptive, recipe.disc_norm, recipe.r1_gamma) == (0.05, False, "batch", 1.0)
-    assert (recipe.disc_width, recipe.batch) == (32, 16)
+    assert (recipe.disc_width, recipe.batch, recipe.rate) == (32, 16, 0)
+    assert load_checkpoint(tmp_path / "run" / "fidelity").recipe.rate == 0.1  # FIDELITY: stage 1 only
 
 
 def test_add_decoder_keeps_the_base_model_and_its_bits(runs, images, tmp_path):

@@ -5,6 +5,7 @@ discriminator (realism), which may also judge the decoder's images of sampled co
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -51,9 +52,12 @@ class FidelityStep:
             self.rate = RateTerm(model.code_bits).to(device_of(model))
             if rate_state:  # else the loop warm-starts it on the starting network's codes
                 self.rate.load_tensors(rate_state)
-        if world.size > 1 and self.rate is None:  # gradients averaged over the ranks during the backward pass
-            model = torch.nn.parallel.DistributedDataParallel(model)
-        self.forward = _compiled(model) if recipe.compile and self.rate is None else model
+        if self.rate is not None:  # needs the codes too; averages the ranks' gradients after the backward pass
+            self.codes_and_logits = _compiled(model.codes_and_logits) if recipe.compile else model.codes_and_logits
+        else:
+            if world.size > 1:  # gradients averaged over the ranks during the backward pass
+                model = torch.nn.parallel.DistributedDataParallel(model)
+            self.forward = _compiled(model) if recipe.compile else model
 
     def train_mode(self) -> None:
         self.model.train()
@@ -77,8 +81,7 @@ class FidelityStep:
         """The reconstruction loss plus the rate term's weight × the codes' bits per image value;
         then one step of the prior on the same codes."""
         with _autocast(x.device, self.recipe.bf16):
-            codes = SignSTE.apply(self.model.encoder(x))
-            logits = self.model.decoder(codes)
+            codes, logits = self.codes_and_logits(x)
         rec = loss_fn(self.model.arch, logits, x)
         bits = self.rate(codes)
         loss = rec + self.recipe.rate * bits / x[0].numel()
@@ -218,8 +221,9 @@ class RealismStep:
         return logged
 
 
-def _compiled(module: torch.nn.Module):
-    """``torch.compile(module)``, falling back to eager mode if compiling fails (no compiler)."""
+def _compiled(module: Callable):
+    """``torch.compile(module)`` (a module or a function), falling back to eager mode if compiling
+    fails (no compiler)."""
     compiled = torch.compile(module)
 
     def run(*args):
