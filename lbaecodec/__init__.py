@@ -20,7 +20,7 @@ __all__ = [
     "ModelError",
     "DataError",
 ]
-__version__ = "0.12.0"
+__version__ = "0.13.0"
 
 
 def __getattr__(name: str):

@@ -15,7 +15,8 @@ from pathlib import Path
 from .errors import InputError, ModelError, printable
 from .files import write_atomic
 
-DEFAULT_MODEL = "cifar10"
+# cifar10's network with its prior refitted (since 0.13): the same pixels in 7 % fewer bits
+DEFAULT_MODEL = "cifar10-p2"
 META_ARCH, META_NAME, META_KIND = "lbaecodec.arch", "lbaecodec.name", "lbaecodec.kind"
 META_BASE = "lbaecodec.base"  # a file that stores only what it adds to another: that file's SHA-256 (hex)
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

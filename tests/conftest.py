@@ -55,6 +55,7 @@ def weights_dir(tmp_path_factory) -> Path:
 def use_test_weights(weights_dir, monkeypatch):
     """Name lookups see only the random test models, never shipped weights."""
     monkeypatch.setattr(registry, "weights_dirs", lambda: [weights_dir])
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", "cifar10")  # the test zoo's stand-in
 
 
 @pytest.fixture

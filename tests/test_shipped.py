@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbaecodec.registry import META_BASE, META_NAME, model_hash, read_metadata
+from lbaecodec.registry import DEFAULT_MODEL, META_BASE, META_NAME, model_hash, read_metadata
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = sorted(WEIGHTS.glob("*.safetensors"))
@@ -25,6 +25,10 @@ def test_no_two_shipped_models_share_a_name_or_a_hash():
     names = [read_metadata(p)[META_NAME] for p in SHIPPED]
     hashes = [model_hash(p.read_bytes()) for p in SHIPPED]
     assert len(set(names)) == len(names) and len(set(hashes)) == len(hashes)
+
+
+def test_the_default_model_is_shipped():
+    assert DEFAULT_MODEL in {read_metadata(p)[META_NAME] for p in SHIPPED}  # bound at import, not the test zoo's
 
 
 def test_shipped_extensions_extend_whole_shipped_files():

@@ -195,7 +195,7 @@ def encode(
     Better:   lbaecodec encode photo.jpg best.lbae --model photo-s2f --stages 2 --quality 4
     Fewer bits:  lbaecodec encode photo.png photo.lbae --model cifar10-w64-rh --rdo 0.05
     Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
-    Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec encode thumbs/ -o coded/ --runtime onnx
+    Without torch:  lbaecodec export-onnx cifar10-p2 ; lbaecodec encode thumbs/ -o coded/ --runtime onnx
     """
     from .. import batch, codec
 
@@ -289,7 +289,7 @@ def decode(
 
     \b
     Example:  lbaecodec decode photo.lbae photo.rec.png
-    Without torch:  lbaecodec export-onnx cifar10 ; lbaecodec decode photo.lbae out.png --runtime onnx
+    Without torch:  lbaecodec export-onnx cifar10-p2 ; lbaecodec decode photo.lbae out.png --runtime onnx
     Many:     lbaecodec decode coded/ -o restored/ --format webp
     """
     if runtime == "onnx" and model is not None:
