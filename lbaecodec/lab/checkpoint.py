@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save
@@ -22,9 +22,6 @@ from ..files import write_atomic
 from ..network import build_network
 from ..zoo import MODEL_PREFIX, load_model
 from . import adversarial
-
-if TYPE_CHECKING:  # rate.py imports this module
-    from .rate import RateTerm
 
 CHECKPOINT = "last"
 BEST = "best"
@@ -154,6 +151,12 @@ def strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+class SavesTensors(Protocol):
+    """What a checkpoint needs of an extra part (``rate.RateTerm``, which imports this module)."""
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+
 def save_checkpoint(
     out: Path,
     name: str,
@@ -164,9 +167,9 @@ def save_checkpoint(
     disc: torch.nn.Module | None = None,
     opt_d: torch.optim.Optimizer | None = None,
     ema: torch.nn.Module | None = None,
-    rate: RateTerm | None = None,
+    rate: SavesTensors | None = None,
 ) -> None:
-    """``rate``: a rate term whose prior and optimiser are saved too."""
+    """``rate``: a rate term (``rate.RateTerm``) whose prior and optimiser are saved too."""
     tensors = {**prefixed(model, MODEL_PREFIX), **optimizer_tensors(opt, OPTIM_PREFIX)}
     if disc is not None:
         tensors.update({**prefixed(disc, DISC_PREFIX), **optimizer_tensors(opt_d, DISC_OPTIM_PREFIX)})
