@@ -113,6 +113,7 @@ def test_models_lists_test_models():
     header, *rows, footer = r.output.splitlines()
     assert header.split()[:4] == ["model", "bits", "tile", "width"] and "--json" in footer
     assert len({row.index(" 600 ") for row in rows if " 600 " in row}) == 1  # the bits column lines up
+    assert [row.split()[0] for row in rows if "the default model" in row] == ["cifar10"]  # the test zoo's default
     cards = json.loads(run("models", "--json").output)
     assert {c["name"] for c in cards} == {"cifar10", "gray", "other", "dual", "hidden"}
 

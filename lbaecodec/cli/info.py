@@ -89,7 +89,7 @@ def models(as_json: bool) -> None:
     click.echo(f"{'model':<{name_width}}  {MODEL_COLUMNS}")
     for c in cards:
         try:
-            click.echo(_model_line(c, name_width))
+            click.echo(_model_line(c, name_width, default=c["name"] == registry.DEFAULT_MODEL))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             warnings.warn(f"{c['path']}: model card has a malformed field ({e!r}); shown by name only")
             click.echo(c["name"])
@@ -101,16 +101,17 @@ MODEL_COLUMNS = (
 )
 
 
-def _model_line(c: dict, name_width: int = 14) -> str:
+def _model_line(c: dict, name_width: int = 14, default: bool = False) -> str:
     """One row of `lbaecodec models`: the card's measured figures, aligned under MODEL_COLUMNS."""
     a = c.get("architecture") or {}
     bits = c.get("code_bits_per_tile", a.get("bits", "?"))  # baselines count their own latent
     data = f"{str(c.get('data', '?')).split(' ', 1)[0]} {c.get('train_images', '?')}/{c.get('test_images', '?')}"
     fid = f"{c['test_fid']['fid']} ({c['test_fid']['images']})" if c.get("test_fid") else "—"
     psnr = f"{c['test_psnr_db']} dB" if "test_psnr_db" in c else "?"
+    extras = (["the default model"] if default else []) + _extras(c)
     return (
         f"{c['name']:<{name_width}}  {bits:>5} {a.get('size', '?'):>4} {a.get('width', '?'):>5}  {data:<25} "
-        f"{c.get('epochs', '?'):>6}  {psnr:>10}  {fid:<16}  {'; '.join(_extras(c))}"
+        f"{c.get('epochs', '?'):>6}  {psnr:>10}  {fid:<16}  {'; '.join(extras)}"
     ).rstrip()
 
 
@@ -135,4 +136,6 @@ def _extras(c: dict) -> list[str]:
         extras.append(f"grouped prior ({c['grouped_prior']['groups']} runs, {coded} coded bits/tile)")
     if "hidden_prior" in c:
         extras.append(f"hidden-layer prior ({c['hidden_prior']['hidden_units']} units, {coded} coded bits/tile)")
+    if "dense_prior" in c:
+        extras.append(f"prior refitted ({coded} coded bits/tile)")
     return extras
