@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from lbaecodec import cli, entropy
 from lbaecodec.architecture import PRESETS
+from lbaecodec.images import to_float
 from lbaecodec.lab import distributed
 from lbaecodec.lab.rate import RateTerm
 from lbaecodec.lab.steps import FidelityStep
@@ -95,9 +96,8 @@ def test_compile_reaches_a_rated_step(monkeypatch, images):
     monkeypatch.setattr(torch, "compile", fake_compile)
     model = LBAE(replace(PRESETS["cifar10"], width=4, bits=32))
     step = FidelityStep(model, Recipe(rate=0.2, compile=True), distributed.World())
-    step.rate.warm_start(np.where(np.random.default_rng(0).random((64, 32)) < 0.5, 1, -1).astype(np.int8))
-    x = torch.from_numpy(images[:8]).permute(0, 3, 1, 2).float() / 255
-    logged = step(x, 0)
+    step.rate.warm_start(correlated_codes(64, 32))
+    logged = step(to_float(images[:8]), 0)
     assert compiled == [model.codes_and_logits] and logged["bits"] > 0
 
 
