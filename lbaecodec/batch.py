@@ -18,11 +18,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import container, images
 from .errors import InputError, LbaeError, printable, value_or_raise
 from .files import write_atomic
 from .precision import AUTO_PRECISION
+
+if TYPE_CHECKING:
+    from .search import Search
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif")
 LBAE_SUFFIXES = (".lbae",)
@@ -135,6 +139,7 @@ def encode_files(
     quality_level: int,
     stage_count: int,
     rdo_strength: float,
+    search: Search | None,
     max_pixels: int | None,
     sources: list[Path],
 ) -> list:
@@ -148,7 +153,7 @@ def encode_files(
 
     def flush() -> None:
         images = [img for _, img in pending]
-        args = (images, m, coding, version, quality_level, stage_count, rdo_strength)
+        args = (images, m, coding, version, quality_level, stage_count, rdo_strength, search)
         _fill(results, [k for k, _ in pending], codec.encode_many, *args)
         pending.clear()
 

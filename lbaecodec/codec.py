@@ -23,6 +23,7 @@ from .stages import TileNetwork
 if TYPE_CHECKING:
     from .deblock import PostFilter
     from .entropy import Prior
+    from .search import Search
 
 
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
@@ -136,6 +137,7 @@ def encode(
     quality_level: int = quality.NATIVE,
     stage_count: int = 1,
     rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> bytes:
     """Compress an image (path, bytes or PIL image) to the bytes of a .lbae file.
 
@@ -147,10 +149,11 @@ def encode(
     ``quality_level``: 1–5 (``quality.SCALES``), 3 codes the image at its own size.
     ``stage_count``: residual stages, up to the model's (more than one writes version 4; a
     reader may stop after any stage). ``rdo_strength``: > 0 trades fidelity for bits (``rdo``;
-    one stage, a coded file)."""
+    one stage, a coded file). ``search``: codes chosen with the decoder in the loop instead
+    (``search.Search``; slower, more PSNR per bit; one stage, a coded file, the torch runtime)."""
     img = open_for_coding(image, pixel_limit(max_pixels), quality_level)
     model = _as_model(model, device)
-    return encode_many([img], model, coding, version, quality_level, stage_count, rdo_strength)[0]
+    return encode_many([img], model, coding, version, quality_level, stage_count, rdo_strength, search)[0]
 
 
 def encode_many(
@@ -161,6 +164,7 @@ def encode_many(
     quality_level: int = quality.NATIVE,
     stage_count: int = 1,
     rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> list[bytes]:
     """Opened images (``open_image``) → the bytes of their .lbae files, each the same as
     ``encode`` gives for it alone; their tiles share the network's batches."""
@@ -175,7 +179,7 @@ def encode_many(
     arrays = [tiling.as_model_array(c, model.arch.channels) for c in canvases]
     files = []
     for img, canvas, codes in zip(
-        images, canvases, codes_to_store(model, arrays, stage_count, coding, rdo_strength), strict=True
+        images, canvases, codes_to_store(model, arrays, stage_count, coding, rdo_strength, search), strict=True
     ):
         method, payloads = packing.pack_stages(model, codes, coding)
         header = file_header(model, img.width, img.height, img.mode, method, version, canvas.size, stage_count)
@@ -189,22 +193,56 @@ def codes_to_store(
     stage_count: int = 1,
     coding: str = packing.AUTO_CODING,
     rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> list[list[np.ndarray]]:
-    """Each image's codes per stage: the encoder's, or with ``rdo_strength`` > 0 those ``rdo``
-    makes of its values under the prior the file is coded with."""
-    if rdo_strength <= 0:
+    """Each image's codes per stage: the encoder's, those ``rdo`` makes of its values with
+    ``rdo_strength`` > 0, or those ``search`` settles on, under the prior the file is coded with."""
+    if rdo_strength <= 0 and search is None:
         return encode_codes_many(model, arrays, stage_count)
-    prior = rdo_prior(model, stage_count, coding)
+    prior = check_code_choice(model, stage_count, coding, rdo_strength, search)
+    if search is not None:
+        return searched_codes_many(model, arrays, prior, search)
     return [[rdo.optimised_codes(z, prior, rdo_strength)] for (z,) in encode_codes_many(model, arrays, soft=True)]
 
 
-def rdo_prior(model: TileNetwork, stage_count: int, coding: str) -> Prior:
-    """The prior ``--rdo`` optimises codes under: a one-stage file's, coded under a prior."""
+def searched_codes_many(
+    model: TileNetwork, arrays: list[np.ndarray], prior: Prior, search: Search
+) -> list[list[np.ndarray]]:
+    """Each image's one-stage codes as ``search`` finds them under ``prior``, tile by tile in the
+    network's fixed batches (so a tile gets the same code alone or among many)."""
+    import torch
+
+    from .images import to_float
+    from .search import searched_codes
+
+    size, device, decoder = model.arch.size, model.device, model.with_decoder(search.decoder).decoder
+    tiles = np.concatenate([t for a in arrays for t in tiling.iter_tile_batches(a, size, model.tile_batch)])
+    codes = stages.encoded_tiles(model, [tiles])
+
+    def search_rows(rows: np.ndarray) -> np.ndarray:
+        start = torch.from_numpy(codes[rows]).to(device)
+        return searched_codes(decoder, prior, to_float(tiles[rows]).to(device), start, search).cpu().numpy()
+
+    found = np.concatenate(list(tiling.in_fixed_batches([np.arange(len(tiles))], search_rows, model.tile_batch)))
+    counts = [tiling.Grid(a.shape[1], a.shape[0], size).count for a in arrays]
+    return [[c] for c in np.split(found, np.cumsum(counts)[:-1])]
+
+
+def check_code_choice(
+    model: TileNetwork, stage_count: int, coding: str, rdo_strength: float, search: Search | None
+) -> Prior:
+    """The prior ``--rdo`` or ``--search`` optimises codes under (a one-stage file's, coded under
+    a prior); InputError where they cannot run."""
+    option = "--rdo" if search is None else "--search"
+    if search is not None and rdo_strength > 0:
+        raise InputError("--search and --rdo each choose the codes: give one of them")
+    if search is not None and not hasattr(model, "net"):
+        raise InputError("--search runs the decoder's gradients: it needs the torch runtime (drop --runtime onnx)")
     if stage_count > 1:
-        raise InputError("--rdo codes one stage: drop --stages")
+        raise InputError(f"{option} codes one stage: drop --stages")
     prior = packing.coding_prior(model, coding)[1]
     if prior is None:
-        raise InputError(f"--rdo needs a coded file: model {model.id} with --coding {coding} stores raw bits")
+        raise InputError(f"{option} needs a coded file: model {model.id} with --coding {coding} stores raw bits")
     return prior
 
 

@@ -8,7 +8,7 @@ import click
 
 from ..architecture import MAX_REFINE, SAMPLE_METHODS, SAMPLE_REFINE, pick_decoder
 from ..errors import InputError
-from .common import DATA_DIR, DATASET, DEVICE, RDO, clean_errors, model_option
+from .common import DATA_DIR, DATASET, DEVICE, RDO, clean_errors, model_option, search_of, search_options
 
 
 def parse_classic(spec: str) -> dict[str, list[int]]:
@@ -114,6 +114,7 @@ def parse_methods(spec: str) -> tuple[str, ...]:
     help="The model's decoders that get a reconstruction row. [default: all it has]",
 )
 @RDO
+@search_options
 @click.option(
     "--update-card",
     is_flag=True,
@@ -146,6 +147,9 @@ def bench_cmd(
     paper_protocol,
     decoders,
     rdo_strength,
+    search_rounds,
+    search_lambda,
+    search_decoder,
     update_card,
     card_dir,
     device,
@@ -167,10 +171,11 @@ def bench_cmd(
         raise InputError("--limit must be at least 2 (FID needs a covariance)")
     methods = () if no_samples else parse_methods(sample_methods)
     rounds = parse_rounds(sample_refine)
-    if update_card and (no_reconstructions or rdo_strength):
+    search = search_of(search_rounds, search_lambda, search_decoder)
+    if update_card and (no_reconstructions or rdo_strength or search):
         raise InputError(
             "--update-card records reconstruction FIDs from the encoder's own codes: "
-            "it cannot go with --no-reconstructions or --rdo"
+            "it cannot go with --no-reconstructions, --rdo or --search"
         )
     if card_dir is not None and not (update_card and Path(card_dir).is_dir()):
         raise InputError(f"--card-dir {card_dir}: needs --update-card and an existing folder")
@@ -201,6 +206,7 @@ def bench_cmd(
         paper_protocol=paper_protocol,
         decoders=decoders,
         rdo_strength=rdo_strength,
+        search=search,
     )
     click.echo((target / "results.md").read_text())
     click.echo(f"wrote {target}/results.json, results.md, rate_fid.png, grid.png ({len(rows)} rows)")
@@ -223,9 +229,10 @@ def bench_cmd(
     help="Codings to measure (as `encode --coding`). [default: every one the model ships]",
 )
 @RDO
+@search_options
 @DEVICE
 @clean_errors
-def evaluate_cmd(model, dataset, data_dir, limit, as_json, codings, rdo_strength, device) -> None:
+def evaluate_cmd(model, dataset, data_dir, limit, as_json, codings, rdo_strength, device, **search_options) -> None:
     """Test-set PSNR/SSIM of a model and its bits per image under each coding (no FID).
 
     Each test image is coded as its own .lbae file; sizes include header and CRC. This is
@@ -249,6 +256,7 @@ def evaluate_cmd(model, dataset, data_dir, limit, as_json, codings, rdo_strength
             bench.PAPER_IMAGE_BITS.get(dataset, images[0].size * 8),
             codings.split(",") if codings else (),
             rdo_strength,
+            search_of(**search_options),
         ),
     }
     if as_json:

@@ -20,6 +20,8 @@ from .common import (
     pixel_limit,
     read_input,
     refuse_existing,
+    search_of,
+    search_options,
     write_output,
 )
 
@@ -159,6 +161,7 @@ def many_files(command):
     "than one writes format version 4, which a reader may cut after any stage.",
 )
 @RDO
+@search_options
 @RUNTIME
 @ONNX_DIR
 @MAX_PIXELS
@@ -177,6 +180,9 @@ def encode(
     quality: int,
     stage_count: int,
     rdo_strength: float,
+    search_rounds: int,
+    search_lambda: float,
+    search_decoder: str,
     runtime: str,
     onnx_dir: str | None,
     max_pixels: int | None,
@@ -194,6 +200,7 @@ def encode(
     Smaller:  lbaecodec encode photo.png small.lbae --quality 1
     Better:   lbaecodec encode photo.jpg best.lbae --model photo-s2f --stages 2 --quality 4
     Fewer bits:  lbaecodec encode photo.png photo.lbae --model cifar10-w64-rh --rdo 0.05
+    Best per bit:  lbaecodec encode thumb.png thumb.lbae --search 20
     Many:     lbaecodec encode thumbs/ extra.png -o coded/ --workers 2
     Without torch:  lbaecodec export-onnx cifar10-p2 ; lbaecodec encode thumbs/ -o coded/ --runtime onnx
     """
@@ -203,12 +210,13 @@ def encode(
     if onnx_dir is not None and (runtime != "onnx" or model is not None):
         raise InputError("--onnx-dir goes with --runtime onnx and names the model itself: drop --model")
     loader = batch.Loader(device, runtime, onnx_dir)
+    search = search_of(search_rounds, search_lambda, search_decoder)
     if out_dir is not None:
         codec.check_stage_count(loader.load(model), stage_count)  # one error, not one per file
-        if rdo_strength:
-            codec.rdo_prior(loader.load(model), stage_count, coding)  # one error, not one per file
+        if rdo_strength or search:
+            codec.check_code_choice(loader.load(model), stage_count, coding, rdo_strength, search)
         convert = (batch.encode_files, loader, model, coding, format_version, quality, stage_count, rdo_strength)
-        convert += (pixel_limit(max_pixels),)
+        convert += (search, pixel_limit(max_pixels))
         _many_files(paths, out_dir, batch.IMAGE_SUFFIXES, ".lbae", recursive, convert, force, workers)
         return
     image, output = _image_and_output(paths)
@@ -226,6 +234,7 @@ def encode(
             quality_level=quality,
             stage_count=stage_count,
             rdo_strength=rdo_strength,
+            search=search,
         ),
         force,
     )

@@ -11,6 +11,7 @@ import io
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..container import Coding
 from ..errors import ModelError
 from ..images import to_float, to_pil, to_uint8
 from ..precision import decodes_in_bf16
+from ..search import Search
 from ..zoo import FIDELITY, Model, available, load_model, update_card
 from . import data
 from .export import command_line
@@ -47,14 +49,19 @@ GRID_IMAGES = 10
 
 
 def lbae_reconstruct(
-    m: Model, images: np.ndarray, coding: str = "auto", decoder: str = FIDELITY, rdo_strength: float = 0.0
+    m: Model,
+    images: np.ndarray,
+    coding: str = "auto",
+    decoder: str = FIDELITY,
+    rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Each image as its own .lbae file (its codes optimised with ``rdo_strength`` > 0):
-    reconstructions (through ``decoder``) and size/speed figures."""
+    """Each image as its own .lbae file (its codes optimised with ``rdo_strength`` > 0 or
+    chosen by ``search``): reconstructions (through ``decoder``) and size/speed figures."""
     n, size, _, channels = images.shape
     column = images.reshape(n * size, size, channels)  # one tile per image, stacked top to bottom
     t0 = time.perf_counter()
-    codes = codec.codes_to_store(m, [column], coding=coding, rdo_strength=rdo_strength)[0][0]
+    codes = codec.codes_to_store(m, [column], coding=coding, rdo_strength=rdo_strength, search=search)[0][0]
     payloads = [packing.pack_codes(m, codes[i : i + 1], coding) for i in range(n)]
     t1 = time.perf_counter()
     mode = tiling.MODES[int(channels == 3)]
@@ -76,16 +83,23 @@ def lbae_reconstruct(
 
 
 def evaluate_codings(
-    m: Model, images: np.ndarray, image_bits: int, codings: Sequence[str] = (), rdo_strength: float = 0.0
+    m: Model,
+    images: np.ndarray,
+    image_bits: int,
+    codings: Sequence[str] = (),
+    rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> dict:
     """Test PSNR/SSIM and, per coding method (``codings``, or every one the model ships), payload
     bits, file bytes, compression ratio (image_bits over file bits), encode/decode speed and
-    PSNR (which differs between codings only with ``rdo_strength``), each image as its own file."""
+    PSNR (which differs between codings only with ``rdo_strength`` or ``search``), each image as
+    its own file."""
     table = {}
     recs = None
-    for coding in codings or [c.label for c in Coding if not (rdo_strength and c == Coding.RAW)]:
+    chosen = rdo_strength or search
+    for coding in codings or [c.label for c in Coding if not (chosen and c == Coding.RAW)]:
         try:
-            recs, figures = lbae_reconstruct(m, images, coding, rdo_strength=rdo_strength)
+            recs, figures = lbae_reconstruct(m, images, coding, rdo_strength=rdo_strength, search=search)
         except ModelError:
             if codings:
                 raise
@@ -97,6 +111,7 @@ def evaluate_codings(
         "model": m.id,
         "images": len(images),
         **({"rdo_strength": rdo_strength} if rdo_strength else {}),
+        **({"search": asdict(search)} if search else {}),
         "psnr_db": round(psnr(images, recs), 3),
         "ssim": round(ssim(images, recs), 4),
         "codings": table,
@@ -152,12 +167,13 @@ def run(
     reconstructions: bool = True,
     decoders: Sequence[str] = (),
     rdo_strength: float = 0.0,
+    search: Search | None = None,
 ) -> list[Row]:
     """Measure every row on ``images`` (N, S, S, C uint8, one model tile each) and write outputs.
 
     One LBAE row per decoder of the model, or per one of ``decoders`` (none without
     ``reconstructions``: e.g. for a model that differs from a benched one only in its prior), its
-    codes optimised with ``rdo_strength`` > 0 (``rdo``), a generation row per method in
+    codes optimised with ``rdo_strength`` > 0 (``rdo``) or chosen by ``search``, a generation row per method in
     ``samples`` and number of refining rounds in ``sample_refine``. ``paper_protocol`` adds rows
     measured as the paper's code did: reconstructions and references both saved as JPEG (Pillow's
     default quality 75) before Inception."""
@@ -186,9 +202,10 @@ def run(
         grids[name] = recs[:GRID_IMAGES]
 
     for decoder in (decoders or model.decoders) if reconstructions else ():
-        recs, figures = lbae_reconstruct(model, images, decoder=decoder, rdo_strength=rdo_strength)
+        recs, figures = lbae_reconstruct(model, images, decoder=decoder, rdo_strength=rdo_strength, search=search)
         name = decoder_row_name(model, decoder)
         name += f", rdo {rdo_strength}" if rdo_strength else ""
+        name += f", search {search.rounds} λ {search.lam} for {search.decoder}" if search else ""
         measured(
             name,
             recs,
