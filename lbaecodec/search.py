@@ -88,30 +88,33 @@ def searched_codes(
         mse = (torch.sigmoid(decoder(c)) - target).pow(2).flatten(1).mean(1) * 255**2
         return 10 * torch.log10(mse.clamp_min(1e-10)) + search.lam * cost(c)
 
+    k = min(search.candidates, codes.shape[1])
+    repeated = tiles.repeat_interleave(k, 0)  # each tile once per candidate, the same every round
     for _ in range(search.rounds):
         with torch.enable_grad():
             c = codes.clone().requires_grad_(True)
             now = tile_cost(c, tiles)
             (slope,) = torch.autograd.grad(now.sum(), c)
         with torch.no_grad():
-            codes, improved = _best_flips(codes, now.detach(), -2 * codes * slope, tiles, tile_cost, search)
+            codes, improved = _best_flips(codes, now.detach(), -2 * codes * slope, tiles, repeated, tile_cost)
         if not improved:
             break
     return codes
 
 
-def _best_flips(codes, now, guess, tiles, tile_cost, search) -> tuple[torch.Tensor, bool]:
-    """One round: each tile's best single flip among those ``guess`` (the first-order change of
-    J) ranks first, or all its improving ones together where that costs less; tiles with no
-    improving flip keep their code. False when no tile improved."""
+def _best_flips(codes, now, guess, tiles, repeated, tile_cost) -> tuple[torch.Tensor, bool]:
+    """One round: each tile's best single flip among the k that ``guess`` (the first-order change
+    of J) ranks first, k = rows of ``repeated`` (the tiles, each k times) per tile, or all its
+    improving ones together where that costs less; tiles with no improving flip keep their code.
+    False when no tile improved."""
     import torch
 
-    n, k = len(codes), min(search.candidates, codes.shape[1])
+    n = len(codes)
+    k = len(repeated) // n
     picks = guess.topk(k, dim=1, largest=False).indices
     flipped = codes.repeat_interleave(k, 0)
-    rows = torch.arange(n * k)
-    flipped[rows, picks.flatten()] *= -1
-    costs = tile_cost(flipped, tiles.repeat_interleave(k, 0)).view(n, k)
+    flipped[torch.arange(n * k), picks.flatten()] *= -1
+    costs = tile_cost(flipped, repeated).view(n, k)
     best, which = costs.min(1)
     improving = costs < now[:, None]
     if not improving.any():
